@@ -1,0 +1,34 @@
+"""`sidecar dashboards`: regenerate the Grafana dashboards and the Prometheus alert rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sidecar.cli.options import option
+from sidecar.dashboards.build import build_all
+
+command = click.Group("dashboards", help="Grafana dashboards and Prometheus alert rules.")
+
+
+@command.command("build")
+@option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("dashboards"),
+    show_default=True,
+    help="Directory for the dashboard JSON files; rules go to its rules/ folder.",
+)
+def build(out: Path) -> None:
+    """Write the Grafana dashboards (*.json) and the fleet alert rules (rules/*.yml).
+
+    The output is deterministic: rebuilding unchanged code rewrites identical files.
+
+    \b
+    Example:
+      sidecar dashboards build --out dashboards/
+      promtool check rules dashboards/rules/sidecar-alerts.yml
+    """
+    for path in build_all(out):
+        click.echo(str(path))
