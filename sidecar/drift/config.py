@@ -1,0 +1,90 @@
+"""Every tunable of the drift detector, in one frozen value.
+
+Defaults are the production design (docs/drift.md): 10 s slots, 1 min short window, 5 min medium
+window, baseline [t - 65 min, t - 5 min] refreshed each minute, CUSUM on exceedances of
+q_ref = max(1.05 * p95, p95 + floor) with p0 = 5 % -> p1 = 10 % and threshold h = 10. Tests and the
+backtest of pre-aggregated series build smaller configs (a 20 s baseline, arming at 100 samples).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Normalization(StrEnum):
+    NONE = "none"  # heartbeat RTT, upstream cancel time
+    LOAD = "load"  # ITL: expected = a + c * inflight
+    PROMPT_AND_LOAD = "prompt_and_load"  # TTFT: expected = a + b * prompt_tokens + c * inflight
+
+
+# Absolute floors (seconds) under which a p95 rise is not worth a page, per signal.
+DEFAULT_FLOORS: dict[str, float] = {
+    "ttft": 0.020,
+    "itl": 0.002,
+    "heartbeat_rtt": 0.001,  # loopback; use 0.005 over a network
+    "upstream_cancel": 0.010,
+}
+
+DEFAULT_NORMALIZATION: dict[str, Normalization] = {
+    "ttft": Normalization.PROMPT_AND_LOAD,
+    "itl": Normalization.LOAD,
+    "heartbeat_rtt": Normalization.NONE,
+    "upstream_cancel": Normalization.NONE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorConfig:
+    floor: float = 0.020
+    threshold: float = 10.0  # h: CUSUM alarm level (log-likelihood units)
+    p0: float = 0.05  # exceedance probability with no change
+    p1: float = 0.10  # exceedance probability the CUSUM is tuned to detect
+    margin: float = 1.05  # q_ref = max(margin * p95, p95 + floor)
+    normalization: Normalization = Normalization.NONE
+    slot_seconds: float = 10.0
+    short_seconds: float = 60.0
+    medium_seconds: float = 300.0
+    baseline_seconds: float = 3600.0
+    baseline_gap_seconds: float = 300.0  # keeps a drift's start out of its own baseline
+    refresh_seconds: float = 60.0  # baseline recompute and clear-check cadence
+    refit_seconds: float = 600.0  # normalisation refit cadence
+    arm_samples: int = 2000  # CUSUM arms with this many baseline samples ...
+    arm_span_seconds: float = 1800.0  # ... spanning at least this long
+    fast_arm_samples: int = 400  # the fast path needs fewer
+    fast_min_samples: int = 50  # samples in the short window before the fast path may fire
+    fast_exceed_fraction: float = 0.5
+    fast_ratio: float = 2.0
+    crit_ratio: float = 1.5  # WARN -> CRIT when the medium p95 reaches this x baseline
+    crit_min_samples: int = 50
+    clear_exceed_fraction: float = 0.075
+    clear_min_samples: int = 200
+    clear_evaluations: int = 3
+    flap_seconds: float = 600.0  # a new alert this soon after a clear reopens the old one
+
+    def __post_init__(self) -> None:
+        if not 0 < self.p0 < self.p1 < 1:
+            raise ValueError("need 0 < p0 < p1 < 1")
+        if self.threshold <= 0 or self.floor < 0 or self.margin < 1:
+            raise ValueError("need threshold > 0, floor >= 0 and margin >= 1")
+        for name in ("short_seconds", "medium_seconds", "refresh_seconds", "baseline_seconds"):
+            ratio = getattr(self, name) / self.slot_seconds
+            if self.slot_seconds <= 0 or ratio < 1 or abs(ratio - round(ratio)) > 1e-9:
+                raise ValueError(f"{name} must be a positive multiple of slot_seconds")
+        if self.baseline_gap_seconds < 0:
+            raise ValueError("baseline_gap_seconds must be >= 0")
+
+    @property
+    def up(self) -> float:
+        """CUSUM increment on an exceedance: ln(p1 / p0)."""
+        return math.log(self.p1 / self.p0)
+
+    @property
+    def down(self) -> float:
+        """CUSUM increment otherwise: ln((1 - p1) / (1 - p0)), negative."""
+        return math.log((1 - self.p1) / (1 - self.p0))
+
+    @property
+    def history_seconds(self) -> float:
+        return self.baseline_seconds + self.baseline_gap_seconds + self.refresh_seconds

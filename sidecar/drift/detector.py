@@ -1,0 +1,282 @@
+"""Early-warning p95 drift detector for one (model, signal): pure, clock-free, I/O-free.
+
+Why not "p95 over the last minute > 1.2 x baseline"? A p95 from 100 samples wanders +-10-20 % on
+its own, so ratio rules page on noise or react late. Instead each sample is one Bernoulli trial:
+does it exceed q_ref, just above the baseline's p95? With no change ~5 % do, whatever the latency
+distribution; when the tail moves, more do. A CUSUM on the log-likelihood ratio of p1 = 10 % vs
+p0 = 5 % accumulates that evidence with a known false-alarm rate (threshold h), and its last zero
+estimates when the drift began. Big jumps skip the wait: the fast path looks at the last minute.
+
+Lifecycle:  OK --S >= h--> WARN --fast path or 5-min p95 >= 1.5x--> CRIT
+            OK --fast path-------------------------------------> CRIT
+            WARN/CRIT --3 refreshes with 5-min exceedance <= 7.5 % (n >= 200)--> OK (resolved)
+            resolved --fires again within 10 min--> the same alert, reopened (a flap).
+The baseline is frozen while S > h/2 or an alert is active, so a drift cannot teach itself normal.
+
+Feed it with `observe(t, value, ...)` (cheap, O(1)) and call `evaluate(now)` every second or so;
+both take the caller's clock in seconds. Out-of-order samples count in the newest slot.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from sidecar.drift.config import DetectorConfig, Normalization
+from sidecar.drift.events import (
+    Alert,
+    AlertChange,
+    AlertEscalated,
+    AlertFired,
+    AlertResolved,
+    Severity,
+)
+from sidecar.drift.normalize import CovariateHistory, LoadModel, fit
+from sidecar.drift.sketch import Windows, merged, quantile
+
+_P95_TAIL = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    p95: float  # normalised
+    raw_p95: float  # seconds
+    q_ref: float
+    n: int
+    span: float  # seconds between the first and last non-empty bucket's edges
+    computed_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class WindowP95:
+    short: float | None
+    medium: float | None
+    baseline: float | None
+
+
+class Detector:
+    def __init__(self, config: DetectorConfig, *, signal: str = "", model: str = "") -> None:
+        self.config = config
+        self.signal, self.model = signal, model
+        self._windows = Windows(
+            config.slot_seconds,
+            config.refresh_seconds,
+            max(config.medium_seconds, config.short_seconds),
+            config.history_seconds,
+            separate_raw=config.normalization is not Normalization.NONE,
+        )
+        self._history = (
+            None
+            if config.normalization is Normalization.NONE
+            else CovariateHistory(config.refresh_seconds, config.history_seconds)
+        )
+        self._up, self._down = config.up, config.down
+        self.statistic = 0.0
+        self._last_zero: float | None = None
+        self._crossed: tuple[float, float] | None = None  # (time S crossed h, onset)
+        self._q_ref: float | None = None  # exceedances are counted once a baseline exists
+        self._crit_level = self._fast_level = math.inf
+        self._armed = False
+        self.baseline: Baseline | None = None
+        self.load_model: LoadModel | None = None
+        self._last_fit = -math.inf
+        self._refresh_index: int | None = None
+        self.alert: Alert | None = None
+        self._last_resolved: Alert | None = None
+        self._clear_streak = 0
+        self._next_id = 1
+
+    # -- hot path ---------------------------------------------------------------------------
+
+    def observe(
+        self,
+        t: float,
+        value: float,
+        prompt_tokens: float | None = None,
+        inflight: float | None = None,
+        failed: bool = False,
+    ) -> None:
+        """One sample; `failed` (error, timeout, abort) always counts as an exceedance."""
+        windows = self._windows
+        slot = windows.slot if t < windows.slot_end and windows.slot else windows.current(t)
+        value = max(value, 0.0) if value == value else 0.0  # NaN becomes 0, never poisons a sketch
+        norm = value
+        model = self.load_model
+        if model is not None:
+            norm = model.normalize(value, prompt_tokens, inflight)
+        slot.raw.add(value)
+        slot.norm.add(norm)
+        slot.n += 1
+        if self._history is not None and not failed and (prompt_tokens, inflight) != (None, None):
+            self._history.add(t, value, float(prompt_tokens or 0), float(inflight or 0))
+        q_ref = self._q_ref
+        if q_ref is None:
+            return
+        exceeded = failed or norm > q_ref
+        if exceeded:
+            slot.exceed += 1
+            if failed:
+                slot.failed += 1
+            # The CRIT and fast-path rules are p95 >= level, i.e. >= 5 % of samples above it:
+            # counting here spares evaluate() from merging sketches every second.
+            if failed or norm >= self._crit_level:
+                slot.over_crit += 1
+                if failed or norm >= self._fast_level:
+                    slot.over_fast += 1
+        if not self._armed:
+            return
+        s = self.statistic + (self._up if exceeded else self._down)
+        if s <= 0.0:
+            s = 0.0
+            self._last_zero = t
+        elif s >= self.config.threshold:
+            s = min(s, 2 * self.config.threshold)  # bounded: only the crossing matters
+            if self._crossed is None:
+                self._crossed = (t, t if self._last_zero is None else self._last_zero)
+        self.statistic = s
+
+    # -- periodic ---------------------------------------------------------------------------
+
+    def evaluate(self, now: float) -> list[AlertChange]:
+        cfg = self.config
+        changes: list[AlertChange] = []
+        self._windows.flush(now)
+        index = math.floor(now / cfg.refresh_seconds + 1e-9)
+        if self._refresh_index is None or index > self._refresh_index:
+            self._refresh_index = index
+            boundary = index * cfg.refresh_seconds
+            if self.alert is not None:
+                changes.extend(self._check_clear(now))
+            if self.alert is None and self.statistic <= cfg.threshold / 2:
+                self._rebaseline(boundary)
+        if self.alert is None:
+            if self._crossed is not None:
+                fired_at, onset = self._crossed
+                changes.append(self._fire(now, Severity.WARN, fired_at, onset))
+            elif self._fast_path(now):
+                start = self._windows.slot_start(now) - cfg.short_seconds + cfg.slot_seconds
+                onset = self._last_zero if self._armed and self._last_zero is not None else start
+                changes.append(self._fire(now, Severity.CRIT, now, onset))
+        elif self.alert.severity is Severity.WARN and (
+            self._fast_path(now) or self._medium_rule(now)
+        ):
+            self.alert = replace(self._measure(now, self.alert), severity=Severity.CRIT)
+            changes.append(AlertEscalated(self.alert))
+        return changes
+
+    def _rebaseline(self, boundary: float) -> None:
+        cfg = self.config
+        end = boundary - cfg.baseline_gap_seconds
+        start = end - cfg.baseline_seconds
+        if self._history is not None and boundary - self._last_fit >= cfg.refit_seconds:
+            refit = fit(
+                self._history.points(start, end),
+                use_prompt=cfg.normalization is Normalization.PROMPT_AND_LOAD,
+            )
+            if refit is not None:
+                self.load_model, self._last_fit = refit, boundary
+        buckets = [b for b in self._windows.buckets(start, end) if b.n]
+        total = merged(buckets, start, self._windows.separate_raw)
+        p95, raw_p95 = quantile(total.norm, 0.95), quantile(total.raw, 0.95)
+        if p95 is None or raw_p95 is None:
+            self.baseline, self._q_ref, self._armed = None, None, False
+            return
+        span = buckets[-1].start + cfg.refresh_seconds - buckets[0].start
+        q_ref = max(cfg.margin * p95, p95 + cfg.floor)
+        self.baseline = Baseline(p95, raw_p95, q_ref, total.n, span, boundary)
+        fast = total.n >= cfg.fast_arm_samples
+        self._q_ref = q_ref if fast else None
+        self._crit_level = max(cfg.crit_ratio * p95, q_ref)
+        self._fast_level = max(cfg.fast_ratio * p95, q_ref)
+        armed = fast and total.n >= cfg.arm_samples and span >= cfg.arm_span_seconds - 1e-9
+        if armed and not self._armed:
+            self.statistic, self._last_zero = 0.0, boundary
+        self._armed = armed
+
+    def _fast_path(self, now: float) -> bool:
+        cfg, base = self.config, self.baseline
+        if self._q_ref is None or base is None:
+            return False
+        counts = self._windows.counts(now, cfg.short_seconds)
+        if counts.n < cfg.fast_min_samples:
+            return False
+        # "1-min p95 >= fast level" is "at least 5 % of the minute above it".
+        return (
+            counts.fraction >= cfg.fast_exceed_fraction or counts.over_fast >= _P95_TAIL * counts.n
+        )
+
+    def _medium_rule(self, now: float) -> bool:
+        counts = self._windows.counts(now, self.config.medium_seconds)
+        return counts.n >= self.config.crit_min_samples and counts.over_crit >= _P95_TAIL * counts.n
+
+    def _check_clear(self, now: float) -> list[AlertChange]:
+        cfg, alert = self.config, self.alert
+        assert alert is not None
+        counts = self._windows.counts(now, cfg.medium_seconds)
+        if counts.n >= cfg.clear_min_samples:
+            ok = counts.fraction <= cfg.clear_exceed_fraction
+            self._clear_streak = self._clear_streak + 1 if ok else 0
+        if self._clear_streak < cfg.clear_evaluations:
+            return []
+        resolved = replace(self._measure(now, alert), resolved_at=now)
+        self.alert, self._last_resolved = None, resolved
+        self.statistic, self._crossed, self._clear_streak, self._last_zero = 0.0, None, 0, now
+        return [AlertResolved(resolved)]
+
+    def _fire(self, now: float, severity: Severity, fired_at: float, onset: float) -> AlertChange:
+        last = self._last_resolved
+        self._crossed, self._clear_streak = None, 0
+        if (
+            last is not None
+            and last.resolved_at is not None
+            and fired_at - last.resolved_at <= self.config.flap_seconds
+        ):
+            self.alert = replace(
+                self._measure(now, last), severity=severity, resolved_at=None, flaps=last.flaps + 1
+            )
+            return AlertFired(self.alert, reopened=True)
+        base = self.baseline
+        assert base is not None  # a crossing or the fast path needs a baseline
+        fresh = Alert(
+            self._next_id, self.signal, self.model, severity, onset, fired_at, None,
+            base.raw_p95, None, None, 0.0, 0.0, 0,
+        )  # fmt: skip
+        self._next_id += 1
+        self.alert = self._measure(now, fresh)
+        return AlertFired(self.alert)
+
+    def _measure(self, now: float, alert: Alert) -> Alert:
+        cfg, base = self.config, self.baseline
+        medium = self._windows.merged(now, cfg.medium_seconds)
+        short = self._windows.merged(now, cfg.short_seconds)
+        p95 = quantile(medium.norm, 0.95)
+        ratio = p95 / base.p95 if base is not None and p95 is not None and base.p95 > 0 else 0.0
+        return replace(
+            alert,
+            short_p95=quantile(short.raw, 0.95),
+            medium_p95=quantile(medium.raw, 0.95),
+            ratio=ratio,
+            exceed_fraction=medium.exceed / medium.n if medium.n else 0.0,
+            n=medium.n,
+        )
+
+    # -- read-only views --------------------------------------------------------------------
+
+    @property
+    def armed(self) -> bool:
+        return self._armed
+
+    @property
+    def q_ref(self) -> float | None:
+        return self._q_ref
+
+    def p95s(self, now: float) -> WindowP95:
+        cfg = self.config
+        short = self._windows.merged(now, cfg.short_seconds)
+        medium = self._windows.merged(now, cfg.medium_seconds)
+        base = self.baseline
+        return WindowP95(
+            quantile(short.raw, 0.95),
+            quantile(medium.raw, 0.95),
+            None if base is None else base.raw_p95,
+        )
