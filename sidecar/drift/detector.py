@@ -34,7 +34,10 @@ from sidecar.drift.events import (
 from sidecar.drift.normalize import CovariateHistory, LoadModel, fit
 from sidecar.drift.sketch import Windows, merged, quantile
 
-_P95_TAIL = 0.05
+
+def _tail(n: int) -> float:
+    """Samples above a level for "p95 >= level": 5 %, and never a lone spike in a small window."""
+    return max(0.05 * n, 3.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,13 +204,11 @@ class Detector:
         if counts.n < cfg.fast_min_samples:
             return False
         # "1-min p95 >= fast level" is "at least 5 % of the minute above it".
-        return (
-            counts.fraction >= cfg.fast_exceed_fraction or counts.over_fast >= _P95_TAIL * counts.n
-        )
+        return counts.fraction >= cfg.fast_exceed_fraction or counts.over_fast >= _tail(counts.n)
 
     def _medium_rule(self, now: float) -> bool:
         counts = self._windows.counts(now, self.config.medium_seconds)
-        return counts.n >= self.config.crit_min_samples and counts.over_crit >= _P95_TAIL * counts.n
+        return counts.n >= self.config.crit_min_samples and counts.over_crit >= _tail(counts.n)
 
     def _check_clear(self, now: float) -> list[AlertChange]:
         cfg, alert = self.config, self.alert
