@@ -20,6 +20,7 @@ both take the caller's clock in seconds. Out-of-order samples count in the newes
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, replace
 
 from sidecar.drift.config import DetectorConfig, Normalization
@@ -88,6 +89,9 @@ class Detector:
         self._last_resolved: Alert | None = None
         self._clear_streak = 0
         self._next_id = 1
+        # Drift episodes [onset, resolved) stay out of later baselines: unfreezing after a clear
+        # must not let the episode it just saw into the reference.
+        self._excluded: deque[tuple[float, float]] = deque(maxlen=8)
 
     # -- hot path ---------------------------------------------------------------------------
 
@@ -155,7 +159,8 @@ class Detector:
         if self.alert is None:
             if self._crossed is not None:
                 fired_at, onset = self._crossed
-                changes.append(self._fire(now, Severity.WARN, fired_at, onset))
+                severity = Severity.CRIT if self._fast_path(now) else Severity.WARN
+                changes.append(self._fire(now, severity, fired_at, onset))
             elif self._fast_path(now):
                 start = self._windows.slot_start(now) - cfg.short_seconds + cfg.slot_seconds
                 onset = self._last_zero if self._armed and self._last_zero is not None else start
@@ -178,7 +183,12 @@ class Detector:
             )
             if refit is not None:
                 self.load_model, self._last_fit = refit, boundary
-        buckets = [b for b in self._windows.buckets(start, end) if b.n]
+        width = cfg.refresh_seconds
+        buckets = [
+            b
+            for b in self._windows.buckets(start, end)
+            if b.n and not any(b.start < hi and b.start + width > lo for lo, hi in self._excluded)
+        ]
         total = merged(buckets, start, self._windows.separate_raw)
         p95, raw_p95 = quantile(total.norm, 0.95), quantile(total.raw, 0.95)
         if p95 is None or raw_p95 is None:
@@ -220,6 +230,7 @@ class Detector:
         if self._clear_streak < cfg.clear_evaluations:
             return []
         resolved = replace(self._measure(now, alert), resolved_at=now)
+        self._excluded.append((alert.onset, now))
         self.alert, self._last_resolved = None, resolved
         self.statistic, self._crossed, self._clear_streak, self._last_zero = 0.0, None, 0, now
         return [AlertResolved(resolved)]

@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import pytest
+
+from sidecar.drift.config import DetectorConfig
+from sidecar.drift.detector import Detector
+from sidecar.drift.events import AlertEscalated, AlertFired, AlertResolved, Severity
+from tests.drift.streams import DISTRIBUTIONS, FAST, RATE, run
+
+ARMED_BY = 200.0  # 150 s of baseline history (120 s + 30 s gap) and a refresh
+
+
+@pytest.mark.parametrize("name", sorted(DISTRIBUTIONS))
+def test_no_alert_on_stationary_series(name: str) -> None:
+    det, changes = run(DISTRIBUTIONS[name], 1500.0, seed=7)
+    assert det.armed
+    assert changes == []
+    assert det.statistic < FAST.threshold
+
+
+@pytest.mark.parametrize(("factor", "max_delay"), [(1.5, 10.0), (1.2, 60.0)])
+@pytest.mark.parametrize("name", ["lognormal", "gamma", "pareto"])
+def test_step_is_detected(name: str, factor: float, max_delay: float) -> None:
+    onset = 400.0
+    _, changes = run(DISTRIBUTIONS[name], 600.0, factor=lambda t: factor if t >= onset else 1.0)
+    fired = [(t, c) for t, c in changes if isinstance(c, AlertFired)]
+    assert fired, "the step was missed"
+    _, first = fired[0]
+    assert onset <= first.alert.fired_at <= onset + max_delay
+    assert onset - 30 <= first.alert.onset <= first.alert.fired_at
+    assert first.alert.baseline_p95 > 0
+
+
+def test_big_step_fires_at_once_and_is_crit_within_the_short_window() -> None:
+    _, changes = run(DISTRIBUTIONS["lognormal"], 500.0, factor=lambda t: 3.0 if t >= 400 else 1.0)
+    first, second = changes[0][1], changes[1][1]
+    assert isinstance(first, AlertFired) and 400 <= first.alert.fired_at <= 402  # the CUSUM
+    assert isinstance(second, AlertEscalated) and changes[1][0] <= 407  # the fast path
+
+
+def test_fast_path_alone_goes_straight_to_crit() -> None:
+    config = replace(FAST, arm_samples=10**9)  # CUSUM never arms; fast path from 400 samples
+    _, changes = run(
+        DISTRIBUTIONS["lognormal"], 500.0, factor=lambda t: 3.0 if t >= 400 else 1.0, config=config
+    )
+    first = changes[0][1]
+    assert isinstance(first, AlertFired) and first.alert.severity is Severity.CRIT
+    assert 401 <= first.alert.fired_at <= 407  # needs 50 samples in the 6 s short window
+    assert first.alert.onset == pytest.approx(changes[0][0] // 1 - 5, abs=1)  # short window start
+
+
+def test_warn_escalates_to_crit_on_medium_p95() -> None:
+    config = replace(FAST, fast_ratio=100.0, fast_exceed_fraction=1.01)  # no fast path
+    _, changes = run(
+        DISTRIBUTIONS["lognormal"], 600.0, factor=lambda t: 1.7 if t >= 400 else 1.0, config=config
+    )
+    kinds = [type(c) for _, c in changes]
+    assert kinds[:2] == [AlertFired, AlertEscalated]
+    assert changes[0][1].alert.severity is Severity.WARN
+    assert changes[1][1].alert.severity is Severity.CRIT
+
+
+def test_clears_after_recovery_and_merges_a_flap() -> None:
+    def factor(t: float) -> float:
+        return 1.6 if 400 <= t < 430 or 500 <= t < 530 else 1.0
+
+    det, changes = run(DISTRIBUTIONS["lognormal"], 700.0, factor=factor)
+    kinds = [(type(c).__name__, getattr(c, "reopened", None)) for _, c in changes]
+    fires = [c for _, c in changes if isinstance(c, AlertFired)]
+    resolves = [(t, c) for t, c in changes if isinstance(c, AlertResolved)]
+    assert len(fires) == 2, kinds
+    assert fires[1].reopened and fires[1].alert.id == fires[0].alert.id
+    assert fires[1].alert.flaps == 1
+    # the first episode cleared after >= 3 refreshes (18 s) of recovery, before the second
+    t_clear = resolves[0][0]
+    assert 430 + 2 * FAST.refresh_seconds <= t_clear < 500
+    assert det.alert is None and resolves[-1][1].alert.resolved_at is not None
+
+
+def test_alert_after_the_flap_window_is_a_new_alert() -> None:
+    det, changes = run(
+        DISTRIBUTIONS["lognormal"], 600.0, factor=lambda t: 1.6 if 400 <= t < 460 else 1.0
+    )
+    first_id = next(c for _, c in changes if isinstance(c, AlertFired)).alert.id
+    assert det.alert is None
+    _, later = run(
+        DISTRIBUTIONS["lognormal"], 400.0, detector=det, start=600.0, seed=3,
+        factor=lambda t: 1.6 if t >= 900 else 1.0,
+    )  # fmt: skip
+    fired = [c for _, c in later if isinstance(c, AlertFired)]
+    assert fired and not fired[0].reopened and fired[0].alert.id == first_id + 1
+
+
+def test_arming_needs_samples_and_span() -> None:
+    # At t = 85 s the last refresh (84 s) sees a baseline [-66 s, 54 s): 2,000+ samples over
+    # 54 s, short of the 60 s span. At 96 s it spans [0, 66 s) and arms.
+    det, _ = run(DISTRIBUTIONS["lognormal"], 85.0)
+    assert det.baseline is not None and det.baseline.n >= FAST.arm_samples
+    assert det.baseline.span == 54.0 and not det.armed
+    det, _ = run(DISTRIBUTIONS["lognormal"], 97.0)
+    assert det.baseline is not None and det.baseline.span == 66.0 and det.armed
+    sparse = replace(FAST, arm_samples=10_000)
+    det, _ = run(DISTRIBUTIONS["lognormal"], 400.0, config=sparse)
+    assert not det.armed and det.q_ref is not None  # fast path armed, CUSUM not
+
+
+def test_unarmed_detector_does_not_fire_even_on_a_huge_step() -> None:
+    # baseline at the 36 s refresh: [-114 s, 6 s) holds ~240 samples, under the 400 needed
+    _, changes = run(DISTRIBUTIONS["lognormal"], 41.0, factor=lambda t: 5.0 if t > 20 else 1.0)
+    assert changes == []
+    _, changes = run(DISTRIBUTIONS["lognormal"], 50.0, factor=lambda t: 5.0 if t > 20 else 1.0)
+    assert changes  # armed for the fast path at the 42 s refresh ([.., 12 s): ~480 samples)
+
+
+def test_failures_count_as_exceedances() -> None:
+    det, _ = run(DISTRIBUTIONS["lognormal"], 300.0)
+    changes = []
+    for i in range(400):
+        t = 300 + i / RATE
+        det.observe(t, 0.01, failed=True)
+        changes += det.evaluate(t)
+    assert any(isinstance(c, AlertFired) for c in changes)
+
+
+def test_floor_suppresses_small_absolute_rises() -> None:
+    tight = lambda r: r.gauss(0.0003, 0.00003)  # noqa: E731 - 0.3 ms, like loopback heartbeats
+    config = replace(FAST, floor=0.001)
+    _, changes = run(tight, 600.0, factor=lambda t: 1.5 if t >= 400 else 1.0, config=config)
+    assert changes == []
+    _, changes = run(tight, 600.0, factor=lambda t: 1.5 if t >= 400 else 1.0)
+    assert changes  # without the floor the same +0.15 ms is an alert
+
+
+def test_baseline_freezes_while_alert_active() -> None:
+    det, _ = run(DISTRIBUTIONS["lognormal"], 500.0, factor=lambda t: 1.6 if t >= 400 else 1.0)
+    assert det.alert is not None and det.baseline is not None
+    frozen = det.baseline
+    run(DISTRIBUTIONS["lognormal"], 200.0, detector=det, start=500.0, factor=lambda t: 1.6)
+    assert det.baseline == frozen
+
+
+def test_config_rejects_nonsense() -> None:
+    with pytest.raises(ValueError, match="p0"):
+        DetectorConfig(p0=0.2, p1=0.1)
+    with pytest.raises(ValueError, match="multiple of slot_seconds"):
+        DetectorConfig(short_seconds=15.0)
+    with pytest.raises(ValueError, match="baseline_gap"):
+        DetectorConfig(baseline_gap_seconds=-1)
+
+
+def test_nan_and_negative_values_do_not_poison() -> None:
+    det = Detector(FAST)
+    det.observe(1.0, float("nan"))
+    det.observe(1.1, -5.0)
+    det.observe(1.2, 0.5)
+    assert det.p95s(1.5).short == pytest.approx(0.5, rel=0.02)
+
+
+def test_deterministic() -> None:
+    a = run(DISTRIBUTIONS["pareto"], 500.0, factor=lambda t: 1.3 if t > 300 else 1.0, seed=5)[1]
+    b = run(DISTRIBUTIONS["pareto"], 500.0, factor=lambda t: 1.3 if t > 300 else 1.0, seed=5)[1]
+    assert a == b and random.Random(5).random() == random.Random(5).random()
