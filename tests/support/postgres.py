@@ -115,6 +115,19 @@ def _tail(path: Path, lines: int = 15) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _temp_parent() -> str | None:
+    """Where to create the cluster dir.  As root the server runs as
+    ``postgres``, which must be able to traverse every parent directory; if
+    ``$TMPDIR`` does not allow that, fall back to ``/tmp``."""
+    if os.geteuid() != 0:
+        return None
+    parent = Path(tempfile.gettempdir()).resolve()
+    for directory in (parent, *parent.parents):
+        if not directory.stat().st_mode & 0o001:
+            return "/tmp"
+    return None
+
+
 class PostgresCluster:
     """A private PostgreSQL cluster in a temporary directory.
 
@@ -144,7 +157,7 @@ class PostgresCluster:
         Raises :class:`PostgresUnavailable` (after cleaning up) on any failure.
         """
         bindir = bindir or find_postgres_bindir()
-        base_dir = Path(tempfile.mkdtemp(prefix="sidecar-pg-"))
+        base_dir = Path(tempfile.mkdtemp(prefix="sidecar-pg-", dir=_temp_parent()))
         cluster = cls(bindir, base_dir, port=free_port(HOST))
         try:
             cluster._initdb()

@@ -28,6 +28,11 @@ def in_ci() -> bool:
 def service_unavailable(reason: str) -> NoReturn:
     """Fail (in CI) or skip (elsewhere) the current test with a one-line reason."""
     line = " ".join(reason.split())
-    if in_ci():
-        pytest.fail(line, pytrace=False)
-    pytest.skip(line)
+    try:
+        if in_ci():
+            pytest.fail(line, pytrace=False)
+        pytest.skip(line)
+    except (pytest.fail.Exception, pytest.skip.Exception) as outcome:
+        # Called from an ``except`` block, pytest would otherwise print the
+        # original exception chain; the one-line reason is the whole story.
+        raise outcome from None
