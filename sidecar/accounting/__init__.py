@@ -1,0 +1,1 @@
+"""Accounting: per-stream token counts, outcomes and prices (pure), and the recorder."""

@@ -1,0 +1,130 @@
+"""Turns a finished stream into metrics and a ledger row: the one place where counts, prices
+and outcomes meet. Runs on the event loop but never waits: the ledger writer has a queue."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sidecar.accounting.pricing import Price, PriceBook, cost_of
+from sidecar.accounting.stream import StreamAccount
+from sidecar.ledger.models import NANO
+from sidecar.ledger.writer import Row
+from sidecar.telemetry.metrics import Metrics
+
+
+def nano(usd: Decimal) -> int:
+    return int(usd * NANO)
+
+
+def utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+class Recorder:
+    def __init__(
+        self,
+        metrics: Metrics,
+        submit: Callable[[Row], None],
+        prices: PriceBook,
+        instance_id: str,
+        wall_clock: Callable[[], float],
+    ) -> None:
+        self.metrics = metrics
+        self.submit = submit
+        self.prices = prices
+        self.instance_id = instance_id
+        self.wall_clock = wall_clock
+
+    def stream_row(self, account: StreamAccount, now_mono: float | None = None) -> dict[str, Any]:
+        """The ledger row for a stream, final or a checkpoint of a running one."""
+        started = utc(account.started_at)
+        price = self.prices.price_at(account.model, started)
+        prompt, generated = account.prompt_tokens, account.generated_tokens
+        delivered, wasted = account.delivered_tokens, account.wasted_tokens
+        row: dict[str, Any] = {
+            "id": account.stream_id,
+            "session_id": account.session_id,
+            "instance_id": self.instance_id,
+            "request_id": account.request_id,
+            "model": account.model,
+            "tenant": account.tenant,
+            "ingress": account.ingress,
+            "path": account.path,
+            "started_at": started,
+            "ended_at": None,
+            "outcome": None if account.outcome is None else account.outcome.value,
+            "finish_reason": account.finish_reason,
+            "error_code": account.error_code,
+            "count_source": account.count_source.value,
+            "prompt_tokens": prompt,
+            "generated_tokens": generated,
+            "delivered_tokens": delivered,
+            "wasted_tokens": wasted,
+            "ttft_s": account.time_to_first_token,
+            "duration_s": account.duration,
+            "trace_id": account.trace_id,
+            **_price_columns(price, prompt, generated, delivered, wasted),
+        }
+        if account.t_end is not None and now_mono is not None:
+            row["ended_at"] = utc(self.wall_clock() - (now_mono - account.t_end))
+        return row
+
+    def finished(self, account: StreamAccount, now_mono: float) -> None:
+        row = self.stream_row(account, now_mono)
+        self.submit(Row("streams", row))
+        self._count(account, row)
+
+    def submit_session(self, values: dict[str, Any]) -> None:
+        row = dict(values)
+        for key in ("started_at", "ended_at"):
+            if isinstance(row.get(key), float):
+                row[key] = utc(row[key])
+        self.submit(Row("sessions", row))
+
+    def checkpoint(self, account: StreamAccount) -> None:
+        self.submit(Row("streams", self.stream_row(account), final=False))
+
+    def _count(self, account: StreamAccount, row: dict[str, Any]) -> None:
+        m = self.metrics
+        model, tenant = account.model, m.tenant(account.tenant)
+        outcome = row["outcome"]
+        m.streams.labels(model, tenant, outcome).inc()
+        for kind in ("prompt", "generated", "delivered", "wasted"):
+            m.tokens.labels(model, tenant, kind).inc(row[f"{kind}_tokens"])
+        if row["price_key"] is None:
+            m.unpriced.labels(model).inc()
+        else:
+            for kind in ("prompt", "generated", "wasted"):
+                m.cost.labels(model, tenant, kind).inc(row[f"{kind}_cost_nusd"] / NANO)
+            delivered_cost = row["generated_cost_nusd"] - row["wasted_cost_nusd"]
+            m.cost.labels(model, tenant, "delivered").inc(delivered_cost / NANO)
+        if account.duration is not None:
+            m.duration.labels(model, outcome).observe(account.duration)
+
+
+def _price_columns(
+    price: Price | None, prompt: int, generated: int, delivered: int, wasted: int
+) -> dict[str, Any]:
+    if price is None:
+        return dict.fromkeys(
+            (
+                "price_key",
+                "input_nusd_per_mtok",
+                "output_nusd_per_mtok",
+                "prompt_cost_nusd",
+                "generated_cost_nusd",
+                "wasted_cost_nusd",
+            )
+        )
+    cost = cost_of(price, prompt, generated, delivered, wasted)
+    return {
+        "price_key": price.key,
+        "input_nusd_per_mtok": nano(price.input_per_mtok),
+        "output_nusd_per_mtok": nano(price.output_per_mtok),
+        "prompt_cost_nusd": nano(cost.prompt_usd),
+        "generated_cost_nusd": nano(cost.generated_usd),
+        "wasted_cost_nusd": nano(cost.wasted_usd),
+    }

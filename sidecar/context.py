@@ -1,0 +1,67 @@
+"""What every connection shares inside one `sidecar serve` process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sidecar.accounting.recorder import Recorder
+from sidecar.accounting.stream import StreamAccount
+from sidecar.telemetry.metrics import Metrics
+from sidecar.upstream.client import UpstreamClient
+from sidecar.upstream.flavour import Flavour
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics import Histogram
+
+
+@dataclass(slots=True)
+class Limits:
+    max_streams_per_connection: int = 16
+    max_buffered_bytes: int = 1024 * 1024  # per connection; beyond it the client is too slow
+    send_timeout: float = 10.0  # a send buffer that does not drain for this long: peer is dead
+
+
+@dataclass(slots=True)
+class LatencyObserver:
+    """Feeds per-delta latency samples to Prometheus (and drift, when enabled)."""
+
+    metrics: Metrics
+    drift: Any = None
+    _ttft: dict[str, Histogram] = field(default_factory=dict)
+    _itl: dict[str, Histogram] = field(default_factory=dict)
+
+    def first_token(self, account: StreamAccount, ttft: float) -> None:
+        child = self._ttft.get(account.model)
+        if child is None:
+            child = self._ttft[account.model] = self.metrics.ttft.labels(account.model)
+        child.observe(ttft)
+
+    def gap(self, account: StreamAccount, seconds: float) -> None:
+        child = self._itl.get(account.model)
+        if child is None:
+            child = self._itl[account.model] = self.metrics.itl.labels(account.model)
+        child.observe(seconds)
+
+
+@dataclass(slots=True)
+class ServerContext:
+    upstream: UpstreamClient
+    recorder: Recorder
+    metrics: Metrics
+    instance_id: str
+    flavour: Flavour = Flavour.OPENAI
+    default_model: str = "unknown"
+    heartbeat_interval: float = 20.0
+    limits: Limits = field(default_factory=Limits)
+    clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], float] = time.time
+    observer: LatencyObserver | None = None
+    sessions: set[Any] = field(default_factory=set)
+    draining: bool = False
+
+    def __post_init__(self) -> None:
+        if self.observer is None:
+            self.observer = LatencyObserver(self.metrics)

@@ -1,0 +1,154 @@
+"""`sidecar demo`: a simulated model server, the sidecar and a crowd of simulated users in one
+process for a few seconds, then the cost report. Some users read to the end, some press stop,
+some vanish mid-answer (tab closed, network gone)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import orjson
+from aiohttp import web
+from websockets.asyncio.client import ClientConnection, connect
+
+from sidecar.ledger import db
+from sidecar.serve import ServeSettings, run
+from sidecar.simulate.model import SimSettings
+from sidecar.simulate.server import create_app
+
+MODELS = ("llama-3.1-8b-instruct", "llama-3.1-70b-instruct")
+TENANTS = ("acme", "globex", "initech")
+
+
+@dataclass(slots=True)
+class Tally:
+    started: int = 0
+    completed: int = 0
+    cancelled: int = 0
+    vanished: int = 0
+    deltas: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def demo_prices() -> Path:
+    return Path(str(resources.files("sidecar") / "data" / "demo-prices.toml"))
+
+
+async def run_demo(
+    db_url: str, seconds: float, users: int, ports: tuple[int, int, int], seed: int
+) -> Tally:
+    sim_port, listen_port, admin_port = ports
+    db.upgrade(db_url)
+    sim = web.AppRunner(
+        create_app(SimSettings(ttft=0.15, tokens_per_second=40, output_tokens="lognormal:60:0.6",
+                               default_max_tokens=200, jitter=0.3, seed=seed)),
+        access_log=None,
+    )  # fmt: skip
+    await sim.setup()
+    await web.TCPSite(sim, "127.0.0.1", sim_port).start()
+    settings = ServeSettings(
+        listen=f"127.0.0.1:{listen_port}",
+        admin_listen=f"127.0.0.1:{admin_port}",
+        upstream=f"http://127.0.0.1:{sim_port}",
+        db=db_url,
+        prices=demo_prices(),
+        heartbeat_interval=2.0,
+        heartbeat_timeout=2.0,
+        drain_timeout=2.0,
+    )
+    ready, stop = asyncio.Event(), asyncio.Event()
+    server = asyncio.get_running_loop().create_task(run(settings, ready, stop))
+    await asyncio.wait({server, asyncio.ensure_future(ready.wait())},
+                       return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+    if server.done():
+        await sim.cleanup()
+        server.result()  # re-raise why the sidecar could not start
+    tally = Tally()
+    rng = random.Random(seed)
+    deadline = time.monotonic() + seconds
+    url = f"ws://127.0.0.1:{listen_port}/v1/stream"
+    crowd = [
+        asyncio.create_task(_user(url, TENANTS[i % len(TENANTS)], rng.random(), deadline, tally))
+        for i in range(users)
+    ]
+    progress = asyncio.create_task(_progress(tally, deadline, seconds))
+    await asyncio.gather(*crowd, return_exceptions=True)
+    progress.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await progress
+    stop.set()
+    await server
+    await sim.cleanup()
+    return tally
+
+
+async def _user(url: str, tenant: str, seed: float, deadline: float, tally: Tally) -> None:
+    rng = random.Random(seed)
+    while time.monotonic() < deadline:
+        try:
+            async with connect(url, additional_headers={"X-Sidecar-Tenant": tenant}) as ws:
+                orjson.loads(await ws.recv())  # hello
+                for turn in range(rng.randint(1, 3)):
+                    if time.monotonic() >= deadline:
+                        return
+                    if not await _ask(ws, rng, f"q{turn}", tally):
+                        break  # this user vanished: the socket is gone
+        except (OSError, ConnectionError) as exc:
+            tally.errors.append(str(exc))
+        except Exception as exc:  # noqa: BLE001 - a demo user must never crash the demo
+            tally.errors.append(repr(exc))
+        await asyncio.sleep(rng.uniform(0.1, 0.8))
+
+
+async def _ask(ws: ClientConnection, rng: random.Random, request_id: str, tally: Tally) -> bool:
+    behaviour = rng.choices(("read", "cancel", "vanish"), weights=(60, 20, 20))[0]
+    stop_after = rng.randint(3, 25)
+    body = {
+        "model": rng.choice(MODELS),
+        "messages": [{"role": "user", "content": "Explain streaming tokens. " * rng.randint(1, 30)}],
+        "max_tokens": rng.randint(40, 200),
+    }
+    await ws.send(orjson.dumps({"type": "generate", "id": request_id, "body": body}).decode())
+    tally.started += 1
+    seen = 0
+    async for raw in ws:
+        frame = orjson.loads(raw)
+        kind = frame.get("type")
+        if kind == "delta":
+            seen += 1
+            tally.deltas += 1
+            if seen == stop_after and behaviour == "cancel":
+                await ws.send(orjson.dumps({"type": "cancel", "id": request_id}).decode())
+                tally.cancelled += 1
+                return True
+            if seen == stop_after and behaviour == "vanish":
+                tally.vanished += 1
+                ws.transport.abort()  # no close frame, like a killed tab or a dead network
+                return False
+        elif kind == "done":
+            tally.completed += 1
+            return True
+        elif kind == "error":
+            tally.errors.append(str(frame.get("code")))
+            return True
+    return False
+
+
+async def _progress(tally: Tally, deadline: float, seconds: float) -> None:
+    tty = sys.stderr.isatty()
+    while True:
+        left = max(0.0, deadline - time.monotonic())
+        line = (
+            f"[{seconds - left:4.0f}s/{seconds:.0f}s] streams {tally.started}: "
+            f"{tally.completed} read to the end, {tally.cancelled} stopped, "
+            f"{tally.vanished} vanished; {tally.deltas} deltas relayed"
+        )
+        sys.stderr.write(("\r" + line) if tty else (line + "\n"))
+        sys.stderr.flush()
+        await asyncio.sleep(0.5 if tty else 5.0)

@@ -1,0 +1,41 @@
+"""Operators' endpoints on `--admin-listen`: `/metrics`, `/healthz`, `/readyz`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from sidecar.context import ServerContext
+from sidecar.ingress.app import lifespan, respond_json
+
+
+class AdminApp:
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        if path == "/metrics":
+            body = generate_latest(self.ctx.metrics.registry)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", CONTENT_TYPE_LATEST.encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+        elif path == "/healthz":
+            await respond_json(send, 200, {"status": "ok"})
+        elif path == "/readyz":
+            ready = not self.ctx.draining and await self.ctx.upstream.ready()
+            status = "ready" if ready else ("draining" if self.ctx.draining else "upstream_down")
+            await respond_json(send, 200 if ready else 503, {"status": status})
+        else:
+            await respond_json(send, 404, {"error": {"message": "not found", "code": 404}})

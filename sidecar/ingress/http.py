@@ -1,0 +1,208 @@
+"""OpenAI HTTP passthrough: `POST /v1/chat/completions` and `/v1/completions`, streaming or not,
+with the same accounting as the WebSocket path (`ingress=http` on the row).
+
+What the sidecar adds to learn the usage (`include_usage`, continuous usage) is stripped from
+what the client receives, so the official SDKs see exactly what they asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import uuid
+from typing import Any
+
+import aiohttp
+import orjson
+
+from sidecar.accounting.stream import Outcome, StreamAccount
+from sidecar.context import ServerContext
+from sidecar.errors import UpstreamError
+from sidecar.ingress.app import respond_json
+from sidecar.ingress.websocket import _prompt_chars, tenant_of
+from sidecar.relay.pump import pump
+from sidecar.upstream.flavour import ShapedRequest, shape_request
+
+MAX_BODY = 8 * 1024 * 1024
+SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+
+
+class _Disconnected(Exception):
+    pass
+
+
+async def relay_http(scope: dict[str, Any], receive: Any, send: Any, ctx: ServerContext) -> None:
+    try:
+        body = await _read_body(receive)
+    except _Disconnected:
+        return
+    if body is None:
+        await _error(send, 413, "request body is larger than 8 MiB")
+        return
+    try:
+        request = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        await _error(send, 400, "request body is not valid JSON")
+        return
+    if not isinstance(request, dict):
+        await _error(send, 400, "request body must be a JSON object")
+        return
+    model = request.get("model")
+    account = StreamAccount(
+        stream_id=uuid.uuid4().hex,
+        request_id=uuid.uuid4().hex,
+        session_id=None,
+        model=model if isinstance(model, str) and model else ctx.default_model,
+        tenant=tenant_of(scope),
+        ingress="http",
+        path=scope["path"],
+        started_at=ctx.wall_clock(),
+        t_start=ctx.clock(),
+        prompt_chars=_prompt_chars(request),
+        trace_id=secrets.token_hex(16),
+    )
+    shaped = shape_request(request, ctx.flavour, account.stream_id)
+    relay = _HttpRelay(scope, receive, send, ctx, account, shaped)
+    await relay.run()
+
+
+class _HttpRelay:
+    def __init__(
+        self,
+        scope: dict[str, Any],
+        receive: Any,
+        send: Any,
+        ctx: ServerContext,
+        account: StreamAccount,
+        shaped: ShapedRequest,
+    ) -> None:
+        self.scope, self.receive, self.send, self.ctx = scope, receive, send, ctx
+        self.account, self.shaped = account, shaped
+        self.started = False
+        self.chunks: list[bytes] = []
+        self.strip_usage = not shaped.client_wants_usage
+        # OpenAI clients cannot ask for continuous usage: when present, the sidecar added it.
+        self.strip_continuous = ctx.flavour.continuous_usage
+
+    async def run(self) -> None:
+        watcher = asyncio.get_running_loop().create_task(self._watch_disconnect())
+        relay = asyncio.get_running_loop().create_task(self._relay())
+        done, _ = await asyncio.wait({watcher, relay}, return_when=asyncio.FIRST_COMPLETED)
+        account, ctx = self.account, self.ctx
+        if watcher in done and not relay.done():
+            t_gone = ctx.clock()
+            account.finish(Outcome.CLIENT_GONE, t_gone)
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
+            ctx.metrics.upstream_cancel.observe(ctx.clock() - t_gone)
+            ctx.metrics.disconnects.labels("client_closed").inc()
+        else:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        if not account.ended:
+            account.finish(Outcome.UPSTREAM_ERROR, ctx.clock(), error_code="internal")
+        ctx.recorder.finished(account, ctx.clock())
+
+    async def _watch_disconnect(self) -> None:
+        while (await self.receive())["type"] != "http.disconnect":
+            pass
+
+    async def _relay(self) -> None:
+        account, ctx = self.account, self.ctx
+        body = self.shaped.body if self.shaped.client_wants_stream else dict(self.shaped.body)
+        response = None
+        try:
+            response = await ctx.upstream.stream(account.path, body, account.stream_id, {})
+            assert ctx.observer is not None
+            finished = await pump(response.chunks(), account, self, ctx.observer, ctx.clock)
+            if self.shaped.client_wants_stream:
+                await self.send({"type": "http.response.body", "body": b""})
+            else:
+                await respond_json(self.send, 200, self._assembled())
+            account.on_written(account.deltas - account.written)
+            outcome = Outcome.COMPLETED if finished or account.finish_reason else None
+            account.finish(outcome or Outcome.UPSTREAM_ERROR, ctx.clock(),
+                           error_code=None if outcome else "upstream_truncated")
+        except UpstreamError as exc:
+            account.finish(Outcome.UPSTREAM_ERROR, ctx.clock(), error_code=exc.code)
+            if not self.started:
+                await _error(self.send, exc.status or 502, str(exc), exc.code)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            account.finish(Outcome.UPSTREAM_ERROR, ctx.clock(), error_code="upstream_error")
+            if not self.started:
+                await _error(self.send, 502, f"model server connection failed: {exc}")
+        finally:
+            if response is not None:
+                response.close()
+
+    # Sink protocol, used by `pump` ---------------------------------------------------------
+
+    def delta(self, seq: int, text: str) -> None:
+        if not self.shaped.client_wants_stream:
+            self.chunks.append(text.encode())
+
+    def passthrough(self, payload: str, usage_only: bool) -> None:
+        if not self.shaped.client_wants_stream or (usage_only and self.strip_usage):
+            return
+        if self.strip_continuous and not usage_only and '"usage"' in payload:
+            chunk = orjson.loads(payload)
+            chunk.pop("usage", None)
+            payload = orjson.dumps(chunk).decode()
+        self.chunks.append(b"data: " + payload.encode() + b"\n\n")
+
+    async def flush(self) -> None:
+        if not self.shaped.client_wants_stream or not self.chunks:
+            return
+        if not self.started:
+            self.started = True
+            await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        data, self.chunks = b"".join(self.chunks), []
+        await self.send({"type": "http.response.body", "body": data, "more_body": True})
+        self.account.written = self.account.deltas
+
+    def _assembled(self) -> dict[str, Any]:
+        """A non-streaming answer rebuilt from the stream the sidecar read."""
+        account = self.account
+        text = b"".join(self.chunks).decode()
+        chat = account.path.endswith("/chat/completions")
+        choice: dict[str, Any] = {"index": 0, "finish_reason": account.finish_reason,
+                                  "logprobs": None}
+        if chat:
+            choice["message"] = {"role": "assistant", "content": text}
+        else:
+            choice["text"] = text
+        return {
+            "id": ("chatcmpl-" if chat else "cmpl-") + account.stream_id,
+            "object": "chat.completion" if chat else "text_completion",
+            "created": int(account.started_at),
+            "model": account.model,
+            "choices": [choice],
+            "usage": {
+                "prompt_tokens": account.prompt_tokens,
+                "completion_tokens": account.generated_tokens,
+                "total_tokens": account.prompt_tokens + account.generated_tokens,
+            },
+        }
+
+
+async def _read_body(receive: Any) -> bytes | None:
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        parts.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(parts)
+
+
+async def _error(send: Any, status: int, message: str, code: str = "invalid_request") -> None:
+    await respond_json(send, status, {"error": {"message": message, "type": code, "code": status}})

@@ -1,0 +1,359 @@
+"""One client WebSocket session speaking protocol v1 (DESIGN §3).
+
+The session reads frames and starts one relay task per `generate`; every stream ends exactly
+once, through `_end_stream`, whoever ends it (the relay, a cancel, or the connection's end).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import uuid
+from collections import deque
+from typing import Any
+
+import aiohttp
+
+from sidecar.accounting.stream import Outcome, StreamAccount
+from sidecar.context import ServerContext
+from sidecar.errors import UpstreamError
+from sidecar.ingress import protocol
+from sidecar.ingress.protocol import Ack, Cancel, Generate, Ping, Pong, ProtocolError, Resume
+from sidecar.ingress.transport import EXTENSION, ClientGone, TransportHandle
+from sidecar.relay.pump import pump
+from sidecar.upstream.client import UpstreamResponse
+from sidecar.upstream.flavour import shape_request
+
+log = logging.getLogger("sidecar.session")
+
+GONE_OUTCOMES = frozenset({Outcome.CLIENT_GONE, Outcome.CLIENT_CANCELLED, Outcome.CLIENT_TOO_SLOW})
+
+
+def header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def query_param(scope: dict[str, Any], name: str) -> str | None:
+    from urllib.parse import parse_qs
+
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
+    return values[0] if values else None
+
+
+def tenant_of(scope: dict[str, Any]) -> str:
+    tenant = header(scope, b"x-sidecar-tenant") or query_param(scope, "tenant") or "default"
+    return tenant[:128]
+
+
+class _Live:
+    """A running stream: its account, its relay task and its upstream response."""
+
+    __slots__ = ("account", "response", "t_gone", "task")
+
+    def __init__(self, account: StreamAccount) -> None:
+        self.account = account
+        self.task: asyncio.Task[None] | None = None
+        self.response: UpstreamResponse | None = None
+        self.t_gone: float | None = None
+
+
+class WebSocketSession:
+    def __init__(self, scope: dict[str, Any], receive: Any, send: Any, ctx: ServerContext):
+        self.scope, self.receive, self.send_asgi, self.ctx = scope, receive, send, ctx
+        self.id = uuid.uuid4().hex
+        self.tenant = tenant_of(scope)
+        self.handle: TransportHandle | None = scope.get("extensions", {}).get(EXTENSION)
+        self.live: dict[str, _Live] = {}
+        self.started_at = ctx.wall_clock()
+        self.streams_started = 0
+        self.rtts: deque[float] = deque(maxlen=1024)
+        self.rtt_max = 0.0
+        self.missed = 0
+        self.disconnect_reason: str | None = None
+        self.closed = False
+
+    # Connection lifecycle ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        message = await self.receive()
+        if message["type"] != "websocket.connect":
+            return
+        await self.send_asgi({"type": "websocket.accept"})
+        ctx = self.ctx
+        ctx.sessions.add(self)
+        ctx.metrics.sessions_active.inc()
+        if self.handle is not None:
+            self.handle.on_rtt = self._on_rtt
+            self.handle.on_missed = self._on_missed
+        ctx.recorder.submit_session(self._session_row(None))
+        try:
+            token = secrets.token_urlsafe(24)
+            await self._write([protocol.hello(self.id, token, ctx.heartbeat_interval)])
+            while True:
+                message = await self.receive()
+                if message["type"] == "websocket.receive":
+                    data = message.get("text")
+                    self._on_frame(data if data is not None else message.get("bytes", b""))
+                elif message["type"] == "websocket.disconnect":
+                    break
+        except ClientGone:
+            pass
+        finally:
+            self._end_connection(self.disconnect_reason or "client_closed")
+
+    def _end_connection(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        ctx = self.ctx
+        ctx.sessions.discard(self)
+        ctx.metrics.sessions_active.dec()
+        ctx.metrics.disconnects.labels(reason).inc()
+        outcome = Outcome.CLIENT_TOO_SLOW if reason == "client_too_slow" else Outcome.CLIENT_GONE
+        for live in list(self.live.values()):
+            self._end_stream(live, outcome)
+        ctx.recorder.submit_session(self._session_row(reason))
+
+    def _session_row(self, reason: str | None) -> dict[str, Any]:
+        rtts = sorted(self.rtts)
+        return {
+            "id": self.id,
+            "instance_id": self.ctx.instance_id,
+            "tenant": self.tenant,
+            "ingress": "ws",
+            "client_addr": _client_addr(self.scope),
+            "started_at": self.started_at,
+            "ended_at": self.ctx.wall_clock() if self.closed else None,
+            "disconnect_reason": reason,
+            "streams": self.streams_started,
+            "heartbeat_rtt_p50_s": rtts[len(rtts) // 2] if rtts else None,
+            "heartbeat_rtt_max_s": self.rtt_max if rtts else None,
+            "heartbeats_missed": self.missed,
+        }
+
+    def shutdown(self) -> None:
+        """Server drain: end what still runs as `shutdown`, then say goodbye with a close frame."""
+        for live in list(self.live.values()):
+            self._end_stream(live, Outcome.SHUTDOWN)
+        self.disconnect_reason = "server_drain"
+        self._end_connection("server_drain")
+        task = asyncio.get_running_loop().create_task(
+            self.send_asgi({"type": "websocket.close", "code": 1001, "reason": "server draining"})
+        )
+        task.add_done_callback(_ignore_result)
+
+    def _on_rtt(self, rtt: float) -> None:
+        self.rtts.append(rtt)
+        self.rtt_max = max(self.rtt_max, rtt)
+        self.ctx.metrics.heartbeat_rtt.observe(rtt)
+
+    def _on_missed(self) -> None:
+        self.missed += 1
+        self.ctx.metrics.heartbeat_missed.inc()
+        self.disconnect_reason = "heartbeat_timeout"
+        self._end_connection("heartbeat_timeout")
+
+    # Writing -------------------------------------------------------------------------------
+
+    async def _write(self, frames: list[bytes]) -> None:
+        if self.handle is not None:
+            self._write_now(frames)
+            return
+        for frame in frames:  # plain ASGI: one message per frame
+            try:
+                await self.send_asgi({"type": "websocket.send", "text": frame.decode()})
+            except (OSError, RuntimeError):
+                raise ClientGone from None
+
+    def _write_now(self, frames: list[bytes]) -> None:
+        assert self.handle is not None
+        self.handle.write_frames(frames)
+        if self.handle.buffered() > self.ctx.limits.max_buffered_bytes:
+            self.disconnect_reason = "client_too_slow"
+            self.handle.abort()
+            raise ClientGone
+
+    # Client frames -------------------------------------------------------------------------
+
+    def _on_frame(self, data: str | bytes) -> None:
+        event = protocol.parse_client_frame(data)
+        match event:
+            case Generate():
+                self._generate(event)
+            case Cancel(stream_id):
+                live = self.live.get(stream_id)
+                if live is None:
+                    self._error(stream_id, "unknown_id", f"no running stream with id {stream_id!r}")
+                else:
+                    self._end_stream(live, Outcome.CLIENT_CANCELLED)
+            case Ack(stream_id, seq):
+                live = self.live.get(stream_id)
+                if live is not None:
+                    live.account.on_ack(seq)
+            case Resume(stream_id):
+                self._error(stream_id, "resume_unavailable", "resume is not enabled on this sidecar")
+            case Ping(t):
+                self._send_soon([protocol.pong(t)])
+            case Pong():
+                pass
+            case ProtocolError(code, message, stream_id):
+                self._error(stream_id, code, message)
+
+    def _error(self, stream_id: str | None, code: str, message: str) -> None:
+        self._send_soon([protocol.error(stream_id, code, message)])
+
+    def _send_soon(self, frames: list[bytes]) -> None:
+        if self.handle is not None:
+            with contextlib.suppress(ClientGone):
+                self._write_now(frames)
+            return
+        task = asyncio.get_running_loop().create_task(self._write(frames))
+        task.add_done_callback(_ignore_result)
+
+    def _generate(self, event: Generate) -> None:
+        if self.ctx.draining:
+            self._error(event.id, "draining", "this sidecar is shutting down; reconnect elsewhere")
+            return
+        if event.id in self.live:
+            self._error(event.id, "duplicate_id", f"stream {event.id!r} is already running")
+            return
+        if len(self.live) >= self.ctx.limits.max_streams_per_connection:
+            self._error(event.id, "too_many_streams", "too many concurrent streams on this connection")
+            return
+        ctx = self.ctx
+        model = event.body.get("model")
+        account = StreamAccount(
+            stream_id=uuid.uuid4().hex,
+            request_id=event.id,
+            session_id=self.id,
+            model=model if isinstance(model, str) and model else ctx.default_model,
+            tenant=self.tenant,
+            ingress="ws",
+            path=event.path,
+            started_at=ctx.wall_clock(),
+            t_start=ctx.clock(),
+            prompt_chars=_prompt_chars(event.body),
+            trace_id=secrets.token_hex(16),
+        )
+        live = _Live(account)
+        self.live[event.id] = live
+        self.streams_started += 1
+        live.task = asyncio.get_running_loop().create_task(self._relay(live, event))
+
+    # One stream ----------------------------------------------------------------------------
+
+    async def _relay(self, live: _Live, event: Generate) -> None:
+        account, ctx = live.account, self.ctx
+        shaped = shape_request(event.body, ctx.flavour, account.stream_id)
+        try:
+            live.response = await ctx.upstream.stream(event.path, shaped.body, account.stream_id, {})
+            await self._write([protocol.start(account.request_id, account.trace_id or "")])
+            assert ctx.observer is not None
+            finished = await pump(
+                live.response.chunks(), account, _WebSocketSink(self, account), ctx.observer, ctx.clock
+            )
+            if finished or account.finish_reason:
+                await self._write(
+                    [
+                        protocol.done(
+                            account.request_id,
+                            account.finish_reason,
+                            account.prompt_tokens,
+                            account.generated_tokens,
+                        )
+                    ]
+                )
+                self._end_stream(live, Outcome.COMPLETED)
+            else:
+                self._fail(live, "upstream_truncated", "model server closed the stream early")
+        except UpstreamError as exc:
+            self._fail(live, exc.code, str(exc))
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            self._fail(live, "upstream_error", f"model server connection failed: {exc}")
+        except ClientGone:
+            self._end_stream(live, Outcome.CLIENT_GONE)
+        except asyncio.CancelledError:
+            if not live.account.ended:  # cancelled from outside (shutdown)
+                self._end_stream(live, Outcome.SHUTDOWN)
+        finally:
+            self._close_upstream(live)
+
+    def _fail(self, live: _Live, code: str, message: str) -> None:
+        self._error(live.account.request_id, code, message)
+        self._end_stream(live, Outcome.UPSTREAM_ERROR, error_code=code)
+
+    def _end_stream(self, live: _Live, outcome: Outcome, error_code: str | None = None) -> None:
+        account, ctx = live.account, self.ctx
+        now = ctx.clock()
+        unsent = 0
+        if outcome in GONE_OUTCOMES and self.handle is not None and self.closed:
+            unsent = 0  # refined by the lifecycle work: frames still in the buffer
+        if not account.finish(outcome, now, error_code=error_code, unsent=unsent):
+            return
+        self.live.pop(account.request_id, None)
+        if outcome in GONE_OUTCOMES or outcome is Outcome.SHUTDOWN:
+            live.t_gone = now
+            self._close_upstream(live)
+            if live.task is not None and live.task is not asyncio.current_task():
+                live.task.cancel()
+        ctx.recorder.finished(account, now)
+
+    def _close_upstream(self, live: _Live) -> None:
+        response = live.response
+        if response is None or response.closed:
+            return
+        response.close()
+        if live.t_gone is not None:
+            self.ctx.metrics.upstream_cancel.observe(self.ctx.clock() - live.t_gone)
+
+
+class _WebSocketSink:
+    """Collects the deltas of one upstream read and writes them as one batch."""
+
+    __slots__ = ("account", "frames", "request_id", "session")
+
+    def __init__(self, session: WebSocketSession, account: StreamAccount) -> None:
+        self.session = session
+        self.account = account
+        self.request_id = account.request_id
+        self.frames: list[bytes] = []
+
+    def delta(self, seq: int, text: str) -> None:
+        self.frames.append(protocol.delta(self.request_id, seq, text))
+
+    def passthrough(self, payload: str, usage_only: bool) -> None:
+        pass
+
+    async def flush(self) -> None:
+        if not self.frames:
+            return
+        frames, self.frames = self.frames, []
+        await self.session._write(frames)
+        self.account.on_written(len(frames))
+
+
+def _prompt_chars(body: dict[str, Any]) -> int:
+    chars = 0
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        for message in messages:
+            if isinstance(message, dict) and isinstance(message.get("content"), str):
+                chars += len(message["content"])
+    if isinstance(body.get("prompt"), str):
+        chars += len(body["prompt"])
+    return chars
+
+
+def _client_addr(scope: dict[str, Any]) -> str | None:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else None
+
+
+def _ignore_result(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()

@@ -1,0 +1,111 @@
+"""Database engines and migrations (Alembic driven from code, no alembic.ini needed)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+from sidecar.errors import ConfigError, LedgerError
+
+DEFAULT_DB = "sqlite:///sidecar.db"
+
+
+def migrations_dir() -> Path:
+    """`sidecar/_migrations` inside a wheel, else the checkout's top-level `migrations/`."""
+    packaged = Path(str(resources.files("sidecar"))) / "_migrations"
+    if (packaged / "env.py").exists():
+        return packaged
+    checkout = Path(__file__).resolve().parents[2] / "migrations"
+    if (checkout / "env.py").exists():
+        return checkout
+    raise LedgerError("migrations not found: reinstall ai-stream-sidecar")
+
+
+def make_engine(url: str) -> Engine:
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+            return engine
+        return create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4)
+    except (ArgumentError, NoSuchModuleError):
+        raise ConfigError(
+            f"--db {redact(url)!r} is not a database URL: use sqlite:///FILE or "
+            "postgresql+psycopg://USER@HOST:PORT/DB"
+        ) from None
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    # WAL lets `sidecar report` read while `serve` writes; NORMAL sync is durable in WAL mode
+    # against process crashes (the spool covers the rest).
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def redact(url: str) -> str:
+    """Hide a password in a URL before it reaches a log or an error message."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}{':***' if ':' in credentials else ''}@{host}"
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    with _connected(url):
+        command.upgrade(alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    with _connected(url):
+        command.downgrade(alembic_config(url), revision)
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def require_migrated(engine: Engine, url: str) -> None:
+    """Refuse to run on a database that is not at the current schema."""
+    with _connected(url):
+        current = current_revision(engine)
+    head = head_revision()
+    if current != head:
+        state = "empty" if current is None else f"at revision {current}"
+        raise LedgerError(
+            f"database {redact(url)} is {state}, not at {head}: run `sidecar db upgrade --db "
+            f"{redact(url)}` first"
+        )
+
+
+@contextlib.contextmanager
+def _connected(url: str) -> Iterator[None]:
+    try:
+        yield
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise LedgerError(f"cannot use database {redact(url)}: {reason}") from None

@@ -1,0 +1,112 @@
+"""Ledger tables. Money is stored as integer nano-dollars (1e-9 USD): exact sums on SQLite and
+PostgreSQL alike, converted to `Decimal` at the edges."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, Float, Index, Integer, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+NANO = 1_000_000_000
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Session(Base):
+    """One client connection (a WebSocket session, or one HTTP request)."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(String(64))
+    tenant: Mapped[str] = mapped_column(String(128))
+    ingress: Mapped[str] = mapped_column(String(16))
+    client_addr: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    disconnect_reason: Mapped[str | None] = mapped_column(String(32))
+    streams: Mapped[int] = mapped_column(Integer, default=0)
+    heartbeat_rtt_p50_s: Mapped[float | None] = mapped_column(Float)
+    heartbeat_rtt_max_s: Mapped[float | None] = mapped_column(Float)
+    heartbeats_missed: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Stream(Base):
+    """One request relayed to the upstream, with its counts, cost and outcome."""
+
+    __tablename__ = "streams"
+    __table_args__ = (
+        Index(None, "started_at", "model"),
+        Index(None, "tenant", "started_at"),
+        Index(None, "session_id"),
+        Index(None, "instance_id", "outcome"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    session_id: Mapped[str | None] = mapped_column(String(32))
+    instance_id: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(128))
+    tenant: Mapped[str] = mapped_column(String(128))
+    ingress: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    outcome: Mapped[str | None] = mapped_column(String(32))  # NULL while running
+    finish_reason: Mapped[str | None] = mapped_column(String(32))
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    count_source: Mapped[str] = mapped_column(String(16))
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    generated_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    delivered_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    wasted_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    ttft_s: Mapped[float | None] = mapped_column(Float)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    price_key: Mapped[str | None] = mapped_column(String(200))  # NULL: no price, cost unknown
+    input_nusd_per_mtok: Mapped[int | None] = mapped_column(BigInteger)
+    output_nusd_per_mtok: Mapped[int | None] = mapped_column(BigInteger)
+    prompt_cost_nusd: Mapped[int | None] = mapped_column(BigInteger)
+    generated_cost_nusd: Mapped[int | None] = mapped_column(BigInteger)
+    wasted_cost_nusd: Mapped[int | None] = mapped_column(BigInteger)
+    trace_id: Mapped[str | None] = mapped_column(String(32))
+
+
+class Price(Base):
+    __tablename__ = "prices"
+    __table_args__ = (Index(None, "model", "effective_from", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(128))
+    input_per_mtok: Mapped[str] = mapped_column(String(40))  # decimal text, exact
+    output_per_mtok: Mapped[str] = mapped_column(String(40))
+    cached_input_per_mtok: Mapped[str | None] = mapped_column(String(40))
+    effective_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    source: Mapped[str | None] = mapped_column(String(200))
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+    __table_args__ = (Index(None, "fired_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(128))
+    signal: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(8))
+    fired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    onset: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    baseline_p95_s: Mapped[float | None] = mapped_column(Float)
+    current_p95_s: Mapped[float | None] = mapped_column(Float)
+    details: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,233 @@
+"""Batched ledger writer on its own thread: the relay only enqueues, it never awaits storage.
+
+Rows are upserts keyed by id, so writing one twice is harmless: that makes checkpoints, final
+rows and spool replays idempotent. When the database fails, each batch is appended to a local
+spool file (fsynced) and replayed, in order, once the database answers again.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+from sqlalchemy import Engine, Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from sidecar.ledger.models import Alert, Session, Stream
+
+log = logging.getLogger("sidecar.ledger")
+
+TableName = Literal["streams", "sessions", "alerts"]
+TABLES: dict[str, Table] = {
+    "streams": Stream.__table__,  # type: ignore[dict-item]
+    "sessions": Session.__table__,  # type: ignore[dict-item]
+    "alerts": Alert.__table__,  # type: ignore[dict-item]
+}
+DATETIME_COLUMNS = {
+    name: {c.name for c in table.columns if c.type.python_type is datetime}
+    for name, table in TABLES.items()
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    table: TableName
+    values: dict[str, Any]
+    final: bool = True  # a checkpoint never overwrites a row that already has an outcome
+
+
+@dataclass(slots=True)
+class WriterStats:
+    written: int = 0
+    spooled: int = 0
+    errors: int = 0
+
+
+class LedgerWriter:
+    def __init__(
+        self,
+        engine: Engine,
+        spool_path: Path,
+        *,
+        batch_size: int = 500,
+        flush_interval: float = 0.2,
+        retry_interval: float = 1.0,
+        on_change: Callable[[LedgerWriter], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.spool_path = spool_path
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.retry_interval = retry_interval
+        self.stats = WriterStats()
+        self._queue: queue.SimpleQueue[Row | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+        self._on_change = on_change or (lambda _writer: None)
+        self._spooled_rows = self._count_spool()
+        self._next_retry = 0.0
+        self._idle = threading.Event()
+
+    # Called from the event loop -------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, row: Row) -> None:
+        """Never blocks: the queue is drained by the writer thread."""
+        self._idle.clear()
+        self._queue.put(row)
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    @property
+    def spooled_rows(self) -> int:
+        return self._spooled_rows
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Flush everything (to the database or the spool) and stop the thread."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout)
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """For tests and drains: wait until every submitted row has been handled."""
+        return self._idle.wait(timeout)
+
+    # Writer thread ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            batch, stopping = self._collect()
+            if self._spooled_rows and time.monotonic() >= self._next_retry:
+                self._replay_spool()
+            if batch:
+                if self._spooled_rows:
+                    self._spool(batch)  # keep order: older spooled rows go first
+                elif not self._write(batch):
+                    self._spool(batch)
+            if self._queue.empty():
+                self._idle.set()
+            self._on_change(self)
+        if self._spooled_rows:
+            self._replay_spool()
+        self._on_change(self)
+
+    def _collect(self) -> tuple[list[Row], bool]:
+        batch: list[Row] = []
+        deadline = time.monotonic() + self.flush_interval
+        while len(batch) < self.batch_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                row = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if row is None:
+                return batch, True
+            batch.append(row)
+        return batch, False
+
+    def _write(self, batch: list[Row]) -> bool:
+        try:
+            with self.engine.begin() as connection:
+                for table_name, final, values in _group(batch):
+                    connection.execute(_upsert(self.engine, table_name, final), values)
+        except SQLAlchemyError as exc:
+            self.stats.errors += 1
+            self._next_retry = time.monotonic() + self.retry_interval
+            log.warning("ledger write failed, spooling %d rows: %s", len(batch), _first_line(exc))
+            return False
+        self.stats.written += len(batch)
+        return True
+
+    def _spool(self, batch: list[Row]) -> None:
+        lines = b"".join(
+            orjson.dumps({"t": r.table, "f": r.final, "v": r.values}) + b"\n" for r in batch
+        )
+        with self.spool_path.open("ab") as spool:
+            spool.write(lines)
+            spool.flush()
+            _fsync(spool.fileno())
+        self._spooled_rows += len(batch)
+        self.stats.spooled += len(batch)
+
+    def _replay_spool(self) -> None:
+        rows = list(read_spool(self.spool_path))
+        for start in range(0, len(rows), self.batch_size):
+            if not self._write(rows[start : start + self.batch_size]):
+                # Rows already written stay written; upserts make their replay harmless.
+                return
+        self.spool_path.unlink(missing_ok=True)
+        self._spooled_rows = 0
+        log.info("ledger spool replayed: %d rows", len(rows))
+
+    def _count_spool(self) -> int:
+        if not self.spool_path.exists():
+            return 0
+        with self.spool_path.open("rb") as spool:
+            return sum(1 for line in spool if line.strip())
+
+
+def read_spool(path: Path) -> list[Row]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_bytes().splitlines():
+        try:
+            item = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue  # a torn last line from a crash mid-write: its batch was never acknowledged
+        table = item["t"]
+        values = item["v"]
+        for column in DATETIME_COLUMNS[table]:
+            if isinstance(values.get(column), str):
+                values[column] = datetime.fromisoformat(values[column])
+        rows.append(Row(table, values, item["f"]))
+    return rows
+
+
+def _group(batch: list[Row]) -> list[tuple[str, bool, list[dict[str, Any]]]]:
+    """Consecutive rows of one table and kind become one executemany; later rows win."""
+    groups: list[tuple[str, bool, list[dict[str, Any]]]] = []
+    for row in batch:
+        if groups and groups[-1][0] == row.table and groups[-1][1] == row.final:
+            groups[-1][2].append(row.values)
+        else:
+            groups.append((row.table, row.final, [row.values]))
+    merged = []
+    for table_name, final, values in groups:
+        by_id = {v["id"]: v for v in values}  # an executemany upsert must not repeat a key
+        merged.append((table_name, final, list(by_id.values())))
+    return merged
+
+
+def _upsert(engine: Engine, table_name: str, final: bool) -> Any:
+    table = TABLES[table_name]
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(table)
+    columns = {c.name: insert.excluded[c.name] for c in table.columns if c.name != "id"}
+    where = None if final or table_name != "streams" else table.c.outcome.is_(None)
+    return insert.on_conflict_do_update(index_elements=["id"], set_=columns, where=where)
+
+
+def _fsync(fd: int) -> None:
+    import os
+
+    os.fsync(fd)
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0][:200]

@@ -1,0 +1,93 @@
+"""The relay's inner loop: upstream bytes → SSE events → accounting → the client's sink.
+
+All deltas decoded from one upstream read are handed to the sink together, so the sink can
+write them with one system call (the main lever on CPU per token, DESIGN §10).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
+
+from sidecar.accounting.stream import StreamAccount
+from sidecar.errors import UpstreamError
+from sidecar.upstream.sse import (
+    Content,
+    Finish,
+    Malformed,
+    SSEDecoder,
+    StreamEnd,
+    UpstreamFailure,
+    Usage,
+    read_chunk,
+)
+
+
+class Sink(Protocol):
+    """Where relayed output goes; each method may raise `ClientGone`."""
+
+    def delta(self, seq: int, text: str) -> None: ...
+
+    def passthrough(self, payload: str, usage_only: bool) -> None: ...
+
+    async def flush(self) -> None: ...
+
+
+class Observer(Protocol):
+    """Latency samples for metrics and drift; called once per delta, must be cheap."""
+
+    def first_token(self, account: StreamAccount, ttft: float) -> None: ...
+
+    def gap(self, account: StreamAccount, seconds: float) -> None: ...
+
+
+async def pump(
+    chunks: AsyncIterator[bytes],
+    account: StreamAccount,
+    sink: Sink,
+    observer: Observer,
+    clock: Callable[[], float],
+) -> bool:
+    """Relay until `[DONE]` or the end of the body; True if the upstream finished properly."""
+    decoder = SSEDecoder()
+    finished = False
+    async for data in chunks:
+        now = clock()
+        for payload in decoder.feed(data):
+            finished = _handle(payload, account, sink, observer, now) or finished
+        await sink.flush()
+    for payload in decoder.flush():
+        finished = _handle(payload, account, sink, observer, clock()) or finished
+    await sink.flush()
+    return finished
+
+
+def _handle(
+    payload: str, account: StreamAccount, sink: Sink, observer: Observer, now: float
+) -> bool:
+    usage_only = False
+    finished = False
+    for chunk in read_chunk(payload):
+        match chunk:
+            case Content(text, reason):
+                seq, gap = account.on_content(now, text)
+                sink.delta(seq, text)
+                if gap is None:
+                    observer.first_token(account, now - account.t_start)
+                else:
+                    observer.gap(account, gap)
+                if reason:
+                    account.finish_reason = reason
+            case Usage(prompt, completion, final):
+                account.on_usage(prompt, completion, final)
+                usage_only = final
+            case Finish(reason):
+                account.finish_reason = reason
+            case StreamEnd():
+                finished = True
+            case UpstreamFailure(message):
+                raise UpstreamError("upstream_error", f"model server failed mid-stream: {message}")
+            case Malformed():
+                pass  # keep relaying; one bad chunk should not cost the whole answer
+    sink.passthrough(payload, usage_only)
+    return finished

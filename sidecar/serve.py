@@ -1,0 +1,184 @@
+"""`sidecar serve`: wires ingress, relay, upstream, accounting, ledger and telemetry together
+and runs them in one event loop (uvicorn for both listeners, uvloop when available)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from sidecar.accounting.pricing import PriceBook, parse_price_toml
+from sidecar.accounting.recorder import Recorder
+from sidecar.context import Limits, ServerContext
+from sidecar.errors import ConfigError
+from sidecar.ingress.admin import AdminApp
+from sidecar.ingress.app import ClientApp
+from sidecar.ingress.transport import SidecarWebSocketProtocol
+from sidecar.ledger import db
+from sidecar.ledger.writer import LedgerWriter
+from sidecar.netaddr import bind
+from sidecar.telemetry.metrics import Metrics
+from sidecar.upstream.client import UpstreamClient
+from sidecar.upstream.flavour import Flavour
+
+log = logging.getLogger("sidecar")
+
+
+@dataclass(slots=True)
+class ServeSettings:
+    listen: str = "127.0.0.1:8080"
+    admin_listen: str = "127.0.0.1:9464"
+    upstream: str = "http://127.0.0.1:8000"
+    db: str = db.DEFAULT_DB
+    flavour: Flavour = Flavour.OPENAI
+    prices: Path | None = None
+    instance_id: str | None = None
+    spool_dir: Path = Path(".")
+    heartbeat_interval: float = 20.0
+    heartbeat_timeout: float = 20.0
+    tcp_user_timeout: float = 30.0
+    drain_timeout: float = 30.0
+    default_model: str = "unknown"
+    tenant_top_n: int = 20
+    max_streams_per_connection: int = 16
+    max_buffered_bytes: int = 1024 * 1024
+    upstream_api_key: str | None = None
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: `serve` drains on SIGTERM itself."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def load_prices(path: Path | None) -> PriceBook:
+    if path is None:
+        return PriceBook()
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"--prices {path}: cannot read ({exc.strerror})") from None
+    return PriceBook(parse_price_toml(text, str(path)))
+
+
+async def run(
+    settings: ServeSettings,
+    ready: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    engine = db.make_engine(settings.db)
+    db.require_migrated(engine, settings.db)
+    prices = load_prices(settings.prices)
+    instance_id = settings.instance_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+    client_sock = bind(settings.listen, "--listen", settings.tcp_user_timeout)
+    admin_sock = bind(settings.admin_listen, "--admin-listen")
+    metrics = Metrics(tenant_top_n=settings.tenant_top_n)
+
+    def gauges(w: LedgerWriter) -> None:
+        metrics.ledger_queue_depth.set(w.depth)
+        metrics.ledger_spooled_rows.set(w.spooled_rows)
+
+    spool = settings.spool_dir / f"sidecar-spool-{_safe(instance_id)}.jsonl"
+    writer = LedgerWriter(engine, spool, on_change=gauges)
+    writer.start()
+    upstream = UpstreamClient(settings.upstream, settings.flavour, settings.upstream_api_key)
+    await upstream.start()
+    recorder = Recorder(metrics, writer.submit, prices, instance_id, time.time)
+    ctx = ServerContext(
+        upstream=upstream,
+        recorder=recorder,
+        metrics=metrics,
+        instance_id=instance_id,
+        flavour=settings.flavour,
+        default_model=settings.default_model,
+        heartbeat_interval=settings.heartbeat_interval,
+        limits=Limits(settings.max_streams_per_connection, settings.max_buffered_bytes),
+    )
+    client = _Server(_config(ClientApp(ctx), settings))
+    admin = _Server(_config(AdminApp(ctx), settings))
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    servers = [
+        loop.create_task(client.serve(sockets=[client_sock])),
+        loop.create_task(admin.serve(sockets=[admin_sock])),
+    ]
+    log.warning(
+        "sidecar serving ws://%s/v1/stream and http://%s/v1/chat/completions → %s "
+        "(admin http://%s/metrics, ledger %s)",
+        settings.listen, settings.listen, settings.upstream, settings.admin_listen,
+        db.redact(settings.db),
+    )  # fmt: skip
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+        await drain(ctx, client, settings.drain_timeout)
+    finally:
+        client.should_exit = admin.should_exit = True
+        await asyncio.gather(*servers, return_exceptions=True)
+        await upstream.close()
+        await asyncio.to_thread(writer.close)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def drain(ctx: ServerContext, client: uvicorn.Server, timeout: float) -> None:
+    """Stop accepting, let running streams finish up to `timeout`, then end them as shutdown."""
+    ctx.draining = True
+    for server in getattr(client, "servers", []):
+        server.close()
+    deadline = ctx.clock() + timeout
+    while any(s.live for s in ctx.sessions) and ctx.clock() < deadline:
+        await asyncio.sleep(0.05)
+    for session in list(ctx.sessions):
+        session.shutdown()
+    await asyncio.sleep(0)
+
+
+def _config(app: object, settings: ServeSettings) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        ws=SidecarWebSocketProtocol,
+        http="httptools",
+        loop="none",
+        lifespan="off",
+        ws_ping_interval=settings.heartbeat_interval,
+        ws_ping_timeout=settings.heartbeat_timeout,
+        ws_per_message_deflate=False,
+        ws_max_size=1024 * 1024,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        server_header=False,
+    )
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+
+
+def main(settings: ServeSettings) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(run(settings))
+
+
+def loop_factory() -> type[asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        return None
+    return uvloop.Loop

@@ -1,0 +1,1 @@
+"""A simulated OpenAI-compatible model server, for tests, the demo and benchmarks."""

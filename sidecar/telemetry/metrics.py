@@ -1,0 +1,141 @@
+"""Prometheus metrics of DESIGN §6, registered on an injected registry (never the global one).
+
+Histogram buckets are geometric and dense around each signal's latency targets, so that a p95
+read back with `histogram_quantile` stays within a few percent.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from sidecar.telemetry import names
+
+
+def geometric(start: float, stop: float, factor: float) -> tuple[float, ...]:
+    buckets = []
+    value = start
+    while value < stop * (1 + 1e-9):
+        buckets.append(float(f"{value:.6g}"))
+        value *= factor
+    return tuple(buckets)
+
+
+TTFT_BUCKETS = geometric(0.005, 60.0, 1.25)
+ITL_BUCKETS = geometric(0.0005, 5.0, 1.25)
+DURATION_BUCKETS = geometric(0.05, 1800.0, 1.5)
+RTT_BUCKETS = geometric(0.0001, 30.0, 1.3)
+CANCEL_BUCKETS = geometric(0.0001, 30.0, 1.3)
+
+
+class TenantLabels:
+    """Bounds tenant label cardinality: the first `top_n` tenants seen keep their name.
+
+    Labels must be stable for a counter's lifetime, so a tenant that is folded into `other`
+    stays there until restart; the ledger always keeps the real tenant.
+    """
+
+    def __init__(self, top_n: int) -> None:
+        self.top_n = top_n
+        self._known: set[str] = set()
+
+    def __call__(self, tenant: str) -> str:
+        if tenant in self._known:
+            return tenant
+        if len(self._known) < self.top_n:
+            self._known.add(tenant)
+            return tenant
+        return names.OTHER_TENANT
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None, tenant_top_n: int = 20) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.tenant = TenantLabels(tenant_top_n)
+        r = self.registry
+        self.sessions_active = Gauge(
+            names.SESSIONS_ACTIVE, "WebSocket sessions currently open.", registry=r
+        )
+        self.streams = Counter(
+            names.STREAMS, "Streams ended, by outcome.", ["model", "tenant", "outcome"], registry=r
+        )
+        self.tokens = Counter(
+            names.TOKENS,
+            "Tokens by kind: prompt, generated (by the upstream), delivered (to the client), "
+            "wasted (generated - delivered).",
+            ["model", "tenant", "kind"],
+            registry=r,
+        )
+        self.cost = Counter(
+            names.COST_USD,
+            "Cost in USD by kind (prompt, generated, delivered, wasted); total = prompt + generated.",
+            ["model", "tenant", "kind"],
+            registry=r,
+        )
+        self.ttft = Histogram(
+            names.TIME_TO_FIRST_TOKEN,
+            "Time from forwarding a request upstream to relaying its first content delta.",
+            ["model"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.itl = Histogram(
+            names.INTER_TOKEN_LATENCY,
+            "Gap between consecutive content deltas of a stream.",
+            ["model"],
+            buckets=ITL_BUCKETS,
+            registry=r,
+        )
+        self.duration = Histogram(
+            names.STREAM_DURATION,
+            "Stream duration from request to end, by outcome.",
+            ["model", "outcome"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.heartbeat_rtt = Histogram(
+            names.HEARTBEAT_RTT,
+            "Round-trip time of WebSocket protocol pings.",
+            buckets=RTT_BUCKETS,
+            registry=r,
+        )
+        self.heartbeat_missed = Counter(
+            names.HEARTBEAT_MISSED, "Pings whose pong missed its deadline.", registry=r
+        )
+        self.disconnects = Counter(
+            names.DISCONNECTS, "Client connections ended, by reason.", ["reason"], registry=r
+        )
+        self.upstream_cancel = Histogram(
+            names.UPSTREAM_CANCEL,
+            "Time from detecting that nobody listens to closing the upstream response.",
+            buckets=CANCEL_BUCKETS,
+            registry=r,
+        )
+        self.ledger_queue_depth = Gauge(
+            names.LEDGER_QUEUE_DEPTH, "Ledger rows waiting to be written.", registry=r
+        )
+        self.ledger_spooled_rows = Gauge(
+            names.LEDGER_SPOOLED_ROWS,
+            "Ledger rows held in the local spool file while the database is unreachable.",
+            registry=r,
+        )
+        self.ledger_write_errors = Counter(
+            names.LEDGER_WRITE_ERRORS, "Failed ledger write attempts.", registry=r
+        )
+        self.unpriced = Counter(
+            names.UNPRICED_STREAMS,
+            "Streams whose model has no price in force; their cost is unknown, not zero.",
+            ["model"],
+            registry=r,
+        )
+        self.drift_p95 = Gauge(
+            names.DRIFT_P95,
+            "p95 of a drift signal per window (short, medium, baseline).",
+            ["model", "signal", "window"],
+            registry=r,
+        )
+        self.drift_alert_active = Gauge(
+            names.DRIFT_ALERT_ACTIVE,
+            "1 while a drift alert is active (2 when critical), else 0.",
+            ["model", "signal"],
+            registry=r,
+        )

@@ -1,0 +1,50 @@
+"""Metric names and labels: the public contract of DESIGN §6, in one place.
+
+Dashboards, alert rules and docs/metrics.md are generated from or checked against these.
+"""
+
+from typing import Final
+
+SESSIONS_ACTIVE: Final = "sidecar_sessions_active"
+STREAMS: Final = "sidecar_streams"  # counter; exposed as sidecar_streams_total
+TOKENS: Final = "sidecar_tokens"  # counter; sidecar_tokens_total{model,tenant,kind}
+COST_USD: Final = "sidecar_cost_usd"  # counter; sidecar_cost_usd_total{model,tenant,kind}
+TIME_TO_FIRST_TOKEN: Final = "sidecar_time_to_first_token_seconds"
+INTER_TOKEN_LATENCY: Final = "sidecar_inter_token_latency_seconds"
+STREAM_DURATION: Final = "sidecar_stream_duration_seconds"
+HEARTBEAT_RTT: Final = "sidecar_heartbeat_rtt_seconds"
+HEARTBEAT_MISSED: Final = "sidecar_heartbeat_missed"  # counter; sidecar_heartbeat_missed_total
+DISCONNECTS: Final = "sidecar_disconnects"  # counter; sidecar_disconnects_total{reason}
+UPSTREAM_CANCEL: Final = "sidecar_upstream_cancel_seconds"
+LEDGER_QUEUE_DEPTH: Final = "sidecar_ledger_queue_depth"
+LEDGER_SPOOLED_ROWS: Final = "sidecar_ledger_spooled_rows"
+LEDGER_WRITE_ERRORS: Final = "sidecar_ledger_write_errors"  # counter
+DRIFT_P95: Final = "sidecar_drift_p95_seconds"  # gauge {model,signal,window}
+DRIFT_ALERT_ACTIVE: Final = "sidecar_drift_alert_active"  # gauge {model,signal}
+UNPRICED_STREAMS: Final = "sidecar_unpriced_streams"  # counter {model}
+
+# Label values that dashboards and rules rely on.
+TOKEN_KINDS: Final = ("prompt", "generated", "delivered", "wasted")
+COST_KINDS: Final = TOKEN_KINDS  # cost of the prompt, of what was generated, delivered, wasted
+OUTCOMES: Final = (
+    "completed",
+    "client_cancelled",
+    "client_gone",
+    "client_too_slow",
+    "upstream_error",
+    "timeout",
+    "rejected",
+    "shutdown",
+    "interrupted",
+)
+DISCONNECT_REASONS: Final = (
+    "client_closed",
+    "heartbeat_timeout",
+    "send_timeout",
+    "client_too_slow",
+    "server_drain",
+    "protocol_error",
+)
+DRIFT_SIGNALS: Final = ("ttft", "itl", "heartbeat_rtt", "upstream_cancel")
+DRIFT_WINDOWS: Final = ("short", "medium", "baseline")
+OTHER_TENANT: Final = "other"

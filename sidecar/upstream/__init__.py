@@ -1,0 +1,1 @@
+"""Upstream adapters: how the sidecar talks to a model server."""
