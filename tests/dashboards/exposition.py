@@ -104,7 +104,7 @@ def serving(metrics: FakeSidecarMetrics) -> Iterator[str]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass  # keep pytest output clean
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

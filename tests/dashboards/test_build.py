@@ -24,7 +24,9 @@ def test_committed_file_matches_the_builder(relative: Path) -> None:
 def test_output_is_deterministic_and_newline_terminated() -> None:
     first, second = render_all(), render_all()
     assert first == second
-    assert all(content.endswith("\n") and not content.endswith("\n\n") for content in first.values())
+    for content in first.values():
+        assert content.endswith("\n")
+        assert not content.endswith("\n\n")
 
 
 def test_build_all_writes_every_file(tmp_path: Path) -> None:

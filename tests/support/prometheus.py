@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+import yaml  # type: ignore[import-untyped,unused-ignore]
 
 from tests.support.ports import free_port
 from tests.support.timeouts import scaled
@@ -126,7 +126,9 @@ def find_prometheus() -> str | None:
     )
 
 
-def _config(targets: Sequence[str], job: str, interval: str, path: str, rules: Sequence[Path]) -> str:
+def _config(
+    targets: Sequence[str], job: str, interval: str, path: str, rules: Sequence[Path]
+) -> str:
     config: dict[str, Any] = {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
         "scrape_configs": [
@@ -140,7 +142,8 @@ def _config(targets: Sequence[str], job: str, interval: str, path: str, rules: S
     }
     if rules:
         config["rule_files"] = [str(p) for p in rules]
-    return yaml.safe_dump(config, sort_keys=True)
+    text: str = yaml.safe_dump(config, sort_keys=True)
+    return text
 
 
 @contextlib.contextmanager

@@ -1,0 +1,61 @@
+"""The generated rules pass `promtool check rules` and the hand-written `promtool test rules`."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from sidecar.dashboards import rules
+from sidecar.dashboards.build import RULES_FILE
+from tests.dashboards.test_build import COMMITTED
+from tests.support.timeouts import scaled
+from tests.support.unavailable import service_unavailable
+
+RULES = COMMITTED / RULES_FILE
+TESTS = RULES.with_name("sidecar-alerts.test.yml")
+
+
+def _promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("promtool") or "/usr/bin/promtool"
+    if not Path(binary).is_file():
+        service_unavailable("promtool not found (`apt-get install prometheus`)")
+    return subprocess.run(
+        [binary, *args], cwd=cwd, capture_output=True, text=True, timeout=scaled(30), check=False
+    )
+
+
+def test_promtool_check_rules() -> None:
+    result = _promtool("check", "rules", str(RULES), cwd=RULES.parent)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(rules.rules())} rules found" in result.stdout
+
+
+def test_promtool_test_rules() -> None:
+    result = _promtool("test", "rules", TESTS.name, cwd=TESTS.parent)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_rule_has_a_firing_and_a_quiet_case() -> None:
+    document = yaml.safe_load(TESTS.read_text())
+    firing: set[str] = set()
+    quiet: set[str] = set()
+    for test in document["tests"]:
+        for case in test["alert_rule_test"]:
+            (firing if case["exp_alerts"] else quiet).add(case["alertname"])
+    names = {r.alert for r in rules.rules()}
+    assert firing == names
+    assert quiet == names
+
+
+def test_promtool_test_rules_catches_a_wrong_bound(tmp_path: Path) -> None:
+    """The unit tests are not vacuous: the same tests fail against looser rules."""
+    loose = rules.render(rules.Bounds(waste_percent=60, ledger_queue_rows=50_000))
+    (tmp_path / RULES.name).write_text(loose)
+    shutil.copy(TESTS, tmp_path / TESTS.name)
+    result = _promtool("test", "rules", TESTS.name, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "SidecarTokenWasteHigh" in result.stdout + result.stderr
+    assert "SidecarLedgerBacklog" in result.stdout + result.stderr
