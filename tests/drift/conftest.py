@@ -1,0 +1,5 @@
+"""Fixtures for the drift tests."""
+
+from tests.support.alertmanager import alertmanager_url
+
+__all__ = ["alertmanager_url"]
