@@ -60,15 +60,15 @@ def _thresholds(bounds: Sequence[Bound]) -> dashboard_builders.ThresholdsConfig:
 
 
 def _legend(calcs: list[str]) -> common_builders.VizLegendOptions:
-    return (
+    legend = (
         common_builders.VizLegendOptions()
         .display_mode(common.LegendDisplayMode.TABLE)
         .placement(common.LegendPlacement.BOTTOM)
         .show_legend(True)
         .calcs(calcs)
-        .sort_by("Max")
-        .sort_desc(True)
     )
+    # Worst series first: the one someone opened the dashboard for.
+    return legend.sort_by("Max").sort_desc(True) if "max" in calcs else legend
 
 
 def _tooltip() -> common_builders.VizTooltipOptions:

@@ -59,3 +59,9 @@ def test_promtool_test_rules_catches_a_wrong_bound(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "SidecarTokenWasteHigh" in result.stdout + result.stderr
     assert "SidecarLedgerBacklog" in result.stdout + result.stderr
+
+
+def test_every_rule_is_documented() -> None:
+    readme = (COMMITTED / "README.md").read_text()
+    for rule in rules.rules():
+        assert f"`{rule.alert}`" in readme
