@@ -142,11 +142,19 @@ def config_for_step(step: float, base: DetectorConfig) -> DetectorConfig:
     )
 
 
-def replay(rows: Iterable[Row], config: DetectorConfig, signal: str = "ttft") -> BacktestResult:
+def replay(
+    rows: Iterable[Row],
+    config: DetectorConfig,
+    signal: str = "ttft",
+    *,
+    fixed_threshold: bool = False,
+) -> BacktestResult:
+    """Replay `rows`; `fixed_threshold` keeps `config.threshold` for aggregated series too."""
     rows = list(rows)
     step = median_step(rows)
     has_cov = any(r.prompt_tokens is not None or r.inflight is not None for r in rows)
-    config = config_for_step(step, config)
+    adapted = config_for_step(step, config)
+    config = replace(adapted, threshold=config.threshold) if fixed_threshold else adapted
     if not has_cov:
         config = replace(config, normalization=Normalization.NONE)
     detector = Detector(config, signal=signal)

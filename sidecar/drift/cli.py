@@ -82,9 +82,7 @@ def backtest(
     )
     if threshold is not None:
         config = replace(config, threshold=threshold)
-    result = replay(rows, config, signal)
-    if threshold is not None and result.config.threshold != threshold:
-        result = replay(rows, replace(result.config, threshold=threshold), signal)
+    result = replay(rows, config, signal, fixed_threshold=threshold is not None)
     if fmt == "json":
         click.echo(json.dumps({"alerts": [_json(a) for a in result.alerts]}, indent=2))
     else:
