@@ -17,7 +17,7 @@ from sidecar.dashboards import all_promql
 from sidecar.dashboards.build import RULES_FILE
 from tests.dashboards.exposition import FakeSidecarMetrics, serving
 from tests.dashboards.test_build import REPO
-from tests.support.prometheus import PrometheusServer, running_prometheus
+from tests.support.prometheus import PrometheusQueryError, PrometheusServer, running_prometheus
 
 pytestmark = pytest.mark.e2e
 
@@ -56,3 +56,23 @@ def test_prometheus_loads_the_generated_rules(prometheus: PrometheusServer) -> N
     expected = {where.split()[-1] for where, _ in EXPRESSIONS if where.startswith("rules ")}
     assert set(loaded) == expected
     assert set(loaded.values()) <= {"ok", "unknown"}
+
+
+@pytest.mark.parametrize("binary", ["/nonexistent/prometheus", "/bin/false"])
+def test_unavailable_prometheus_fails_in_ci(monkeypatch: pytest.MonkeyPatch, binary: str) -> None:
+    monkeypatch.setenv("SIDECAR_PROMETHEUS", binary)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception), running_prometheus(["127.0.0.1:9"]):
+        pass
+
+
+def test_unavailable_prometheus_skips_outside_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIDECAR_PROMETHEUS", "/bin/false")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="did not start"), running_prometheus([]):
+        pass
+
+
+def test_a_bad_query_raises_with_prometheus_message(prometheus: PrometheusServer) -> None:
+    with pytest.raises(PrometheusQueryError, match="parse error"):
+        prometheus.query("sum(rate(sidecar_streams_total[1m])")
