@@ -22,11 +22,11 @@ SIGNAL_TITLES = {
     "upstream_cancel": "Upstream cancel time",
 }
 BASELINE = "baseline"
-# One sidecar per model-server replica: every replica runs its own detector, so the fleet view
-# takes the worst replica (max), never a sum of p95s.
 
 
 def _p95(signal: str, window: str) -> str:
+    # One sidecar per model-server replica, each with its own detector: the fleet view takes the
+    # worst replica (max); a sum of p95s means nothing.
     chosen = (q.MODEL, f'signal="{signal}"', f'window="{window}"')
     return q.max_by(("model",), q.sel(names.DRIFT_P95, *chosen))
 
