@@ -46,10 +46,18 @@ async def run_demo(
     sim_port, listen_port, admin_port = ports
     db.upgrade(db_url)
     sim = web.AppRunner(
-        create_app(SimSettings(ttft=0.15, tokens_per_second=40, output_tokens="lognormal:60:0.6",
-                               default_max_tokens=200, jitter=0.3, seed=seed)),
+        create_app(
+            SimSettings(
+                ttft=0.15,
+                tokens_per_second=40,
+                output_tokens="lognormal:60:0.6",
+                default_max_tokens=200,
+                jitter=0.3,
+                seed=seed,
+            )
+        ),
         access_log=None,
-    )  # fmt: skip
+    )
     await sim.setup()
     await web.TCPSite(sim, "127.0.0.1", sim_port).start()
     settings = ServeSettings(
@@ -64,8 +72,9 @@ async def run_demo(
     )
     ready, stop = asyncio.Event(), asyncio.Event()
     server = asyncio.get_running_loop().create_task(run(settings, ready, stop))
-    await asyncio.wait({server, asyncio.ensure_future(ready.wait())},
-                       return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+    await asyncio.wait(
+        {server, asyncio.ensure_future(ready.wait())}, return_when=asyncio.FIRST_COMPLETED
+    )
     if server.done():
         await sim.cleanup()
         server.result()  # re-raise why the sidecar could not start
@@ -101,7 +110,7 @@ async def _user(url: str, tenant: str, seed: float, deadline: float, tally: Tall
                         break  # this user vanished: the socket is gone
         except (OSError, ConnectionError) as exc:
             tally.errors.append(str(exc))
-        except Exception as exc:  # noqa: BLE001 - a demo user must never crash the demo
+        except Exception as exc:
             tally.errors.append(repr(exc))
         await asyncio.sleep(rng.uniform(0.1, 0.8))
 
@@ -111,7 +120,9 @@ async def _ask(ws: ClientConnection, rng: random.Random, request_id: str, tally:
     stop_after = rng.randint(3, 25)
     body = {
         "model": rng.choice(MODELS),
-        "messages": [{"role": "user", "content": "Explain streaming tokens. " * rng.randint(1, 30)}],
+        "messages": [
+            {"role": "user", "content": "Explain streaming tokens. " * rng.randint(1, 30)}
+        ],
         "max_tokens": rng.randint(40, 200),
     }
     await ws.send(orjson.dumps({"type": "generate", "id": request_id, "body": body}).decode())

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -25,7 +26,7 @@ from sidecar.ingress.app import ClientApp
 from sidecar.ingress.transport import SidecarWebSocketProtocol
 from sidecar.ledger import db
 from sidecar.ledger.writer import LedgerWriter
-from sidecar.netaddr import bind
+from sidecar.netaddr import bind, parse_listen
 from sidecar.telemetry.metrics import Metrics
 from sidecar.upstream.client import UpstreamClient
 from sidecar.upstream.flavour import Flavour
@@ -77,6 +78,8 @@ async def run(
     ready: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
+    parse_listen(settings.listen, "--listen")
+    parse_listen(settings.admin_listen, "--admin-listen")
     engine = db.make_engine(settings.db)
     db.require_migrated(engine, settings.db)
     prices = load_prices(settings.prices)
@@ -118,9 +121,12 @@ async def run(
     log.warning(
         "sidecar serving ws://%s/v1/stream and http://%s/v1/chat/completions → %s "
         "(admin http://%s/metrics, ledger %s)",
-        settings.listen, settings.listen, settings.upstream, settings.admin_listen,
+        settings.listen,
+        settings.listen,
+        settings.upstream,
+        settings.admin_listen,
         db.redact(settings.db),
-    )  # fmt: skip
+    )
     if ready is not None:
         ready.set()
     try:
@@ -141,14 +147,14 @@ async def drain(ctx: ServerContext, client: uvicorn.Server, timeout: float) -> N
     for server in getattr(client, "servers", []):
         server.close()
     deadline = ctx.clock() + timeout
-    while any(s.live for s in ctx.sessions) and ctx.clock() < deadline:
+    while any(s.live for s in ctx.sessions) and ctx.clock() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     for session in list(ctx.sessions):
         session.shutdown()
     await asyncio.sleep(0)
 
 
-def _config(app: object, settings: ServeSettings) -> uvicorn.Config:
+def _config(app: Any, settings: ServeSettings) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         ws=SidecarWebSocketProtocol,

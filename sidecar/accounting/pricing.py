@@ -119,7 +119,7 @@ def _price(entry: Any, where: str) -> Price:
 
 def _decimal(value: Any, where: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ConfigError(f"{where}: expected a number of USD per million tokens, e.g. \"0.50\"")
+        raise ConfigError(f'{where}: expected a number of USD per million tokens, e.g. "0.50"')
     try:
         result = Decimal(str(value))
     except InvalidOperation:

@@ -6,8 +6,9 @@ import click
 
 from sidecar.cli.options import option
 
-db_option = option("--db", default="sqlite:///sidecar.db", show_default=True,
-                   help="Ledger database URL.")
+db_option = option(
+    "--db", default="sqlite:///sidecar.db", show_default=True, help="Ledger database URL."
+)
 
 
 @click.group("db")

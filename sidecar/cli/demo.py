@@ -13,11 +13,20 @@ from sidecar.cli.options import option
 
 @click.command("demo")
 @option("--db", default="sqlite:///sidecar.db", show_default=True, help="Ledger database URL.")
-@option("--seconds", type=click.FloatRange(min=1), default=20.0, show_default=True,
-        help="How long the simulated users keep talking.")
+@option(
+    "--seconds",
+    type=click.FloatRange(min=1),
+    default=20.0,
+    show_default=True,
+    help="How long the simulated users keep talking.",
+)
 @option("--users", type=click.IntRange(min=1, max=2000), default=40, show_default=True)
-@option("--ports", default="18000,18080,19464", show_default=True,
-        help="Loopback ports for the simulated model server, the sidecar and its admin endpoint.")
+@option(
+    "--ports",
+    default="18000,18080,19464",
+    show_default=True,
+    help="Loopback ports for the simulated model server, the sidecar and its admin endpoint.",
+)
 @option("--seed", type=int, default=7, show_default=True)
 def command(db: str, seconds: float, users: int, ports: str, seed: int) -> None:
     """Simulated model server + sidecar + simulated users, then the cost report.

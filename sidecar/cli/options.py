@@ -50,18 +50,45 @@ def _key(name: str) -> str:
 
 
 def apply_config(ctx: click.Context, config: dict[str, Any]) -> None:
+    """Turn the loaded file into click's `default_map`, keyed by parameter name.
+
+    Keys are option names as typed on the command line (`format`, `admin-listen`), mapped to
+    each command's parameter names, so `format = "json"` reaches the `--format` option.
+    """
     common = config.get("__common__", {})
-    default_map: dict[str, Any] = {}
     group = ctx.command
     assert isinstance(group, click.Group)
+    ctx.default_map = _defaults(ctx, group, common, config)
+
+
+def _defaults(
+    ctx: click.Context, group: click.Group, common: dict[str, Any], tables: dict[str, Any]
+) -> dict[str, Any]:
+    default_map: dict[str, Any] = {}
     for name in group.list_commands(ctx):
-        table = config.get(name, {})
-        merged = dict(common)
-        for key, value in table.items():
-            if isinstance(value, dict):
-                merged[_key(key)] = {_key(k): v for k, v in value.items()}
-            else:
-                merged[_key(key)] = value
-        if merged:
-            default_map[name] = merged
-    ctx.default_map = default_map
+        command = group.get_command(ctx, name)
+        if command is None:
+            continue
+        table = tables.get(name, {})
+        if isinstance(command, click.Group):
+            merged_common = {**common, **{k: v for k, v in table.items() if not isinstance(v, dict)}}
+            default_map[name] = _defaults(ctx, command, merged_common, table)
+            continue
+        by_option = _option_names(command)
+        values = {**common, **{_key(k): v for k, v in table.items()}}
+        mapped = {by_option[k]: v for k, v in values.items() if k in by_option}
+        if mapped:
+            default_map[name] = mapped
+    return default_map
+
+
+def _option_names(command: click.Command) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for param in command.params:
+        if param.name is None:
+            continue
+        names[param.name] = param.name
+        for opt in param.opts:
+            if opt.startswith("--"):
+                names[_key(opt[2:])] = param.name
+    return names

@@ -18,13 +18,26 @@ COLUMNS = (*COUNT_KEYS[:5], "waste_pct", "cost_usd", "wasted_cost_usd", "unprice
 
 @click.command("report")
 @option("--db", default="sqlite:///sidecar.db", show_default=True, help="Ledger database URL.")
-@option("--since", default="24h", show_default=True,
-        help="Start: a duration before now (30m, 24h, 7d) or an ISO date.")
+@option(
+    "--since",
+    default="24h",
+    show_default=True,
+    help="Start: a duration before now (30m, 24h, 7d) or an ISO date.",
+)
 @option("--until", default=None, help="End (exclusive): a duration before now or an ISO date.")
-@option("--by", default="model,tenant", show_default=True,
-        help="Group by any of model, tenant, day, hour, session, outcome, ingress.")
-@option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
-        show_default=True)
+@option(
+    "--by",
+    default="model,tenant",
+    show_default=True,
+    help="Group by any of model, tenant, day, hour, session, outcome, ingress.",
+)
+@option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
 def command(db: str, since: str, until: str | None, by: str, fmt: str) -> None:
     """Cost and waste per group: generated vs delivered tokens and what the waste cost.
 

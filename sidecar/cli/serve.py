@@ -11,37 +11,105 @@ from sidecar.upstream.flavour import Flavour
 
 
 @click.command("serve")
-@option("--listen", default="127.0.0.1:8080", show_default=True,
-        help="Client traffic: /v1/stream WebSocket and the OpenAI HTTP routes.")
-@option("--admin-listen", default="127.0.0.1:9464", show_default=True,
-        help="Operators' endpoints: /metrics, /healthz, /readyz.")
-@option("--upstream", default="http://127.0.0.1:8000", show_default=True,
-        help="Base URL of the OpenAI-compatible model server.")
-@option("--upstream-flavour", "flavour", type=click.Choice([f.value for f in Flavour]),
-        default="openai", show_default=True,
-        help="What the upstream is: enables continuous usage (vllm, sglang) and SGLang aborts.")
-@option("--upstream-api-key", default=None, help="Sent upstream as a bearer token; never shown to clients.")
+@option(
+    "--listen",
+    default="127.0.0.1:8080",
+    show_default=True,
+    help="Client traffic: /v1/stream WebSocket and the OpenAI HTTP routes.",
+)
+@option(
+    "--admin-listen",
+    default="127.0.0.1:9464",
+    show_default=True,
+    help="Operators' endpoints: /metrics, /healthz, /readyz.",
+)
+@option(
+    "--upstream",
+    default="http://127.0.0.1:8000",
+    show_default=True,
+    help="Base URL of the OpenAI-compatible model server.",
+)
+@option(
+    "--upstream-flavour",
+    "flavour",
+    type=click.Choice([f.value for f in Flavour]),
+    default="openai",
+    show_default=True,
+    help="What the upstream is: enables continuous usage (vllm, sglang) and SGLang aborts.",
+)
+@option(
+    "--upstream-api-key",
+    default=None,
+    help="Sent upstream as a bearer token; never shown to clients.",
+)
 @option("--db", default="sqlite:///sidecar.db", show_default=True, help="Ledger database URL.")
-@option("--prices", type=click.Path(dir_okay=False, path_type=Path), default=None,
-        help="TOML price file ([[price]] model, input_per_mtok, output_per_mtok, effective_from).")
-@option("--instance-id", default=None, help="This sidecar's id in a shared ledger [default: host-random].")
-@option("--spool-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
-        show_default=True, help="Where ledger rows wait while the database is unreachable.")
-@option("--heartbeat-interval", type=click.FloatRange(min=0.1), default=20.0, show_default=True,
-        help="Seconds between WebSocket protocol pings.")
-@option("--heartbeat-timeout", type=click.FloatRange(min=0.1), default=20.0, show_default=True,
-        help="Seconds a pong may take before the client is judged gone.")
-@option("--tcp-user-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
-        help="Kernel TCP_USER_TIMEOUT in seconds for client sockets (0 = off).")
-@option("--drain-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
-        help="On SIGTERM, seconds running streams may finish before they end as shutdown.")
-@option("--default-model", default="unknown", show_default=True,
-        help="Model name recorded when a request names none.")
-@option("--tenant-top-n", type=click.IntRange(min=1), default=20, show_default=True,
-        help="Tenants with their own metric label; the rest are folded into 'other'.")
+@option(
+    "--prices",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="TOML price file ([[price]] model, input_per_mtok, output_per_mtok, effective_from).",
+)
+@option(
+    "--instance-id",
+    default=None,
+    help="This sidecar's id in a shared ledger [default: host-random].",
+)
+@option(
+    "--spool-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Where ledger rows wait while the database is unreachable.",
+)
+@option(
+    "--heartbeat-interval",
+    type=click.FloatRange(min=0.1),
+    default=20.0,
+    show_default=True,
+    help="Seconds between WebSocket protocol pings.",
+)
+@option(
+    "--heartbeat-timeout",
+    type=click.FloatRange(min=0.1),
+    default=20.0,
+    show_default=True,
+    help="Seconds a pong may take before the client is judged gone.",
+)
+@option(
+    "--tcp-user-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Kernel TCP_USER_TIMEOUT in seconds for client sockets (0 = off).",
+)
+@option(
+    "--drain-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="On SIGTERM, seconds running streams may finish before they end as shutdown.",
+)
+@option(
+    "--default-model",
+    default="unknown",
+    show_default=True,
+    help="Model name recorded when a request names none.",
+)
+@option(
+    "--tenant-top-n",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Tenants with their own metric label; the rest are folded into 'other'.",
+)
 @option("--max-streams-per-connection", type=click.IntRange(min=1), default=16, show_default=True)
-@option("--max-buffered-bytes", type=click.IntRange(min=1024), default=1024 * 1024,
-        show_default=True, help="Unsent bytes per connection before its client is too slow.")
+@option(
+    "--max-buffered-bytes",
+    type=click.IntRange(min=1024),
+    default=1024 * 1024,
+    show_default=True,
+    help="Unsent bytes per connection before its client is too slow.",
+)
 def command(**options: object) -> None:
     """Relay client WebSockets and OpenAI HTTP requests to a model server, and account for them.
 

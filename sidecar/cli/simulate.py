@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import click
 
@@ -11,17 +12,41 @@ from sidecar.cli.options import option
 
 @click.command("simulate")
 @option("--listen", default="127.0.0.1:8000", show_default=True, help="Where to serve.")
-@option("--ttft", type=click.FloatRange(min=0), default=0.05, show_default=True,
-        help="Seconds before the first token.")
+@option(
+    "--ttft",
+    type=click.FloatRange(min=0),
+    default=0.05,
+    show_default=True,
+    help="Seconds before the first token.",
+)
 @option("--tokens-per-second", type=click.FloatRange(min=0.001), default=50.0, show_default=True)
-@option("--output-tokens", default="max", show_default=True,
-        help="'max' (the request's max_tokens), N, or 'lognormal:MEDIAN:SIGMA' (capped by max_tokens).")
-@option("--default-max-tokens", type=click.IntRange(min=1), default=64, show_default=True,
-        help="Output cap when a request sets no max_tokens.")
-@option("--jitter", type=click.FloatRange(min=0, max=0.99), default=0.0, show_default=True,
-        help="Relative ± jitter on every delay.")
-@option("--error-rate", type=click.FloatRange(min=0, max=1), default=0.0, show_default=True,
-        help="Fraction of requests answered with HTTP 500.")
+@option(
+    "--output-tokens",
+    default="max",
+    show_default=True,
+    help="'max' (the request's max_tokens), N, or 'lognormal:MEDIAN:SIGMA' (capped by max_tokens).",
+)
+@option(
+    "--default-max-tokens",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Output cap when a request sets no max_tokens.",
+)
+@option(
+    "--jitter",
+    type=click.FloatRange(min=0, max=0.99),
+    default=0.0,
+    show_default=True,
+    help="Relative ± jitter on every delay.",
+)
+@option(
+    "--error-rate",
+    type=click.FloatRange(min=0, max=1),
+    default=0.0,
+    show_default=True,
+    help="Fraction of requests answered with HTTP 500.",
+)
 @option("--seed", type=int, default=None, help="Seed for reproducible lengths and jitter.")
 def command(listen: str, seed: int | None, **options: object) -> None:
     """Run a simulated OpenAI-compatible model server (streams, usage, disconnect aborts).
@@ -42,8 +67,8 @@ def command(listen: str, seed: int | None, **options: object) -> None:
     host, port = parse_listen(listen, "--listen")
     settings = SimSettings(seed=seed, **options)  # type: ignore[arg-type]
     click.echo(f"simulated model server on http://{listen}", err=True)
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        try:
-            runner.run(serve(settings, host, port))
-        except KeyboardInterrupt:
-            pass
+    with (
+        asyncio.Runner(loop_factory=loop_factory()) as runner,
+        contextlib.suppress(KeyboardInterrupt),
+    ):
+        runner.run(serve(settings, host, port))

@@ -9,7 +9,11 @@ import click
 from sidecar.cli.options import option
 from sidecar.dashboards.build import build_all
 
-command = click.Group("dashboards", help="Grafana dashboards and Prometheus alert rules.")
+command = click.Group(
+    "dashboards",
+    help="Grafana dashboards and Prometheus alert rules.\n\n\b\nExample:\n"
+    "  sidecar dashboards build --out dashboards/",
+)
 
 
 @command.command("build")

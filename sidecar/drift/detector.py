@@ -250,9 +250,20 @@ class Detector:
         base = self.baseline
         assert base is not None  # a crossing or the fast path needs a baseline
         fresh = Alert(
-            self._next_id, self.signal, self.model, severity, onset, fired_at, None,
-            base.raw_p95, None, None, 0.0, 0.0, 0,
-        )  # fmt: skip
+            self._next_id,
+            self.signal,
+            self.model,
+            severity,
+            onset,
+            fired_at,
+            None,
+            base.raw_p95,
+            None,
+            None,
+            0.0,
+            0.0,
+            0,
+        )
         self._next_id += 1
         self.alert = self._measure(now, fresh)
         return AlertFired(self.alert)

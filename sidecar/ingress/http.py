@@ -124,8 +124,11 @@ class _HttpRelay:
                 await respond_json(self.send, 200, self._assembled())
             account.on_written(account.deltas - account.written)
             outcome = Outcome.COMPLETED if finished or account.finish_reason else None
-            account.finish(outcome or Outcome.UPSTREAM_ERROR, ctx.clock(),
-                           error_code=None if outcome else "upstream_truncated")
+            account.finish(
+                outcome or Outcome.UPSTREAM_ERROR,
+                ctx.clock(),
+                error_code=None if outcome else "upstream_truncated",
+            )
         except UpstreamError as exc:
             account.finish(Outcome.UPSTREAM_ERROR, ctx.clock(), error_code=exc.code)
             if not self.started:
@@ -168,8 +171,11 @@ class _HttpRelay:
         account = self.account
         text = b"".join(self.chunks).decode()
         chat = account.path.endswith("/chat/completions")
-        choice: dict[str, Any] = {"index": 0, "finish_reason": account.finish_reason,
-                                  "logprobs": None}
+        choice: dict[str, Any] = {
+            "index": 0,
+            "finish_reason": account.finish_reason,
+            "logprobs": None,
+        }
         if chat:
             choice["message"] = {"role": "assistant", "content": text}
         else:

@@ -73,11 +73,14 @@ def parse_client_frame(data: str | bytes) -> ClientEvent:
         return Ping(message.get("t"))
     if kind == "pong":
         return Pong(message.get("t"))
-    if not isinstance(kind, str):
-        return ProtocolError("invalid_message", 'frame needs a string "type"')
-    if kind not in _ID_MESSAGES:
-        return ProtocolError("unknown_type", f"unknown message type {kind[:40]!r}")
     stream_id = message.get("id")
+    known_id = (
+        stream_id if isinstance(stream_id, str) and 0 < len(stream_id) <= MAX_ID_LENGTH else None
+    )
+    if not isinstance(kind, str):
+        return ProtocolError("invalid_message", 'frame needs a string "type"', known_id)
+    if kind not in _ID_MESSAGES:
+        return ProtocolError("unknown_type", f"unknown message type {kind[:40]!r}", known_id)
     if not isinstance(stream_id, str) or not stream_id:
         return ProtocolError("missing_id", f'"{kind}" needs a non-empty string "id"')
     if len(stream_id) > MAX_ID_LENGTH:

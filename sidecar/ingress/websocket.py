@@ -196,7 +196,9 @@ class WebSocketSession:
                 if live is not None:
                     live.account.on_ack(seq)
             case Resume(stream_id):
-                self._error(stream_id, "resume_unavailable", "resume is not enabled on this sidecar")
+                self._error(
+                    stream_id, "resume_unavailable", "resume is not enabled on this sidecar"
+                )
             case Ping(t):
                 self._send_soon([protocol.pong(t)])
             case Pong():
@@ -223,7 +225,9 @@ class WebSocketSession:
             self._error(event.id, "duplicate_id", f"stream {event.id!r} is already running")
             return
         if len(self.live) >= self.ctx.limits.max_streams_per_connection:
-            self._error(event.id, "too_many_streams", "too many concurrent streams on this connection")
+            self._error(
+                event.id, "too_many_streams", "too many concurrent streams on this connection"
+            )
             return
         ctx = self.ctx
         model = event.body.get("model")
@@ -251,11 +255,17 @@ class WebSocketSession:
         account, ctx = live.account, self.ctx
         shaped = shape_request(event.body, ctx.flavour, account.stream_id)
         try:
-            live.response = await ctx.upstream.stream(event.path, shaped.body, account.stream_id, {})
+            live.response = await ctx.upstream.stream(
+                event.path, shaped.body, account.stream_id, {}
+            )
             await self._write([protocol.start(account.request_id, account.trace_id or "")])
             assert ctx.observer is not None
             finished = await pump(
-                live.response.chunks(), account, _WebSocketSink(self, account), ctx.observer, ctx.clock
+                live.response.chunks(),
+                account,
+                _WebSocketSink(self, account),
+                ctx.observer,
+                ctx.clock,
             )
             if finished or account.finish_reason:
                 await self._write(

@@ -37,7 +37,7 @@ def make_engine(url: str) -> Engine:
             event.listen(engine, "connect", _sqlite_pragmas)
             return engine
         return create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4)
-    except (ArgumentError, NoSuchModuleError):
+    except (ArgumentError, NoSuchModuleError, ImportError):
         raise ConfigError(
             f"--db {redact(url)!r} is not a database URL: use sqlite:///FILE or "
             "postgresql+psycopg://USER@HOST:PORT/DB"

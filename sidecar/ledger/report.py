@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Engine, case, func, literal, select
+from sqlalchemy import Engine, case, func, literal, select
 
 from sidecar.errors import ConfigError
 from sidecar.ledger.models import NANO, Stream
@@ -60,7 +60,7 @@ def parse_time(value: str, option: str, now: datetime) -> datetime:
     return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
 
 
-def _dimension(name: str, dialect: str) -> ColumnElement[Any]:
+def _dimension(name: str, dialect: str) -> Any:
     column = Stream.started_at
     if name in ("day", "hour"):
         if dialect == "postgresql":
@@ -126,7 +126,8 @@ def waste_pct(row: dict[str, Any]) -> Decimal:
     generated = row["generated_tokens"]
     if not generated:
         return Decimal(0)
-    return (Decimal(row["wasted_tokens"]) * 100 / generated).quantize(Decimal("0.1"))
+    wasted = Decimal(int(row["wasted_tokens"]))
+    return (wasted * 100 / int(generated)).quantize(Decimal("0.1"))
 
 
 def money(value: Decimal) -> str:

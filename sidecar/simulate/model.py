@@ -10,9 +10,27 @@ from typing import Any
 from sidecar.errors import ConfigError
 
 WORDS = (
-    " the", " stream", " token", " model", " answer", " sidecar", " latency", " cost", " is",
-    " a", " of", " and", " to", " in", " that", " it", " for", " on", " with", " as",
-)  # fmt: skip
+    " the",
+    " stream",
+    " token",
+    " model",
+    " answer",
+    " sidecar",
+    " latency",
+    " cost",
+    " is",
+    " a",
+    " of",
+    " and",
+    " to",
+    " in",
+    " that",
+    " it",
+    " for",
+    " on",
+    " with",
+    " as",
+)
 
 
 @dataclass(slots=True)

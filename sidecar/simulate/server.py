@@ -55,7 +55,7 @@ async def _latency(request: web.Request) -> web.Response:
         update = orjson.loads(await request.read())
         factors = {k: float(update[k]) for k in ("ttft_factor", "itl_factor") if k in update}
     except (orjson.JSONDecodeError, TypeError, ValueError):
-        return _error(400, "body must be JSON like {\"ttft_factor\": 1.5, \"itl_factor\": 1.0}")
+        return _error(400, 'body must be JSON like {"ttft_factor": 1.5, "itl_factor": 1.0}')
     if any(v <= 0 for v in factors.values()):
         return _error(400, "factors must be positive")
     settings.ttft_factor = factors.get("ttft_factor", settings.ttft_factor)
@@ -205,7 +205,7 @@ class _Run:
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
     def _usage_chunk(self) -> bytes:
-        chunk = {
+        chunk: dict[str, Any] = {
             "id": self.id,
             "object": "chat.completion.chunk" if self.chat else "text_completion",
             "created": self.created,

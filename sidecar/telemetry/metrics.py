@@ -67,7 +67,8 @@ class Metrics:
         )
         self.cost = Counter(
             names.COST_USD,
-            "Cost in USD by kind (prompt, generated, delivered, wasted); total = prompt + generated.",
+            "Cost in USD by kind (prompt, generated, delivered, wasted); "
+            "total = prompt + generated.",
             ["model", "tenant", "kind"],
             registry=r,
         )
@@ -135,7 +136,7 @@ class Metrics:
         )
         self.drift_alert_active = Gauge(
             names.DRIFT_ALERT_ACTIVE,
-            "1 while a drift alert is active (2 when critical), else 0.",
+            "1 while a drift alert is active (warn or crit), else 0.",
             ["model", "signal"],
             registry=r,
         )

@@ -108,8 +108,9 @@ class UpstreamClient:
             detail = await _error_detail(response)
             response.release()
             code = "upstream_rejected" if response.status < 500 else "upstream_error"
-            raise UpstreamError(code, f"model server answered {response.status}: {detail}",
-                                response.status)
+            raise UpstreamError(
+                code, f"model server answered {response.status}: {detail}", response.status
+            )
         return UpstreamResponse(self, response, request_id)
 
     async def request_json(

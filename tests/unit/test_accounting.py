@@ -1,0 +1,103 @@
+from sidecar.accounting.stream import CountSource, Outcome, StreamAccount
+
+
+def account(**overrides: object) -> StreamAccount:
+    fields: dict[str, object] = dict(
+        stream_id="s",
+        request_id="r",
+        session_id=None,
+        model="m",
+        tenant="t",
+        ingress="ws",
+        path="/v1/chat/completions",
+        started_at=0.0,
+        t_start=10.0,
+        prompt_chars=40,
+    )
+    fields.update(overrides)
+    return StreamAccount(**fields)  # type: ignore[arg-type]
+
+
+def feed(acc: StreamAccount, n: int, start: float = 10.5, step: float = 0.1) -> None:
+    for i in range(n):
+        acc.on_content(start + i * step, "x")
+
+
+def test_counts_deltas_without_usage() -> None:
+    acc = account()
+    feed(acc, 5)
+    acc.on_written(5)
+    acc.finish(Outcome.COMPLETED, 11.5)
+    assert acc.count_source is CountSource.COUNTED
+    assert (acc.generated_tokens, acc.delivered_tokens, acc.wasted_tokens) == (5, 5, 0)
+    assert acc.prompt_tokens == 10  # estimated from 40 characters
+    assert acc.time_to_first_token == 0.5
+    assert acc.duration == 1.5
+
+
+def test_usage_wins_and_scales_delivered_when_chunks_hold_several_tokens() -> None:
+    acc = account()
+    feed(acc, 10)
+    acc.on_usage(7, 20, final=False)  # continuous usage: 2 tokens per delta
+    acc.on_written(10)
+    acc.on_ack(4)
+    acc.finish(Outcome.CLIENT_CANCELLED, 12.0)
+    assert acc.count_source is CountSource.USAGE
+    assert acc.prompt_tokens == 7
+    assert (acc.generated_tokens, acc.delivered_tokens, acc.wasted_tokens) == (20, 8, 12)
+
+
+def test_ack_decides_for_streams_cut_short_but_not_for_completed_ones() -> None:
+    cut = account()
+    feed(cut, 6)
+    cut.on_written(6)
+    cut.on_ack(3)
+    cut.finish(Outcome.CLIENT_GONE, 12.0)
+    assert (cut.delivered_tokens, cut.wasted_tokens) == (3, 3)
+    whole = account()
+    feed(whole, 6)
+    whole.on_written(6)
+    whole.on_ack(3)  # acks lag behind a stream that was written in full
+    whole.finish(Outcome.COMPLETED, 12.0)
+    assert (whole.delivered_tokens, whole.wasted_tokens) == (6, 0)
+
+
+def test_unsent_bytes_are_not_delivered() -> None:
+    acc = account()
+    feed(acc, 8)
+    acc.on_written(8)
+    acc.finish(Outcome.CLIENT_GONE, 12.0, unsent=3)
+    assert (acc.delivered_tokens, acc.wasted_tokens) == (5, 3)
+
+
+def test_first_outcome_wins() -> None:
+    acc = account()
+    assert acc.finish(Outcome.CLIENT_CANCELLED, 11.0)
+    assert not acc.finish(Outcome.COMPLETED, 12.0)
+    assert acc.outcome is Outcome.CLIENT_CANCELLED and acc.t_end == 11.0
+
+
+def test_acks_beyond_what_was_generated_are_ignored() -> None:
+    acc = account()
+    feed(acc, 2)
+    acc.on_ack(50)
+    acc.on_ack(1)
+    acc.on_ack(0)
+    assert acc.acked == 1
+
+
+def test_usage_never_decreases_and_nothing_goes_negative() -> None:
+    acc = account()
+    feed(acc, 3)
+    acc.on_usage(5, 3, final=False)
+    acc.on_usage(5, 0, final=False)  # a server that reports zeros on an intermediate chunk
+    assert acc.generated_tokens == 3
+    acc.finish(Outcome.CLIENT_GONE, 11.0, unsent=99)
+    assert acc.wasted_tokens == 3 and acc.delivered_tokens == 0
+
+
+def test_gaps_between_deltas() -> None:
+    acc = account()
+    assert acc.on_content(10.2, "a") == (1, None)
+    seq, gap = acc.on_content(10.25, "b")
+    assert seq == 2 and gap is not None and abs(gap - 0.05) < 1e-9
