@@ -8,7 +8,8 @@ from buckets, which keeps the baseline merge to ~60 sketches per minute instead 
 Window edges, exactly (slot width w, `now` in slot k = floor(now / w)):
   * `recent(now, W)` holds slots k - W/w + 1 .. k: the current, partial slot and the W/w - 1
     before it, so a 60 s window at t = 125 s covers slots starting at 70..120 s.
-  * `buckets(start, end)` holds buckets lying entirely in [start, end).
+  * `buckets(start, end)` holds buckets lying entirely in [start, end) (complete when `end` is
+    at or before the current slot, as the baseline's gap guarantees).
 """
 
 from __future__ import annotations
@@ -163,10 +164,12 @@ class Windows:
         return merged(self.recent(now, seconds), now, self.separate_raw)
 
     def buckets(self, start: float, end: float) -> list[Tally]:
-        """Finished buckets lying entirely in [start, end)."""
+        """Buckets lying entirely in [start, end), as merged from closed slots so far.
+
+        A bucket exists once its first slot closes and is complete once `end` is at or before
+        the current slot; the baseline's gap (`end = now - 5 min`) always ensures that.
+        """
         eps = self.bucket_seconds * 1e-6
-        # The newest bucket may still be filling only if `end` reaches into the current slot,
-        # which the baseline's gap rules out; callers choose `end` at a bucket boundary.
         return [
             b
             for b in self._buckets

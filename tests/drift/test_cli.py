@@ -40,8 +40,14 @@ def test_json_has_exactly_the_documented_keys(aggregated: Path) -> None:
     assert list(json.loads(result.stdout)) == ["alerts"] and len(alerts) == 1
     alert = alerts[0]
     assert set(alert) == {
-        "fired_at", "onset", "resolved_at", "severity", "signal", "baseline_p95", "current_p95"
-    }  # fmt: skip
+        "fired_at",
+        "onset",
+        "resolved_at",
+        "severity",
+        "signal",
+        "baseline_p95",
+        "current_p95",
+    }
     assert "2023-11-15T02:55" <= alert["onset"] <= "2023-11-15T03:13:20+00:00"  # step: 03:13:20
     assert "2023-11-15T03:14" <= alert["fired_at"] <= "2023-11-15T03:25"
     assert alert["resolved_at"] is None and alert["signal"] == "ttft"
@@ -53,8 +59,13 @@ def test_table_is_readable(aggregated: Path) -> None:
     lines = result.stdout.splitlines()
     assert lines[0].startswith("360 samples, median step 60 s, threshold h=6.23")
     assert lines[1].split() == [
-        "fired_at", "onset", "resolved_at", "sev", "baseline_p95", "current_p95"
-    ]  # fmt: skip
+        "fired_at",
+        "onset",
+        "resolved_at",
+        "sev",
+        "baseline_p95",
+        "current_p95",
+    ]
     assert lines[-1] == "1 alert(s)"
 
 

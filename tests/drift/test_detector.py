@@ -87,9 +87,13 @@ def test_alert_after_the_flap_window_is_a_new_alert() -> None:
     first_id = next(c for _, c in changes if isinstance(c, AlertFired)).alert.id
     assert det.alert is None
     _, later = run(
-        DISTRIBUTIONS["lognormal"], 400.0, detector=det, start=600.0, seed=3,
+        DISTRIBUTIONS["lognormal"],
+        400.0,
+        detector=det,
+        start=600.0,
+        seed=3,
         factor=lambda t: 1.6 if t >= 900 else 1.0,
-    )  # fmt: skip
+    )
     fired = [c for _, c in later if isinstance(c, AlertFired)]
     assert fired and not fired[0].reopened and fired[0].alert.id == first_id + 1
 

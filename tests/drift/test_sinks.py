@@ -22,9 +22,20 @@ from sidecar.drift.sinks import (
 from tests.support.ports import free_port
 
 ALERT = Alert(
-    1, "ttft", "llama", Severity.WARN, 1_700_000_000.0, 1_700_000_030.0, None,
-    0.8, 1.3, 1.2, 1.4, 0.12, 1500,
-)  # fmt: skip
+    1,
+    "ttft",
+    "llama",
+    Severity.WARN,
+    1_700_000_000.0,
+    1_700_000_030.0,
+    None,
+    0.8,
+    1.3,
+    1.2,
+    1.4,
+    0.12,
+    1500,
+)
 
 
 class Receiver:
@@ -104,8 +115,12 @@ async def _alertmanager_body() -> None:
                 dispatcher.publish([AlertEscalated(crit)])
                 resolved = Alert(**{**_fields(crit), "resolved_at": 1_700_000_300.0})
                 dispatcher.publish([AlertResolved(resolved)])
-                await _until(lambda: any("endsAt" in b[0] and b[0]["labels"]["severity"] == "crit"
-                                         for b in rec.bodies))  # fmt: skip
+                await _until(
+                    lambda: any(
+                        "endsAt" in b[0] and b[0]["labels"]["severity"] == "crit"
+                        for b in rec.bodies
+                    )
+                )
         first = rec.bodies[0][0]
         labels = {"alertname": "SidecarLatencyDrift", "model": "llama", "signal": "ttft"}
         assert first["labels"] == {**labels, "severity": "warn"}
