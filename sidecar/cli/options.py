@@ -71,7 +71,10 @@ def _defaults(
             continue
         table = tables.get(name, {})
         if isinstance(command, click.Group):
-            merged_common = {**common, **{k: v for k, v in table.items() if not isinstance(v, dict)}}
+            merged_common = {
+                **common,
+                **{k: v for k, v in table.items() if not isinstance(v, dict)},
+            }
             default_map[name] = _defaults(ctx, command, merged_common, table)
             continue
         by_option = _option_names(command)

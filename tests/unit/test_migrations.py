@@ -22,7 +22,9 @@ def urls(tmp_path: Path, postgres_url: str) -> list[str]:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_upgrade_check_downgrade(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_upgrade_check_downgrade(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'm.db'}"
     else:

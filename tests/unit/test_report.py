@@ -29,7 +29,8 @@ def row(n: int, model: str, tenant: str, outcome: str, gen: int, dlv: int, **kw:
         count_source="usage", prompt_tokens=100, generated_tokens=gen, delivered_tokens=dlv,
         wasted_tokens=gen - dlv, ttft_s=0.1, duration_s=1.0, trace_id=None,
         price_key="k", input_nusd_per_mtok=1_000_000_000, output_nusd_per_mtok=2_000_000_000,
-        prompt_cost_nusd=100_000, generated_cost_nusd=gen * 2000, wasted_cost_nusd=(gen - dlv) * 2000,
+        prompt_cost_nusd=100_000, generated_cost_nusd=gen * 2000,
+        wasted_cost_nusd=(gen - dlv) * 2000,
     )  # fmt: skip
     values.update(kw)
     return values
@@ -116,7 +117,9 @@ def test_json_and_csv_output_exact(ledger: str) -> None:
 
 def test_by_day_and_until(ledger: str) -> None:
     query = ReportQuery(
-        by=("day",), since=datetime(2025, 1, 1, tzinfo=UTC), until=parse_time("2026-11-01", "u", NOW)
+        by=("day",),
+        since=datetime(2025, 1, 1, tzinfo=UTC),
+        until=parse_time("2026-11-01", "u", NOW),
     )
     report = run_report(db.make_engine(ledger), query)
     assert [(r["day"], r["streams"]) for r in report["rows"]] == [("2026-01-01", 1)]
