@@ -88,10 +88,8 @@ def _defaults(
 def _option_names(command: click.Command) -> dict[str, str]:
     names: dict[str, str] = {}
     for param in command.params:
-        if param.name is None:
-            continue
-        names[param.name] = param.name
+        names[str(param.name)] = str(param.name)
         for opt in param.opts:
             if opt.startswith("--"):
-                names[_key(opt[2:])] = param.name
+                names[_key(opt[2:])] = str(param.name)
     return names
