@@ -1,20 +1,49 @@
 """`sidecar report` queries: group the ledger's streams and sum tokens and money.
 
 Money is summed as integer nano-dollars in SQL and returned as `Decimal`.
+
+Latency columns (`ReportQuery.latency`): `ttft_p50_s` and `ttft_p95_s` are percentiles of the
+group's streams' time to first token; `heartbeat_rtt_p50_s` is the median of the per-session
+heartbeat medians of the sessions that carried the group's streams (a median of medians: the
+ledger keeps one summary per session, not every heartbeat). Percentiles interpolate linearly
+between the two closest ranks (as PostgreSQL's `percentile_cont`), computed the same way on
+every backend: the database ranks the values with a window function and returns only the rows
+at the needed ranks.
+
+Repricing (`ReportQuery.reprice`) recomputes each stream's cost under another price book, at
+the price in force when the stream started, rounded per stream exactly as the recorder does
+(half to even, to a nano-dollar). It only reads.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from itertools import groupby
 from typing import Any, Final
 
-from sqlalchemy import Engine, case, func, literal, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Engine,
+    FromClause,
+    Select,
+    and_,
+    case,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+)
+from sqlalchemy.engine import Connection
 
+from sidecar.accounting.pricing import PriceBook
 from sidecar.errors import ConfigError
-from sidecar.ledger.models import NANO, Stream
+from sidecar.ledger.models import NANO, Session, Stream
 
 DIMENSIONS: Final = ("model", "tenant", "day", "hour", "session", "outcome", "ingress")
 COUNT_KEYS: Final = (
@@ -26,9 +55,13 @@ COUNT_KEYS: Final = (
     "unpriced_streams",
 )
 MONEY_KEYS: Final = ("cost_usd", "wasted_cost_usd")
+LATENCY_KEYS: Final = ("ttft_p50_s", "ttft_p95_s", "heartbeat_rtt_p50_s")
+ORDER_KEYS: Final = (*COUNT_KEYS, "waste_pct", *MONEY_KEYS, *LATENCY_KEYS)
 CENTS_PRECISION: Final = Decimal("0.000001")
+SECONDS_DIGITS: Final = 6
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
 _UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_PER_MTOK: Final = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +69,10 @@ class ReportQuery:
     by: tuple[str, ...] = ("model", "tenant")
     since: datetime | None = None
     until: datetime | None = None
+    latency: bool = False  # add LATENCY_KEYS to every row and the totals
+    order: str | None = None  # a dimension (ascending) or a measure (descending)
+    top: int | None = None  # keep the first N rows after ordering; totals cover all rows
+    reprice: PriceBook | None = None  # charge under these prices instead of the stored costs
 
 
 def parse_by(value: str) -> tuple[str, ...]:
@@ -44,6 +81,12 @@ def parse_by(value: str) -> tuple[str, ...]:
     if unknown:
         raise ConfigError(f"--by {','.join(unknown)}: choose from {', '.join(DIMENSIONS)}")
     return parts
+
+
+def parse_order(value: str, by: tuple[str, ...]) -> str:
+    if value in by or value in ORDER_KEYS:
+        return value
+    raise ConfigError(f"--order {value}: choose from {', '.join((*by, *ORDER_KEYS))}")
 
 
 def parse_time(value: str, option: str, now: datetime) -> datetime:
@@ -60,8 +103,8 @@ def parse_time(value: str, option: str, now: datetime) -> datetime:
     return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
 
 
-def _dimension(name: str, dialect: str) -> Any:
-    column = Stream.started_at
+def _dimension(name: str, dialect: str, src: FromClause) -> Any:
+    column = src.c.started_at
     if name in ("day", "hour"):
         if dialect == "postgresql":
             fmt = "YYYY-MM-DD" if name == "day" else 'YYYY-MM-DD"T"HH24:00'
@@ -70,40 +113,58 @@ def _dimension(name: str, dialect: str) -> Any:
             return func.substr(column, 1, 10)
         return func.substr(column, 1, 10) + literal("T") + func.substr(column, 12, 2) + ":00"
     return {
-        "model": Stream.model,
-        "tenant": Stream.tenant,
-        "session": func.coalesce(Stream.session_id, literal("-")),
-        "outcome": func.coalesce(Stream.outcome, literal("running")),
-        "ingress": Stream.ingress,
+        "model": src.c.model,
+        "tenant": src.c.tenant,
+        "session": func.coalesce(src.c.session_id, literal("-")),
+        "outcome": func.coalesce(src.c.outcome, literal("running")),
+        "ingress": src.c.ingress,
     }[name]
 
 
+def _in_period(src: FromClause, query: ReportQuery) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if query.since is not None:
+        conditions.append(src.c.started_at >= query.since)
+    if query.until is not None:
+        conditions.append(src.c.started_at < query.until)
+    return conditions
+
+
 def run_report(engine: Engine, query: ReportQuery) -> dict[str, Any]:
-    dims = [_dimension(d, engine.dialect.name).label(d) for d in query.by]
-    nusd = func.coalesce(func.sum(Stream.prompt_cost_nusd), 0) + func.coalesce(
-        func.sum(Stream.generated_cost_nusd), 0
-    )
+    dialect = engine.dialect.name
+    src: FromClause = Stream.__table__
+    if query.reprice is None:
+        priced = src.c.price_key.is_not(None)
+        prompt_cost, generated_cost = src.c.prompt_cost_nusd, src.c.generated_cost_nusd
+        wasted_cost = src.c.wasted_cost_nusd
+    else:
+        src = _repriced(query.reprice)
+        priced = src.c.p_in.is_not(None)
+        prompt_cost = _half_even_per_mtok(src.c.prompt_tokens * src.c.p_in)
+        generated_cost = _half_even_per_mtok(src.c.generated_tokens * src.c.p_out)
+        wasted_cost = _half_even_per_mtok(src.c.wasted_tokens * src.c.p_out)
+    dims = [_dimension(d, dialect, src).label(d) for d in query.by]
+    nusd = func.coalesce(func.sum(prompt_cost), 0) + func.coalesce(func.sum(generated_cost), 0)
     measures = [
         func.count().label("streams"),
-        func.coalesce(func.sum(Stream.prompt_tokens), 0).label("prompt_tokens"),
-        func.coalesce(func.sum(Stream.generated_tokens), 0).label("generated_tokens"),
-        func.coalesce(func.sum(Stream.delivered_tokens), 0).label("delivered_tokens"),
-        func.coalesce(func.sum(Stream.wasted_tokens), 0).label("wasted_tokens"),
-        func.sum(case((Stream.price_key.is_(None), 1), else_=0)).label("unpriced_streams"),
+        func.coalesce(func.sum(src.c.prompt_tokens), 0).label("prompt_tokens"),
+        func.coalesce(func.sum(src.c.generated_tokens), 0).label("generated_tokens"),
+        func.coalesce(func.sum(src.c.delivered_tokens), 0).label("delivered_tokens"),
+        func.coalesce(func.sum(src.c.wasted_tokens), 0).label("wasted_tokens"),
+        func.sum(case((priced, 0), else_=1)).label("unpriced_streams"),
         nusd.label("cost_nusd"),
-        func.coalesce(func.sum(Stream.wasted_cost_nusd), 0).label("wasted_cost_nusd"),
+        func.coalesce(func.sum(wasted_cost), 0).label("wasted_cost_nusd"),
     ]
-    statement = select(*dims, *measures)
-    if query.since is not None:
-        statement = statement.where(Stream.started_at >= query.since)
-    if query.until is not None:
-        statement = statement.where(Stream.started_at < query.until)
+    statement = select(*dims, *measures).where(*_in_period(src, query))
     if dims:
         statement = statement.group_by(*dims).order_by(*dims)
     with engine.connect() as connection:
         result = connection.execute(statement).mappings().all()
-    rows = [_row(dict(r), query.by) for r in result if r["streams"]]
-    return {"rows": rows, "totals": _totals(rows)}
+        rows = [_row(dict(r), query.by) for r in result if r["streams"]]
+        totals = _totals(rows)
+        if query.latency:
+            _add_latency(connection, dialect, query, rows, totals)
+    return {"rows": _ordered(rows, query), "totals": totals}
 
 
 def _row(raw: dict[str, Any], by: tuple[str, ...]) -> dict[str, Any]:
@@ -120,6 +181,157 @@ def _totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for key in MONEY_KEYS:
         totals[key] = sum((r[key] for r in rows), Decimal(0))
     return totals
+
+
+def _ordered(rows: list[dict[str, Any]], query: ReportQuery) -> list[dict[str, Any]]:
+    order = query.order or ("cost_usd" if query.top is not None else None)
+    if order is not None and order not in query.by:
+        # Descending; rows without a value (no latency sample) last; ties keep key order.
+        def measure(row: dict[str, Any]) -> tuple[bool, Any]:
+            value = waste_pct(row) if order == "waste_pct" else row[order]
+            return (value is not None, value)
+
+        rows = sorted(rows, key=measure, reverse=True)
+        rows = sorted(rows, key=lambda r: measure(r)[0], reverse=True)  # stable: Nones last
+    elif order is not None:
+        rows = sorted(rows, key=lambda r: r[order])
+    return rows if query.top is None else rows[: query.top]
+
+
+# Repricing ------------------------------------------------------------------------------------
+
+
+def _nusd_per_mtok(value: Decimal, model: str) -> int:
+    scaled = value * NANO
+    if scaled != scaled.to_integral_value():
+        raise ConfigError(f"--reprice: price {value} of {model} has more than 9 decimal places")
+    return int(scaled)
+
+
+def _repriced(book: PriceBook) -> FromClause:
+    """Streams with the reprice book's input and output prices (nano-USD per million tokens)
+    in force at each stream's start, NULL where the book has none."""
+    input_whens: list[tuple[ColumnElement[bool], Any]] = []
+    output_whens: list[tuple[ColumnElement[bool], Any]] = []
+    for model, prices in groupby(book, key=lambda p: p.model):
+        history = list(prices)
+        for n, price in enumerate(history):
+            window = [Stream.model == model, Stream.started_at >= price.effective_from]
+            if n + 1 < len(history):
+                window.append(Stream.started_at < history[n + 1].effective_from)
+            condition = and_(*window)
+            p_in = _nusd_per_mtok(price.input_per_mtok, model)
+            p_out = _nusd_per_mtok(price.output_per_mtok, model)
+            input_whens.append((condition, literal(p_in, BigInteger)))
+            output_whens.append((condition, literal(p_out, BigInteger)))
+    p_in_expr = case(*input_whens, else_=null()) if input_whens else null()
+    p_out_expr = case(*output_whens, else_=null()) if output_whens else null()
+    columns = [
+        Stream.started_at,
+        Stream.model,
+        Stream.tenant,
+        Stream.session_id,
+        Stream.outcome,
+        Stream.ingress,
+        Stream.prompt_tokens,
+        Stream.generated_tokens,
+        Stream.delivered_tokens,
+        Stream.wasted_tokens,
+    ]
+    return select(*columns, p_in_expr.label("p_in"), p_out_expr.label("p_out")).subquery("repriced")
+
+
+def _half_even_per_mtok(product: Any) -> Any:
+    """round(tokens × nano-USD-per-million / 1e6) half to even, in integer SQL arithmetic."""
+    quotient, remainder = product // _PER_MTOK, product % _PER_MTOK
+    half = _PER_MTOK // 2
+    up = or_(remainder > half, and_(remainder == half, quotient % 2 == 1))
+    return quotient + case((up, 1), else_=0)
+
+
+# Latency percentiles --------------------------------------------------------------------------
+
+Key = tuple[Any, ...]
+
+
+def _add_latency(
+    connection: Connection,
+    dialect: str,
+    query: ReportQuery,
+    rows: list[dict[str, Any]],
+    totals: dict[str, Any],
+) -> None:
+    table: FromClause = Stream.__table__
+    for by, targets in ((query.by, rows), ((), [totals])):
+        dims = [_dimension(d, dialect, table).label(d) for d in by]
+        ttft = select(*dims, table.c.ttft_s.label("v")).where(
+            *_in_period(table, query), table.c.ttft_s.is_not(None)
+        )
+        pairs = (
+            select(*dims, table.c.session_id.label("sid"))
+            .where(*_in_period(table, query), table.c.session_id.is_not(None))
+            .distinct()
+            .subquery("pairs")
+        )
+        rtt = (
+            select(*[pairs.c[d] for d in by], Session.heartbeat_rtt_p50_s.label("v"))
+            .join_from(pairs, Session, Session.id == pairs.c.sid)
+            .where(Session.heartbeat_rtt_p50_s.is_not(None))
+        )
+        ttft_q = percentiles(connection, ttft, by, (50, 95))
+        rtt_q = percentiles(connection, rtt, by, (50,))
+        for target in targets:
+            key = tuple(target[d] for d in by)
+            t, h = ttft_q.get(key, {}), rtt_q.get(key, {})
+            target["ttft_p50_s"] = _seconds(t.get(50))
+            target["ttft_p95_s"] = _seconds(t.get(95))
+            target["heartbeat_rtt_p50_s"] = _seconds(h.get(50))
+
+
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else round(value, SECONDS_DIGITS)
+
+
+def percentiles(
+    connection: Connection, values: Select[Any], by: Sequence[str], wanted: Sequence[int]
+) -> dict[Key, dict[int, float]]:
+    """Percentiles (whole numbers 0..100) of column `v` of `values`, per group of columns `by`.
+
+    The database ranks each group's values (row_number over the group, ordered by value) and
+    returns only the rows at the ranks the interpolation needs, so the answer is the same on
+    SQLite and PostgreSQL and the transfer is a few rows per group."""
+    sub = values.subquery("vals")
+    keys = [sub.c[d] for d in by]
+    partition = keys or None
+    ranked = select(
+        *keys,
+        sub.c.v,
+        (func.row_number().over(partition_by=partition, order_by=sub.c.v) - 1).label("rn"),
+        func.count().over(partition_by=partition).label("n"),
+    ).subquery("ranked")
+    lows = [(pct * (ranked.c.n - 1)) // 100 for pct in wanted]
+    wanted_ranks = or_(
+        *(ranked.c.rn == low for low in lows), *(ranked.c.rn == low + 1 for low in lows)
+    )
+    found: dict[Key, tuple[int, dict[int, float]]] = {}
+    for row in connection.execute(select(ranked).where(wanted_ranks)).mappings():
+        key = tuple(row[d] for d in by)
+        found.setdefault(key, (int(row["n"]), {}))[1][int(row["rn"])] = float(row["v"])
+    return {key: _interpolate(n, ranks, wanted) for key, (n, ranks) in found.items()}
+
+
+def _interpolate(n: int, ranks: dict[int, float], wanted: Sequence[int]) -> dict[int, float]:
+    out: dict[int, float] = {}
+    for pct in wanted:
+        low, fraction = divmod(pct * (n - 1), 100)
+        value = ranks[low]
+        if fraction:
+            value += fraction / 100 * (ranks[low + 1] - value)
+        out[pct] = value
+    return out
+
+
+# Formatting helpers ---------------------------------------------------------------------------
 
 
 def waste_pct(row: dict[str, Any]) -> Decimal:
