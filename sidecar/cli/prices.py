@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -94,7 +96,8 @@ def import_(db: str, file: Path, source: str | None) -> None:
     except UnicodeDecodeError:
         raise ConfigError(f"{file}: not a UTF-8 text file") from None
     prices = parse_price_toml(text, str(file))
-    count = upsert_prices(_engine(db), prices, source or file.name)
+    with _ledger(db) as engine:
+        count = upsert_prices(engine, prices, source or file.name)
     click.echo(f"imported {count} price{'s' if count != 1 else ''} from {file}")
 
 
@@ -118,7 +121,8 @@ def list_(db: str, fmt: str) -> None:
     """
     from sidecar.ledger.prices import list_prices
 
-    stored = list_prices(_engine(db))
+    with _ledger(db) as engine:
+        stored = list_prices(engine)
     rows = [_fields(s.price, s.source) for s in stored]
     click.echo(render(rows, fmt), nl=False)
 
@@ -161,16 +165,21 @@ def set_(
         cached_input_per_mtok=cached_input,
         effective_from=parse_instant(from_, "--from"),
     )
-    upsert_prices(_engine(db), [price], source)
+    with _ledger(db) as engine:
+        upsert_prices(engine, [price], source)
     click.echo(f"{model}: {input_} in / {output} out per million tokens from {_iso(price)}")
 
 
-def _engine(db: str) -> Engine:
+@contextlib.contextmanager
+def _ledger(db: str) -> Iterator[Engine]:
     from sidecar.ledger import db as ledger_db
 
     engine = ledger_db.make_engine(db)
-    ledger_db.require_migrated(engine, db)
-    return engine
+    try:
+        ledger_db.require_migrated(engine, db)
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def _iso(price: Price) -> str:
