@@ -12,6 +12,7 @@ made current for that HTTP request.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -65,7 +66,10 @@ class StreamTrace:
         """Add `traceparent` (and `tracestate`) for the upstream request."""
 
     def first_token(self, ttft_s: float) -> None:
-        """The first content delta was relayed `ttft_s` after the request went upstream."""
+        """The first content delta was relayed `ttft_s` after the request went upstream.
+
+        Optional: `end` records it from the account's timestamps when this was never called.
+        """
 
     def client_gone(self) -> None:
         """Nobody listens any more (cancel, closed or vanished socket, client too slow)."""
@@ -216,10 +220,13 @@ class _RecordingSession(SessionTrace):
 
 
 class _RecordingStream(StreamTrace):
-    __slots__ = ("_ended", "_request_body", "_settings", "_span")
+    __slots__ = ("_ended", "_first_seen", "_request_body", "_settings", "_span", "_start_ns")
 
-    def __init__(self, settings: _Settings, span: Span, request_body: Mapping[str, Any]) -> None:
-        self._settings, self._span, self._ended = settings, span, False
+    def __init__(
+        self, settings: _Settings, span: Span, start_ns: int, request_body: Mapping[str, Any]
+    ) -> None:
+        self._settings, self._span, self._start_ns = settings, span, start_ns
+        self._ended = self._first_seen = False
         self._request_body = request_body  # kept only to render content at the end, if asked
 
     @property
@@ -233,12 +240,13 @@ class _RecordingStream(StreamTrace):
     def inject(self, headers: dict[str, str]) -> None:
         _PROPAGATOR.inject(headers, context=trace.set_span_in_context(self._span))
 
-    def first_token(self, ttft_s: float) -> None:
-        if not self._ended:
-            self._span.set_attribute(a.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, ttft_s)
-            self._span.add_event(
-                a.EVENT_FIRST_TOKEN, {a.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: ttft_s}
-            )
+    def first_token(self, ttft_s: float, timestamp_ns: int | None = None) -> None:
+        if self._ended or self._first_seen:
+            return
+        self._first_seen = True
+        self._span.set_attribute(a.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, ttft_s)
+        attrs = {a.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: ttft_s}
+        self._span.add_event(a.EVENT_FIRST_TOKEN, attrs, timestamp=timestamp_ns)
 
     def client_gone(self) -> None:
         if not self._ended:
@@ -252,6 +260,9 @@ class _RecordingStream(StreamTrace):
     def end(self, account: StreamAccount, output_text: str | None = None) -> None:
         if self._ended:
             return
+        ttft = account.time_to_first_token
+        if ttft is not None and not self._first_seen:  # the span started with `t_start`
+            self.first_token(ttft, self._start_ns + round(ttft * 1e9))
         self._ended = True
         outcome = account.outcome or Outcome.INTERRUPTED
         attrs: dict[str, Any] = {
@@ -307,10 +318,15 @@ def _start_stream(
         value = body.get(field)
         if isinstance(value, int | float) and not isinstance(value, bool):
             attrs[key] = value
+    start_ns = time.time_ns()
     span = settings.tracer.start_span(
-        f"{operation} {account.model}", context=parent, kind=SpanKind.CLIENT, attributes=attrs
+        f"{operation} {account.model}",
+        context=parent,
+        kind=SpanKind.CLIENT,
+        attributes=attrs,
+        start_time=start_ns,
     )
-    return _RecordingStream(settings, span, body if settings.capture_content else {})
+    return _RecordingStream(settings, span, start_ns, body if settings.capture_content else {})
 
 
 def _server(url: str | None) -> tuple[str | None, int | None]:

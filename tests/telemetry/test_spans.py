@@ -270,3 +270,19 @@ def test_noop_is_shared_and_allocates_nothing() -> None:
         tracemalloc.stop()
     grown = sum(d.size_diff for d in after.compare_to(before, "filename") if d.size_diff > 0)
     assert grown < 4096 and peak < 64 * 1024, (grown, peak)
+
+
+def test_first_token_is_derived_from_the_account(exporter: InMemorySpanExporter) -> None:
+    """The session code may skip `first_token()`: `end` reads it from the account's clock."""
+    session = tracing(exporter).session_span([], "s", "t", None)
+    acc = account("d", "/v1/chat/completions", "m")
+    stream = session.stream_started(acc, {})
+    acc.on_content(10.25, "hi")  # t_start is 10.0
+    acc.finish(Outcome.COMPLETED, 10.5)
+    stream.end(acc)
+    span = by_name(exporter)["chat m"]
+    assert dict(span.attributes or {})[a.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] == 0.25
+    (event,) = span.events
+    assert event.name == a.EVENT_FIRST_TOKEN
+    assert span.start_time is not None
+    assert event.timestamp - span.start_time == 250_000_000
