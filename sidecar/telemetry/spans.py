@@ -170,7 +170,7 @@ class Tracing:
         span = settings.tracer.start_span(
             a.SESSION_SPAN, context=parent, kind=SpanKind.SERVER, attributes=attrs
         )
-        return _RecordingSession(settings, span, session_id)
+        return _RecordingSession(settings, span)
 
     def http_stream(self, account: StreamAccount, request_body: Mapping[str, Any]) -> StreamTrace:
         """A stream of the HTTP ingress: child of the request span the ASGI middleware made."""
@@ -180,10 +180,10 @@ class Tracing:
 
 
 class _RecordingSession(SessionTrace):
-    __slots__ = ("_context", "_ended", "_session_id", "_settings", "_span", "_streams")
+    __slots__ = ("_context", "_ended", "_settings", "_span", "_streams")
 
-    def __init__(self, settings: _Settings, span: Span, session_id: str) -> None:
-        self._settings, self._span, self._session_id = settings, span, session_id
+    def __init__(self, settings: _Settings, span: Span) -> None:
+        self._settings, self._span = settings, span
         self._context = trace.set_span_in_context(span)
         self._streams = 0
         self._ended = False

@@ -31,6 +31,7 @@ __all__ = [
     "StreamTrace",
     "Tracing",
     "build_tracer_provider",
+    "capture_content_from_env",
     "instrument_http",
 ]
 
@@ -38,6 +39,7 @@ DEFAULT_SERVICE_NAME = "ai-stream-sidecar"
 _ENDPOINTS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 _PROTOCOLS = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
 _GRPC_PACKAGE = "opentelemetry-exporter-otlp-proto-grpc"
+_CAPTURE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 
 
 def build_tracer_provider(console: bool = False) -> TracerProvider | None:
@@ -93,6 +95,14 @@ def _exporter(name: str) -> SpanExporter:
     raise ConfigError(
         f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: supported are http/protobuf and grpc"
     )
+
+
+def capture_content_from_env() -> bool:
+    """The GenAI instrumentations' switch for prompt/completion text on spans (off by default).
+
+    Accepts the older `true` and the newer `SPAN_ONLY`/`SPAN_AND_EVENT` spellings.
+    """
+    return _env(_CAPTURE_CONTENT).lower() in ("true", "span_only", "span_and_event")
 
 
 def _resource() -> Resource:

@@ -17,7 +17,12 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProces
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from sidecar.errors import ConfigError
-from sidecar.telemetry.tracing import Tracing, build_tracer_provider, instrument_http
+from sidecar.telemetry.tracing import (
+    Tracing,
+    build_tracer_provider,
+    capture_content_from_env,
+    instrument_http,
+)
 from tests.support.timeouts import scaled
 from tests.telemetry.streams import CLIENT_TRACE_ID, TRACEPARENT, run_session
 
@@ -222,3 +227,14 @@ def test_http_requests_get_one_span_websockets_none(
 
 def test_instrument_http_without_tracing_is_the_app() -> None:
     assert instrument_http(_chunked, None) is _chunked
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("", False), ("false", False), ("NO_CONTENT", False), ("true", True), ("SPAN_ONLY", True)],
+)
+def test_capture_content_switch(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: bool
+) -> None:
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", value)
+    assert capture_content_from_env() is expected
