@@ -286,3 +286,30 @@ def test_first_token_is_derived_from_the_account(exporter: InMemorySpanExporter)
     assert event.name == a.EVENT_FIRST_TOKEN
     assert span.start_time is not None
     assert event.timestamp - span.start_time == 250_000_000
+
+
+@pytest.mark.parametrize(
+    ("url", "address", "port"),
+    [
+        ("https://api.openai.com/v1", "api.openai.com", 443),
+        ("http://vllm", "vllm", 80),
+        ("http://[::1]:8000", "::1", 8000),
+        ("http://host:notaport", "host", 80),
+    ],
+)
+def test_server_address_and_port(
+    exporter: InMemorySpanExporter, url: str, address: str, port: int
+) -> None:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    acc = account("u", "/v1/completions", "m")
+    stream = (
+        Tracing(provider, upstream_url=url)
+        .session_span([], "s", "t", None)
+        .stream_started(acc, {"max_tokens": True, "top_p": 0.9})
+    )
+    stream.end(acc)
+    attrs = dict(by_name(exporter)["text_completion m"].attributes or {})
+    assert (attrs[a.SERVER_ADDRESS], attrs[a.SERVER_PORT]) == (address, port)
+    assert attrs[a.GEN_AI_REQUEST_TOP_P] == 0.9 and a.GEN_AI_REQUEST_MAX_TOKENS not in attrs
+    assert attrs[a.OUTCOME] == "interrupted"  # ended without an outcome: never silently "ok"

@@ -238,3 +238,19 @@ def test_capture_content_switch(
 ) -> None:
     monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", value)
     assert capture_content_from_env() is expected
+
+
+def test_otlp_by_name_uses_the_default_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp,console")
+    provider = build_tracer_provider(console=True)
+    assert provider is not None
+    try:
+        assert [type(e) for e in exporters(provider)] == [OTLPSpanExporter, ConsoleSpanExporter]
+    finally:
+        provider.shutdown()
+
+
+def test_unknown_exporter_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin")
+    with pytest.raises(ConfigError, match="zipkin"):
+        build_tracer_provider()
