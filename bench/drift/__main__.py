@@ -150,7 +150,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     args = parser.parse_args()
     if args.quick:
-        tune_seeds, report_seeds, quiet_h, scenarios = [0], [1, 2], 1.5, SCENARIOS[:2]
+        tune_seeds, report_seeds, quiet_h, scenarios = [0], [1, 2], 1.1, SCENARIOS[:1]
     else:
         tune_seeds, report_seeds, quiet_h, scenarios = (
             list(range(4)),
