@@ -1,0 +1,187 @@
+"""Streaming scenarios: added TTFT / inter-token latency, CPU per token, and the rate ramp.
+
+Variants of a level run back to back in a rotating order each round, against one simulator
+whose per-stream rate is set for the level, so each round compares like with like.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from bench.relay.env import Env
+from bench.relay.procs import Proc
+from bench.relay.stats import latency_figures, summarize
+
+KEYS = ("ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms", "cpu_us_per_token", "token_rate")
+ITL_P99_BUDGET_MS = 5.0
+STREAMS_PER_WORKER = 128
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    kind: str  # "ws" or "sse"
+    url: str
+    proc: Proc | None  # the relay whose CPU is charged to the tokens (None: direct)
+
+
+def max_tokens_for(rate: float, seconds: float) -> int:
+    """Answers of about `seconds` (1 s in the full run, 8..100 tokens): long enough that
+    per-request work does not swamp the per-token cost, short enough for several TTFT samples
+    per user and round."""
+    return max(8, min(100, round(rate * seconds)))
+
+
+def measure(
+    env: Env, target: Target, streams: int, max_tokens: int, seconds: float
+) -> dict[str, Any]:
+    """One variant, one round: latency figures, token rate, relay and simulator CPU per token."""
+    cfg = env.config
+    n_workers = min(len(env.workers), max(1, math.ceil(streams / STREAMS_PER_WORKER)))
+    shares = [streams // n_workers + (i < streams % n_workers) for i in range(n_workers)]
+    jobs = [
+        {
+            "job": "stream",
+            "kind": target.kind,
+            "url": target.url,
+            "streams": share,
+            "duration": seconds,
+            "stagger": cfg.stagger,
+            "max_tokens": max_tokens,
+            "seed": cfg.seed * 1000 + i,
+        }
+        for i, share in enumerate(shares)
+    ]
+    relay0 = target.proc.cpu() if target.proc else 0.0
+    sim0 = env.sim.cpu()
+    results = env.workers.run(jobs, timeout=cfg.stagger + seconds + 60)
+    relay_cpu = target.proc.cpu() - relay0 if target.proc else None
+    sim_cpu = env.sim.cpu() - sim0
+    ttft = [x for r in results for x in r["ttft"]]
+    itl = [x for r in results for x in r["itl"]]
+    tokens = sum(r["tokens"] for r in results)
+    elapsed = max(r["elapsed"] for r in results)
+    kinds: dict[str, int] = {}
+    for r in results:
+        for kind, count in r["error_kinds"].items():
+            kinds[kind] = kinds.get(kind, 0) + count
+    return {
+        **latency_figures(ttft, itl),
+        "tokens": tokens,
+        "requests": sum(r["requests"] for r in results),
+        "errors": sum(r["errors"] for r in results),
+        "error_kinds": kinds,
+        "token_rate": tokens / elapsed if elapsed else 0.0,
+        "cpu_us_per_token": relay_cpu / tokens * 1e6 if relay_cpu is not None and tokens else None,
+        "sim_cpu_us_per_token": sim_cpu / tokens * 1e6 if tokens else None,
+    }
+
+
+def compare(env: Env, label: str, targets: list[Target], levels: tuple[int, ...]) -> list[Any]:
+    """For each concurrency level: every target, `rounds` times, rotating the order."""
+    cfg = env.config
+    out = []
+    for target in targets if cfg.warmup > 0 else ():  # first connections, lazy imports
+        env.progress(f"{label}: warm-up, {target.name}")
+        measure(env, target, 4, 12, cfg.warmup)
+    for streams in levels:
+        rate = cfg.rate_per_stream(streams)
+        max_tokens = max_tokens_for(rate, cfg.answer_seconds)
+        env.set_rate(rate)
+        rounds = []
+        for r in range(cfg.rounds):
+            row = {}
+            for k in range(len(targets)):
+                target = targets[(k + r) % len(targets)]
+                env.progress(
+                    f"{label}: {streams} streams x {rate:g} tok/s, round {r + 1}/{cfg.rounds}, "
+                    f"{target.name}"
+                )
+                row[target.name] = measure(env, target, streams, max_tokens, cfg.duration)
+            rounds.append({t.name: row[t.name] for t in targets})
+        out.append(
+            {
+                "streams": streams,
+                "rate_per_stream": rate,
+                "max_tokens": max_tokens,
+                "summary": summarize(rounds, "direct", KEYS),
+                "rounds": rounds,
+            }
+        )
+    env.progress_done()
+    return out
+
+
+def websocket_targets(env: Env) -> list[Target]:
+    sim, servers = env.sim, env.servers
+    return [
+        Target("direct", "sse", sim.url + "/v1/chat/completions", None),
+        Target("sidecar", "ws", f"ws://{servers['sidecar'].url}/v1/stream", servers["sidecar"]),
+        Target("minimal", "ws", f"ws://{servers['minimal'].url}/v1/stream", servers["minimal"]),
+    ]
+
+
+def http_targets(env: Env) -> list[Target]:
+    sim, servers = env.sim, env.servers
+    sidecar = servers["sidecar"]
+    targets = [
+        Target("direct", "sse", sim.url + "/v1/chat/completions", None),
+        Target("sidecar", "sse", f"http://{sidecar.url}/v1/chat/completions", sidecar),
+    ]
+    if "nginx" in servers:
+        nginx = servers["nginx"]
+        targets.append(Target("nginx", "sse", nginx.url + "/v1/chat/completions", nginx))
+    return targets
+
+
+def ws_scenario(env: Env) -> dict[str, Any]:
+    return {"levels": compare(env, "ws", websocket_targets(env), env.config.levels)}
+
+
+def http_scenario(env: Env) -> dict[str, Any]:
+    return {"levels": compare(env, "http", http_targets(env), env.config.levels)}
+
+
+def ramp_scenario(env: Env) -> dict[str, Any]:
+    """Raise the aggregate token rate until each relay's added p99 ITL passes 5 ms (or it falls
+    behind the direct stream by more than 10 %); the highest passing step is its sustained rate."""
+    cfg = env.config
+    targets = websocket_targets(env)
+    streams = cfg.ramp_streams
+    steps: list[dict[str, Any]] = []
+    best: dict[str, float | None] = {t.name: None for t in targets[1:]}
+    failed: set[str] = set()
+    for aggregate in cfg.ramp_rates:
+        rate = aggregate / streams
+        env.set_rate(rate)
+        max_tokens = max_tokens_for(rate, cfg.answer_seconds)
+        row: dict[str, Any] = {}
+        for target in targets:
+            if target.name in failed:
+                continue
+            env.progress(f"ramp: {aggregate:g} tok/s over {streams} streams, {target.name}")
+            row[target.name] = measure(env, target, streams, max_tokens, cfg.ramp_seconds)
+        direct = row["direct"]
+        for name in best:
+            if name not in row:
+                continue
+            mine = row[name]
+            added = _sub(mine["itl_p99_ms"], direct["itl_p99_ms"])
+            kept_up = mine["tokens"] >= 0.9 * direct["tokens"] and not mine["errors"]
+            mine["added_itl_p99_ms"] = added
+            mine["passed"] = kept_up and added is not None and added <= ITL_P99_BUDGET_MS
+            if mine["passed"]:
+                best[name] = aggregate
+            else:
+                failed.add(name)
+        steps.append({"aggregate_rate": aggregate, "rate_per_stream": rate, "results": row})
+        if failed >= set(best):
+            break
+    env.progress_done()
+    return {"streams": streams, "budget_ms": ITL_P99_BUDGET_MS, "max_rate": best, "steps": steps}
+
+
+def _sub(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
