@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
@@ -37,6 +38,8 @@ TOKEN_KINDS: Final = (
     ("wasted_tokens", "wasted", "#e15759"),
 )
 WIDTH: Final = 880
+HOUR: Final = timedelta(hours=1)
+MAX_BUCKETS: Final = 2000
 LEFT: Final = 190  # room for row labels
 CSS: Final = """
 body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}
@@ -113,13 +116,33 @@ def _ticks(maximum: float, count: int = 4) -> list[float]:
     return [top * i / count for i in range(count + 1)]
 
 
+def _usd(value: float) -> str:
+    text = f"{value:.6f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def _continuous(buckets: list[str], bucket: str) -> list[str]:
+    """Every day (or hour) from the first bucket to the last, so time runs evenly."""
+    if len(buckets) < 2:
+        return buckets
+    fmt, step = ("%Y-%m-%d", timedelta(days=1)) if bucket == "day" else ("%Y-%m-%dT%H:00", HOUR)
+    try:
+        first, last = (datetime.strptime(b, fmt) for b in (buckets[0], buckets[-1]))
+    except ValueError:
+        return buckets
+    count = int((last - first) / step) + 1
+    if count > MAX_BUCKETS:
+        return buckets
+    return [(first + n * step).strftime(fmt) for n in range(count)]
+
+
 def cost_over_time(rows: Sequence[dict[str, Any]], bucket: str) -> str:
-    buckets = sorted({str(r[bucket]) for r in rows})
+    buckets = _continuous(sorted({str(r[bucket]) for r in rows}), bucket)
     models = sorted({str(r["model"]) for r in rows})
     if not buckets:
         return _empty("cost-over-time")
     cost = {(str(r[bucket]), str(r["model"])): float(r["cost_usd"]) for r in rows}
-    height, top, bottom, left, right = 300, 15, 40, 70, 20
+    height, top, bottom, left, right = 300, 15, 40, 80, 70
     plot_w, plot_h = WIDTH - left - right, height - top - bottom
     ticks = _ticks(max(cost.values(), default=0.0))
 
@@ -136,12 +159,13 @@ def cost_over_time(rows: Sequence[dict[str, Any]], bucket: str) -> str:
     parts += [
         f'<line x1="{left}" x2="{WIDTH - right}" y1="{_num(y(tick))}" y2="{_num(y(tick))}" '
         f'stroke="#e5e5e5"/><text x="{left - 6}" y="{_num(y(tick) + 4)}" '
-        f'text-anchor="end">{tick:.4g}</text>'
+        f'text-anchor="end">{_usd(tick)}</text>'
         for tick in ticks
     ]
-    step = max(1, len(buckets) // 10)
+    label_width = 120 if bucket == "hour" else 80
+    step = -(-len(buckets) // max(2, plot_w // label_width))  # ceil: labels never overlap
     for i, name in enumerate(buckets):
-        if i % step == 0 or i == len(buckets) - 1:
+        if i % step == 0:
             parts.append(
                 f'<text x="{_num(x(i))}" y="{height - bottom + 16}" text-anchor="middle">'
                 f"{html.escape(name)}</text>"
