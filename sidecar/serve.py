@@ -9,7 +9,6 @@ import logging
 import signal
 import socket
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +51,8 @@ class ServeSettings:
     tenant_top_n: int = 20
     max_streams_per_connection: int = 16
     max_buffered_bytes: int = 1024 * 1024
+    send_buffer_bytes: int = 0
+    send_timeout: float = 10.0
     upstream_api_key: str | None = None
 
 
@@ -83,7 +84,8 @@ async def run(
     engine = db.make_engine(settings.db)
     db.require_migrated(engine, settings.db)
     prices = load_prices(settings.prices)
-    instance_id = settings.instance_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+    # Stable across restarts, so the next run can close this one's unfinished streams.
+    instance_id = settings.instance_id or f"{socket.gethostname()}-{settings.listen}"
     client_sock = bind(settings.listen, "--listen", settings.tcp_user_timeout)
     admin_sock = bind(settings.admin_listen, "--admin-listen")
     metrics = Metrics(tenant_top_n=settings.tenant_top_n)
@@ -106,9 +108,17 @@ async def run(
         flavour=settings.flavour,
         default_model=settings.default_model,
         heartbeat_interval=settings.heartbeat_interval,
-        limits=Limits(settings.max_streams_per_connection, settings.max_buffered_bytes),
+        limits=Limits(
+            settings.max_streams_per_connection, settings.max_buffered_bytes, settings.send_timeout
+        ),
     )
     client = _Server(_config(ClientApp(ctx), settings))
+    if settings.send_buffer_bytes:
+        client.config.ws = type(
+            "BoundedSendBufferProtocol",
+            (SidecarWebSocketProtocol,),
+            {"send_buffer_bytes": settings.send_buffer_bytes},
+        )
     admin = _Server(_config(AdminApp(ctx), settings))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -117,6 +127,7 @@ async def run(
     servers = [
         loop.create_task(client.serve(sockets=[client_sock])),
         loop.create_task(admin.serve(sockets=[admin_sock])),
+        loop.create_task(_checkpoints(recorder)),
     ]
     log.warning(
         "sidecar serving ws://%s/v1/stream and http://%s/v1/chat/completions → %s "
@@ -134,6 +145,7 @@ async def run(
         await drain(ctx, client, settings.drain_timeout)
     finally:
         client.should_exit = admin.should_exit = True
+        servers[-1].cancel()
         await asyncio.gather(*servers, return_exceptions=True)
         await upstream.close()
         await asyncio.to_thread(writer.close)
@@ -152,6 +164,12 @@ async def drain(ctx: ServerContext, client: uvicorn.Server, timeout: float) -> N
     for session in list(ctx.sessions):
         session.shutdown()
     await asyncio.sleep(0)
+
+
+async def _checkpoints(recorder: Recorder) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        recorder.checkpoint_all()
 
 
 def _config(app: Any, settings: ServeSettings) -> uvicorn.Config:

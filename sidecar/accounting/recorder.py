@@ -37,6 +37,7 @@ class Recorder:
         self.prices = prices
         self.instance_id = instance_id
         self.wall_clock = wall_clock
+        self.running: dict[str, StreamAccount] = {}
 
     def stream_row(self, account: StreamAccount, now_mono: float | None = None) -> dict[str, Any]:
         """The ledger row for a stream, final or a checkpoint of a running one."""
@@ -72,7 +73,18 @@ class Recorder:
             row["ended_at"] = utc(self.wall_clock() - (now_mono - account.t_end))
         return row
 
+    def started(self, account: StreamAccount) -> None:
+        """Record the start durably, so that a crash leaves no started stream unaccounted."""
+        self.running[account.stream_id] = account
+        self.checkpoint(account)
+
+    def checkpoint_all(self) -> None:
+        """Called about once a second: running streams' counts so far."""
+        for account in self.running.values():
+            self.checkpoint(account)
+
     def finished(self, account: StreamAccount, now_mono: float) -> None:
+        self.running.pop(account.stream_id, None)
         row = self.stream_row(account, now_mono)
         self.submit(Row("streams", row))
         self._count(account, row)

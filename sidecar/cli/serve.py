@@ -110,6 +110,21 @@ from sidecar.upstream.flavour import Flavour
     show_default=True,
     help="Unsent bytes per connection before its client is too slow.",
 )
+@option(
+    "--send-buffer-bytes",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Kernel send buffer per client socket (0 = kernel default); small values find "
+    "clients that stopped reading sooner.",
+)
+@option(
+    "--send-timeout",
+    type=click.FloatRange(min=1),
+    default=10.0,
+    show_default=True,
+    help="Seconds a client's send buffer may stay stuck before it is judged gone.",
+)
 def command(**options: object) -> None:
     """Relay client WebSockets and OpenAI HTTP requests to a model server, and account for them.
 

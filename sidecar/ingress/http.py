@@ -63,6 +63,7 @@ async def relay_http(scope: dict[str, Any], receive: Any, send: Any, ctx: Server
         trace_id=secrets.token_hex(16),
     )
     shaped = shape_request(request, ctx.flavour, account.stream_id)
+    ctx.recorder.started(account)
     relay = _HttpRelay(scope, receive, send, ctx, account, shaped)
     await relay.run()
 

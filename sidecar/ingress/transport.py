@@ -9,6 +9,11 @@ Under another ASGI server the extension is absent and the app falls back to plai
 
 from __future__ import annotations
 
+import fcntl
+import socket
+import struct
+import termios
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -33,11 +38,21 @@ def _ignore_missed() -> None:
 class TransportHandle:
     """What the app may do with the connection beyond ASGI messages."""
 
-    __slots__ = ("_protocol", "bytes_written", "on_missed", "on_rtt")
+    __slots__ = (
+        "_protocol",
+        "acked_bytes",
+        "bytes_written",
+        "on_missed",
+        "on_rtt",
+        "unsent_at_close",
+    )
 
     def __init__(self, protocol: SidecarWebSocketProtocol) -> None:
         self._protocol = protocol
         self.bytes_written = 0
+        self.acked_bytes = 0  # as of the last `sample()`: bytes the peer's TCP acknowledged
+        # Bytes still in the transport's buffer when the connection was lost: never delivered.
+        self.unsent_at_close: int | None = None
         self.on_rtt: Callable[[float], None] = _ignore_rtt
         self.on_missed: Callable[[], None] = _ignore_missed
 
@@ -60,12 +75,28 @@ class TransportHandle:
         return len(data)
 
     def buffered(self) -> int:
-        """Bytes accepted by `write` that the kernel has not taken yet."""
-        transport = self._protocol.transport
-        return 0 if transport.is_closing() else transport.get_write_buffer_size()
+        """Bytes accepted by `write` that the peer has not taken yet, as far as we can tell."""
+        if self.unsent_at_close is not None:
+            return self.unsent_at_close
+        return self._protocol.transport.get_write_buffer_size()
+
+    def sample(self) -> int:
+        """Record how much the peer has acknowledged; returns the bytes still unacknowledged.
+
+        Counts the transport's buffer plus the kernel's unacknowledged send queue (SIOCOUTQ),
+        so that when the peer vanishes we know what never reached it.
+        """
+        p = self._protocol
+        if self.unsent_at_close is not None:
+            return self.unsent_at_close
+        unacked = p.transport.get_write_buffer_size() + _kernel_unacked(p.transport)
+        self.acked_bytes = max(self.acked_bytes, self.bytes_written - unacked)
+        return unacked
 
     def abort(self) -> None:
         """Drop the connection now, discarding anything unsent (a dead peer will not read it)."""
+        if self.unsent_at_close is None:
+            self.unsent_at_close = self.sample()
         self._protocol.transport.abort()
 
     async def wait_writable(self) -> None:
@@ -74,6 +105,30 @@ class TransportHandle:
 
 class SidecarWebSocketProtocol(WebSocketsSansIOProtocol):
     handle: TransportHandle
+    send_buffer_bytes: int | None = None  # set by `serve` from --send-buffer-bytes
+    _ping_sent_perf = 0.0
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if self.send_buffer_bytes and sock is not None:
+            # A small kernel send buffer makes a client that stopped reading visible quickly
+            # (the transport buffer grows instead), bounding memory per connection.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        handle = getattr(self, "handle", None)
+        if handle is not None and handle.unsent_at_close is None:
+            if exc is None:  # an orderly close: what the kernel took, the peer acknowledged
+                handle.unsent_at_close = self.transport.get_write_buffer_size()
+            else:  # reset or timed out: only what was acknowledged by the last sample arrived
+                handle.unsent_at_close = handle.bytes_written - handle.acked_bytes
+        super().connection_lost(exc)
+
+    def send_keepalive_ping(self) -> None:
+        super().send_keepalive_ping()
+        # uvloop's loop.time() has millisecond resolution: too coarse for loopback RTTs.
+        self._ping_sent_perf = time.perf_counter()
 
     def handle_connect(self, event: Any) -> None:
         self.handle = TransportHandle(self)
@@ -87,7 +142,7 @@ class SidecarWebSocketProtocol(WebSocketsSansIOProtocol):
         expected = self.pending_ping_payload
         super().handle_pong(event)
         if expected is not None and bytes(event.data) == expected:
-            self.handle.on_rtt(self.last_ping_rtt)
+            self.handle.on_rtt(time.perf_counter() - self._ping_sent_perf)
 
     def keepalive_timeout(self) -> None:
         # uvicorn would send a close frame and `close()`, which waits for the send buffer to
@@ -96,5 +151,17 @@ class SidecarWebSocketProtocol(WebSocketsSansIOProtocol):
         self.pending_ping_payload = None
         if self.disconnected:
             return
+        self.handle.unsent_at_close = self.handle.sample()
         self.handle.on_missed()
         self.transport.abort()
+
+
+def _kernel_unacked(transport: Any) -> int:
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")  # == SIOCOUTQ
+    except OSError:
+        return 0
+    return int(struct.unpack("i", raw)[0])

@@ -22,9 +22,10 @@ from sidecar.errors import UpstreamError
 from sidecar.ingress import protocol
 from sidecar.ingress.protocol import Ack, Cancel, Generate, Ping, Pong, ProtocolError, Resume
 from sidecar.ingress.transport import EXTENSION, ClientGone, TransportHandle
-from sidecar.relay.pump import pump
+from sidecar.relay.pump import count_unrelayed, pump
 from sidecar.upstream.client import UpstreamResponse
 from sidecar.upstream.flavour import shape_request
+from sidecar.upstream.sse import SSEDecoder
 
 log = logging.getLogger("sidecar.session")
 
@@ -53,10 +54,11 @@ def tenant_of(scope: dict[str, Any]) -> str:
 class _Live:
     """A running stream: its account, its relay task and its upstream response."""
 
-    __slots__ = ("account", "response", "t_gone", "task")
+    __slots__ = ("account", "decoder", "response", "t_gone", "task")
 
     def __init__(self, account: StreamAccount) -> None:
         self.account = account
+        self.decoder = SSEDecoder()
         self.task: asyncio.Task[None] | None = None
         self.response: UpstreamResponse | None = None
         self.t_gone: float | None = None
@@ -76,6 +78,10 @@ class WebSocketSession:
         self.missed = 0
         self.disconnect_reason: str | None = None
         self.closed = False
+        # (connection byte offset after a write, the stream it carried, deltas in it): maps
+        # bytes the client never received back to the streams they belonged to.
+        self.writes: deque[tuple[int, _Live | None, int]] = deque(maxlen=8192)
+        self.watchdog: asyncio.Task[None] | None = None
 
     # Connection lifecycle ------------------------------------------------------------------
 
@@ -90,6 +96,7 @@ class WebSocketSession:
         if self.handle is not None:
             self.handle.on_rtt = self._on_rtt
             self.handle.on_missed = self._on_missed
+            self.watchdog = asyncio.get_running_loop().create_task(self._watch_sends())
         ctx.recorder.submit_session(self._session_row(None))
         try:
             token = secrets.token_urlsafe(24)
@@ -114,10 +121,49 @@ class WebSocketSession:
         ctx.sessions.discard(self)
         ctx.metrics.sessions_active.dec()
         ctx.metrics.disconnects.labels(reason).inc()
+        if self.watchdog is not None:
+            self.watchdog.cancel()
         outcome = Outcome.CLIENT_TOO_SLOW if reason == "client_too_slow" else Outcome.CLIENT_GONE
+        unsent = self._unsent_deltas()
         for live in list(self.live.values()):
-            self._end_stream(live, outcome)
+            self._end_stream(live, outcome, unsent=unsent.get(id(live), 0))
         ctx.recorder.submit_session(self._session_row(reason))
+
+    def _unsent_deltas(self) -> dict[int, int]:
+        """Deltas per stream that sat in bytes the client never acknowledged."""
+        if self.handle is None:
+            return {}
+        unsent_bytes = self.handle.buffered() if self.handle.unsent_at_close is not None else 0
+        lost_from = self.handle.bytes_written - unsent_bytes
+        counts: dict[int, int] = {}
+        for end, live, deltas in reversed(self.writes):
+            if end <= lost_from:
+                break
+            if live is not None:
+                counts[id(live)] = counts.get(id(live), 0) + deltas
+        return counts
+
+    async def _watch_sends(self) -> None:
+        """Once a second: note what the peer acknowledged; a send buffer that stops draining
+        means a dead or stuck peer (DESIGN §10: pings queue behind the data and never fire)."""
+        assert self.handle is not None
+        stalled_since: float | None = None
+        last_acked = -1
+        timeout = self.ctx.limits.send_timeout
+        while not self.closed:
+            await asyncio.sleep(1.0)
+            unacked = self.handle.sample()
+            now = self.ctx.clock()
+            if unacked == 0 or self.handle.acked_bytes != last_acked:
+                stalled_since = None
+            elif stalled_since is None:
+                stalled_since = now
+            elif now - stalled_since >= timeout:
+                self.disconnect_reason = "send_timeout"
+                self.handle.abort()
+                self._end_connection("send_timeout")
+                return
+            last_acked = self.handle.acked_bytes
 
     def _session_row(self, reason: str | None) -> dict[str, Any]:
         rtts = sorted(self.rtts)
@@ -139,6 +185,7 @@ class WebSocketSession:
     def shutdown(self) -> None:
         """Server drain: end what still runs as `shutdown`, then say goodbye with a close frame."""
         for live in list(self.live.values()):
+            self._error(live.account.request_id, "shutdown", "the sidecar is shutting down")
             self._end_stream(live, Outcome.SHUTDOWN)
         self.disconnect_reason = "server_drain"
         self._end_connection("server_drain")
@@ -160,19 +207,24 @@ class WebSocketSession:
 
     # Writing -------------------------------------------------------------------------------
 
-    async def _write(self, frames: list[bytes]) -> None:
+    async def _write(self, frames: list[bytes], live: _Live | None = None, deltas: int = 0) -> None:
         if self.handle is not None:
-            self._write_now(frames)
+            self._write_now(frames, live, deltas)
             return
         for frame in frames:  # plain ASGI: one message per frame
             try:
                 await self.send_asgi({"type": "websocket.send", "text": frame.decode()})
             except (OSError, RuntimeError):
                 raise ClientGone from None
+        if live is not None:
+            live.account.on_written(deltas)
 
-    def _write_now(self, frames: list[bytes]) -> None:
+    def _write_now(self, frames: list[bytes], live: _Live | None = None, deltas: int = 0) -> None:
         assert self.handle is not None
         self.handle.write_frames(frames)
+        if live is not None:
+            live.account.on_written(deltas)
+        self.writes.append((self.handle.bytes_written, live, deltas))
         if self.handle.buffered() > self.ctx.limits.max_buffered_bytes:
             self.disconnect_reason = "client_too_slow"
             self.handle.abort()
@@ -246,6 +298,7 @@ class WebSocketSession:
         )
         live = _Live(account)
         self.live[event.id] = live
+        ctx.recorder.started(account)
         self.streams_started += 1
         live.task = asyncio.get_running_loop().create_task(self._relay(live, event))
 
@@ -263,9 +316,10 @@ class WebSocketSession:
             finished = await pump(
                 live.response.chunks(),
                 account,
-                _WebSocketSink(self, account),
+                _WebSocketSink(self, live),
                 ctx.observer,
                 ctx.clock,
+                live.decoder,
             )
             if finished or account.finish_reason:
                 await self._write(
@@ -297,12 +351,11 @@ class WebSocketSession:
         self._error(live.account.request_id, code, message)
         self._end_stream(live, Outcome.UPSTREAM_ERROR, error_code=code)
 
-    def _end_stream(self, live: _Live, outcome: Outcome, error_code: str | None = None) -> None:
+    def _end_stream(
+        self, live: _Live, outcome: Outcome, error_code: str | None = None, unsent: int = 0
+    ) -> None:
         account, ctx = live.account, self.ctx
         now = ctx.clock()
-        unsent = 0
-        if outcome in GONE_OUTCOMES and self.handle is not None and self.closed:
-            unsent = 0  # refined by the lifecycle work: frames still in the buffer
         if not account.finish(outcome, now, error_code=error_code, unsent=unsent):
             return
         self.live.pop(account.request_id, None)
@@ -317,6 +370,8 @@ class WebSocketSession:
         response = live.response
         if response is None or response.closed:
             return
+        if live.account.outcome is not Outcome.COMPLETED:
+            count_unrelayed(response.take_buffered(), live.decoder, live.account, self.ctx.clock())
         response.close()
         if live.t_gone is not None:
             self.ctx.metrics.upstream_cancel.observe(self.ctx.clock() - live.t_gone)
@@ -325,11 +380,12 @@ class WebSocketSession:
 class _WebSocketSink:
     """Collects the deltas of one upstream read and writes them as one batch."""
 
-    __slots__ = ("account", "frames", "request_id", "session")
+    __slots__ = ("account", "frames", "live", "request_id", "session")
 
-    def __init__(self, session: WebSocketSession, account: StreamAccount) -> None:
+    def __init__(self, session: WebSocketSession, live: _Live) -> None:
         self.session = session
-        self.account = account
+        self.live = live
+        account = self.account = live.account
         self.request_id = account.request_id
         self.frames: list[bytes] = []
 
@@ -343,8 +399,7 @@ class _WebSocketSink:
         if not self.frames:
             return
         frames, self.frames = self.frames, []
-        await self.session._write(frames)
-        self.account.on_written(len(frames))
+        await self.session._write(frames, self.live, len(frames))
 
 
 def _prompt_chars(body: dict[str, Any]) -> int:

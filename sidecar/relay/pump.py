@@ -47,9 +47,10 @@ async def pump(
     sink: Sink,
     observer: Observer,
     clock: Callable[[], float],
+    decoder: SSEDecoder | None = None,
 ) -> bool:
     """Relay until `[DONE]` or the end of the body; True if the upstream finished properly."""
-    decoder = SSEDecoder()
+    decoder = decoder or SSEDecoder()
     finished = False
     async for data in chunks:
         now = clock()
@@ -91,3 +92,17 @@ def _handle(
                 pass  # keep relaying; one bad chunk should not cost the whole answer
     sink.passthrough(payload, usage_only)
     return finished
+
+
+def count_unrelayed(data: bytes, decoder: SSEDecoder, account: StreamAccount, now: float) -> None:
+    """Account for upstream output that reached the sidecar after its client left: generated,
+    never relayed. Keeps the generated count exact up to the moment the upstream is closed."""
+    for payload in decoder.feed(data):
+        for chunk in read_chunk(payload):
+            match chunk:
+                case Content(text):
+                    account.on_content(now, text)
+                case Usage(prompt, completion, final):
+                    account.on_usage(prompt, completion, final)
+                case _:
+                    pass

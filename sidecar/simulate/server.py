@@ -122,6 +122,7 @@ class _Run:
 
     def _end(self, outcome: str) -> None:
         self.detail["outcome"] = outcome
+        self.detail["ended_at"] = time.time()
         if outcome == "completed":
             self.stats.completed += 1
         else:

@@ -41,6 +41,13 @@ class UpstreamResponse:
                 return
             yield data
 
+    def take_buffered(self) -> bytes:
+        """Bytes that already arrived but were not read yet (they count as generated)."""
+        try:
+            return self._response.content.read_nowait()
+        except (RuntimeError, aiohttp.ClientError):
+            return b""
+
     def close(self) -> None:
         """Abort: drop the connection rather than return it to the pool mid-stream."""
         if self.closed:

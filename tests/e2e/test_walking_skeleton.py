@@ -63,7 +63,10 @@ def test_three_streams_completed_cancelled_abandoned(tmp_path: Path) -> None:
         by_request = stack.sim_stats()["by_request"]
         for name, row in rows.items():
             upstream = by_request[row["id"]]  # the sidecar sends its stream id as X-Request-Id
-            assert row["generated_tokens"] == upstream["generated"], name
+            # A stream cut short may lose one token that was on the wire while the sidecar
+            # closed the upstream: generated after the cut, never seen (docs/accounting.md).
+            unseen = upstream["generated"] - row["generated_tokens"]
+            assert unseen == 0 if name == "full" else unseen in (0, 1), name
             assert row["delivered_tokens"] <= row["generated_tokens"]
             assert row["wasted_tokens"] == row["generated_tokens"] - row["delivered_tokens"]
             assert row["tenant"] == "default" and row["ingress"] == "ws"

@@ -268,7 +268,7 @@ class _CDPConnection:
         self._reader = asyncio.create_task(self._read_loop(), name=f"cdp-reader-{label}")
 
     @classmethod
-    async def open(cls, url: str, label: str, timeout: float = 10.0) -> _CDPConnection:  # noqa: ASYNC109
+    async def open(cls, url: str, label: str, timeout: float = 10.0) -> _CDPConnection:
         ws = await connect(
             url,
             proxy=None,
@@ -322,7 +322,7 @@ class _CDPConnection:
         self,
         method: str,
         params: dict[str, Any] | None = None,
-        timeout: float = 30.0,  # noqa: ASYNC109
+        timeout: float = 30.0,
     ) -> dict[str, Any]:
         """Send a command and return its ``result`` (raises :class:`CDPError`)."""
         if self._closed_reason is not None:
@@ -378,7 +378,7 @@ class Page:
         self._conn = conn
         self.closed = False
 
-    async def navigate(self, url: str, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+    async def navigate(self, url: str, timeout: float = 30.0) -> None:
         """Navigate and wait for the ``load`` event (raises on network errors)."""
         loaded = self._conn.expect_event("Page.loadEventFired")
         try:
@@ -393,7 +393,7 @@ class Page:
             if not loaded.done():
                 loaded.cancel()
 
-    async def evaluate(self, expression: str, timeout: float = 30.0) -> Any:  # noqa: ASYNC109
+    async def evaluate(self, expression: str, timeout: float = 30.0) -> Any:
         """Evaluate ``expression`` in the page (promises are awaited) and
         return its JSON-serialisable value.  Raises :class:`JavaScriptError`."""
         result = await self._conn.send(
@@ -416,7 +416,7 @@ class Page:
     async def wait_for(
         self,
         condition: str,
-        timeout: float = 10.0,  # noqa: ASYNC109
+        timeout: float = 10.0,
         interval: float = 0.05,
     ) -> Any:
         """Poll the JS expression ``condition`` until it is truthy and return
@@ -533,7 +533,7 @@ class Chromium:
         """Return ``Browser.getVersion`` (product, protocolVersion, ...)."""
         return await self._browser_conn().send("Browser.getVersion")
 
-    async def new_page(self, url: str = "about:blank", timeout: float = 30.0) -> Page:  # noqa: ASYNC109
+    async def new_page(self, url: str = "about:blank", timeout: float = 30.0) -> Page:
         """Open a new tab, attach to it and (unless ``about:blank``) navigate
         to ``url``, waiting for its ``load`` event."""
         browser = self._browser_conn()

@@ -220,8 +220,21 @@ class NetNamespace:
     def _setup(self) -> None:
         ip, cidr = self._ip, f"/{self.prefixlen}"
         _run([ip, "netns", "add", self.name])
-        _run([ip, "link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if,
-              "netns", self.name])  # fmt: skip
+        _run(
+            [
+                ip,
+                "link",
+                "add",
+                self.host_if,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                self.ns_if,
+                "netns",
+                self.name,
+            ]
+        )
         _run([ip, "addr", "add", self.host_addr + cidr, "dev", self.host_if])
         _run([ip, "link", "set", self.host_if, "up"])
         _run([ip, "-n", self.name, "addr", "add", self.ns_addr + cidr, "dev", self.ns_if])

@@ -61,7 +61,7 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
         delay = min(delay * 2, 0.2)
 
 
-async def async_wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+async def async_wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
     """Async twin of :func:`wait_for_port` (does not block the event loop)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + scaled(timeout)

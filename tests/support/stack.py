@@ -68,12 +68,13 @@ class Stack:
     sim_port: int = field(default_factory=free_port)
     port: int = field(default_factory=free_port)
     admin_port: int = field(default_factory=free_port)
+    host: str = "127.0.0.1"  # where `serve` takes client traffic
     processes: list[Process] = field(default_factory=list)
     serve: Process | None = None
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/v1/stream"
+        return f"ws://{self.host}:{self.port}/v1/stream"
 
     @property
     def http_url(self) -> str:
@@ -103,7 +104,7 @@ class Stack:
             sidecar_cmd(
                 "serve",
                 "--listen",
-                f"127.0.0.1:{self.port}",
+                f"{self.host}:{self.port}",
                 "--admin-listen",
                 f"127.0.0.1:{self.admin_port}",
                 "--upstream",
@@ -120,12 +121,12 @@ class Stack:
         self.processes.append(proc)
         self.serve = proc
         self._wait(proc, self.admin_port)
-        self._wait(proc, self.port)
+        self._wait(proc, self.port, self.host)
         return proc
 
-    def _wait(self, proc: Process, port: int) -> None:
+    def _wait(self, proc: Process, port: int, host: str = "127.0.0.1") -> None:
         try:
-            wait_for_port("127.0.0.1", port, timeout=20)
+            wait_for_port(host, port, timeout=20)
         except TimeoutError:
             proc.stop(signal.SIGKILL)
             raise AssertionError(f"{proc.name} did not start:\n{proc.output()}") from None

@@ -40,7 +40,7 @@ def _unacked_bytes(writer: asyncio.StreamWriter) -> int:
     return value
 
 
-async def _readline(stream: asyncio.StreamReader, timeout: float) -> bytes:  # noqa: ASYNC109
+async def _readline(stream: asyncio.StreamReader, timeout: float) -> bytes:
     return await asyncio.wait_for(stream.readline(), timeout=scaled(timeout))
 
 

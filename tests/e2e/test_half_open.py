@@ -1,0 +1,103 @@
+"""A client that vanishes without a FIN: it runs in a network namespace the test creates, and
+its packets are then dropped with iptables inside that namespace (this kernel has no netem).
+
+Needs root; with CI=true a missing capability fails the test (tests/support/netns.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from tests.e2e.ledger import session_rows, stream_rows
+from tests.support.netns import NetNamespace
+from tests.support.stack import running_stack
+from tests.support.timeouts import scaled
+
+CLIENT = """
+import json, sys, time
+from websockets.sync.client import connect
+ws = connect(sys.argv[1], open_timeout=10)
+print(json.loads(ws.recv())["type"], flush=True)
+if sys.argv[2] == "stream":
+    body = {"model": "sim-small", "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 100000}
+    ws.send(json.dumps({"type": "generate", "id": "r", "body": body}))
+    while True:
+        frame = json.loads(ws.recv())
+        if frame["type"] == "delta":
+            print(frame["seq"], flush=True)
+else:
+    time.sleep(120)
+"""
+
+
+async def _client_until(ns: NetNamespace, url: str, mode: str, lines: int) -> object:
+    proc = await ns.spawn_python(
+        "-c", CLIENT, url, mode, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    for _ in range(lines):
+        line = await asyncio.wait_for(proc.stdout.readline(), scaled(15))
+        assert line, (await proc.stderr.read()).decode() if proc.stderr else "client died"
+    return proc
+
+
+def _wait(predicate: object, timeout: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():  # type: ignore[operator]
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise AssertionError("not detected in time")
+
+
+def test_half_open_client_idle_and_streaming(netns: NetNamespace, tmp_path: Path) -> None:
+    with running_stack(tmp_path) as stack:
+        stack.host = netns.host_addr
+        stack.start_sim("--tokens-per-second", "200")
+        # Listen on the host end of the veth pair, not loopback, so the namespace can reach us.
+        stack.start_serve(
+            "--heartbeat-interval", "1", "--heartbeat-timeout", "1",
+            "--tcp-user-timeout", "3",
+        )  # fmt: skip
+        url = stack.ws_url
+
+        async def scenario(mode: str, lines: int) -> None:
+            proc = await _client_until(netns, url, mode, lines)
+            netns.drop_all()
+            try:
+                if mode == "idle":
+                    took = _wait(
+                        lambda: any(
+                            s["disconnect_reason"] == "heartbeat_timeout"
+                            for s in session_rows(stack.db_url)
+                        ),
+                        scaled(1 + 1 + 1 + 2),
+                    )
+                    assert took <= 1 + 1 + 1, f"idle half-open client found after {took:.1f}s"
+                else:
+                    took = _wait(
+                        lambda: any(
+                            r["outcome"] == "client_gone" for r in stream_rows(stack.db_url)
+                        ),
+                        scaled(3 + 1 + 2),
+                    )
+                    assert took <= 3 + 1, f"streaming half-open client found after {took:.1f}s"
+            finally:
+                netns.restore()
+                proc.kill()  # type: ignore[attr-defined]
+                await proc.wait()  # type: ignore[attr-defined]
+
+        asyncio.run(scenario("idle", 1))
+        asyncio.run(scenario("stream", 20))
+
+        (row,) = stream_rows(stack.db_url)
+        assert row["outcome"] == "client_gone"
+        assert row["wasted_tokens"] == row["generated_tokens"] - row["delivered_tokens"]
+        assert row["wasted_tokens"] > 0  # tokens written into a dead connection are not delivered
+        _wait(lambda: stack.sim_stats()["active"] == 0, scaled(5))
+        upstream = stack.sim_stats()["by_request"][row["id"]]
+        assert upstream["outcome"] == "aborted"
+        assert upstream["generated"] == row["generated_tokens"]

@@ -1,0 +1,131 @@
+"""Stream lifecycle over real processes: heartbeats, drain on SIGTERM, the OpenAI HTTP path."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import signal
+import time
+from pathlib import Path
+
+import openai
+
+from tests.e2e.ledger import session_rows, stream_rows, wait_for_rows
+from tests.e2e.wsclient import Client, chat
+from tests.support.stack import running_stack
+from tests.support.timeouts import scaled
+
+
+def test_heartbeat_rtt_per_session_in_ledger_and_metrics(tmp_path: Path) -> None:
+    with running_stack(tmp_path) as stack:
+        stack.start_sim()
+        stack.start_serve("--heartbeat-interval", "0.2", "--heartbeat-timeout", "2")
+
+        async def idle_a_while() -> None:
+            client = await Client.connect(stack.ws_url)
+            assert client.hello["heartbeat_s"] == 0.2
+            await asyncio.sleep(1.5)  # the websockets client answers protocol pings by itself
+            await client.close()
+
+        asyncio.run(idle_a_while())
+        deadline = time.monotonic() + scaled(5)
+        while time.monotonic() < deadline:
+            sessions = [s for s in session_rows(stack.db_url) if s["ended_at"] is not None]
+            if sessions:
+                break
+            time.sleep(0.1)
+        (session,) = sessions
+        assert 0 < session["heartbeat_rtt_p50_s"] <= session["heartbeat_rtt_max_s"] < 0.5
+        assert session["heartbeats_missed"] == 0
+        metrics = stack.metrics_text()
+        count = next(
+            float(line.split()[-1])
+            for line in metrics.splitlines()
+            if line.startswith("sidecar_heartbeat_rtt_seconds_count")
+        )
+        assert count >= 4  # about one pong per 0.2 s over 1.5 s
+
+
+def test_sigterm_drains_running_streams_and_exits_zero(tmp_path: Path) -> None:
+    with running_stack(tmp_path) as stack:
+        stack.start_sim("--tokens-per-second", "20")
+        serve = stack.start_serve("--drain-timeout", "1.5")
+
+        async def load() -> list[str]:
+            clients = [await Client.connect(stack.ws_url) for _ in range(4)]
+            for i, client in enumerate(clients):
+                await client.generate("short", chat(3))  # finishes inside the drain window
+                await client.generate(f"long{i}", chat(400))  # cannot finish: ends as shutdown
+            await asyncio.sleep(0.3)
+            serve.popen.send_signal(signal.SIGTERM)
+            ends = []
+            for i, client in enumerate(clients):
+                ends.append((await client.read_until_end("short"))[-1]["type"])
+                last = (await client.read_until_end(f"long{i}"))[-1]
+                ends.append(str(last.get("code")))
+            return ends
+
+        ends = asyncio.run(load())
+        assert sorted(ends) == ["done"] * 4 + ["shutdown"] * 4
+        assert serve.popen.wait(scaled(10)) == 0, serve.output()
+        rows = stream_rows(stack.db_url)
+        assert len(rows) == 8
+        outcomes = sorted(r["outcome"] for r in rows)
+        assert outcomes == ["completed"] * 4 + ["shutdown"] * 4, outcomes
+        assert all(r["ended_at"] is not None for r in rows)
+        assert stack.sim_stats()["active"] == 0
+
+
+def test_openai_client_through_the_http_passthrough(tmp_path: Path) -> None:
+    with running_stack(tmp_path) as stack:
+        stack.start_sim("--tokens-per-second", "500")
+        stack.start_serve()
+        prompt = [{"role": "user", "content": "Say something"}]
+        direct = openai.OpenAI(base_url=stack.sim_url + "/v1", api_key="x", max_retries=0)
+        via = openai.OpenAI(base_url=stack.http_url + "/v1", api_key="x", max_retries=0)
+
+        def streamed(client: openai.OpenAI) -> tuple[str, list[object]]:
+            chunks = list(
+                client.chat.completions.create(
+                    model="sim-small",
+                    messages=prompt,
+                    max_tokens=12,
+                    stream=True,  # type: ignore[arg-type]
+                )
+            )
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            return text, [c.usage for c in chunks]
+
+        text_direct, _ = streamed(direct)
+        text_via, usages = streamed(via)
+        assert text_via == text_direct and len(text_via.split()) == 12
+        assert all(u is None for u in usages)  # the usage chunk the sidecar injected is stripped
+
+        whole = via.chat.completions.create(model="sim-small", messages=prompt, max_tokens=5)  # type: ignore[arg-type]
+        assert (
+            whole.choices[0].message.content
+            == text_direct[: len(whole.choices[0].message.content or "")]
+        )
+        assert whole.usage is not None and whole.usage.completion_tokens == 5
+
+        # Cut a streaming request off mid-answer: the upstream must be aborted.
+        conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=10)
+        body = {"model": "sim-small", "messages": prompt, "max_tokens": 5000, "stream": True}
+        headers = {"Content-Type": "application/json"}
+        conn.request("POST", "/v1/chat/completions", json.dumps(body), headers)
+        response = conn.getresponse()
+        assert response.status == 200
+        for _ in range(10):
+            assert response.readline().startswith((b"data: ", b"\n"))
+        conn.close()  # the client goes away mid-answer
+        rows = wait_for_rows(stack.db_url, 3)  # streamed, whole, cut off (direct calls bypass us)
+        cut = [r for r in rows if r["outcome"] == "client_gone"]
+        assert len(cut) == 1 and cut[0]["ingress"] == "http"
+        assert 0 < cut[0]["generated_tokens"] < 5000
+        deadline = time.monotonic() + scaled(5)
+        while stack.sim_stats()["active"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        upstream = stack.sim_stats()["by_request"][cut[0]["id"]]
+        assert upstream["outcome"] == "aborted"
+        assert {r["outcome"] for r in rows} == {"completed", "client_gone"}
