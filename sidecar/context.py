@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from sidecar.accounting.recorder import Recorder
 from sidecar.accounting.stream import StreamAccount
+from sidecar.drift.monitor import DriftMonitor
 from sidecar.telemetry.metrics import Metrics
+from sidecar.telemetry.spans import Tracing
 from sidecar.upstream.client import UpstreamClient
 from sidecar.upstream.flavour import Flavour
 
@@ -26,10 +28,11 @@ class Limits:
 
 @dataclass(slots=True)
 class LatencyObserver:
-    """Feeds per-delta latency samples to Prometheus (and drift, when enabled)."""
+    """Feeds per-delta latency samples to Prometheus and to the drift detector."""
 
     metrics: Metrics
-    drift: Any = None
+    drift: DriftMonitor | None = None
+    inflight: Callable[[], int] = lambda: 0
     _ttft: dict[str, Histogram] = field(default_factory=dict)
     _itl: dict[str, Histogram] = field(default_factory=dict)
 
@@ -38,12 +41,34 @@ class LatencyObserver:
         if child is None:
             child = self._ttft[account.model] = self.metrics.ttft.labels(account.model)
         child.observe(ttft)
+        if self.drift is not None:
+            self.drift.observe(
+                "ttft",
+                account.model,
+                ttft,
+                account.t_last or 0.0,
+                account.prompt_tokens,
+                self.inflight(),
+            )
 
     def gap(self, account: StreamAccount, seconds: float) -> None:
         child = self._itl.get(account.model)
         if child is None:
             child = self._itl[account.model] = self.metrics.itl.labels(account.model)
         child.observe(seconds)
+        if self.drift is not None:
+            self.drift.observe(
+                "itl", account.model, seconds, account.t_last or 0.0, None, self.inflight()
+            )
+
+    def failed_before_first_token(self, account: StreamAccount, now: float) -> None:
+        """Failures are the extreme tail: an error before any token counts as an exceedance."""
+        if self.drift is not None and account.t_first is None:
+            self.drift.observe("ttft", account.model, now - account.t_start, now, failed=True)
+
+    def sample(self, signal: str, model: str, value: float, now: float) -> None:
+        if self.drift is not None:
+            self.drift.observe(signal, model, value, now)
 
 
 @dataclass(slots=True)
@@ -59,9 +84,12 @@ class ServerContext:
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
     observer: LatencyObserver | None = None
+    tracing: Tracing = field(default_factory=lambda: Tracing(None))
+    drift: DriftMonitor | None = None
     sessions: set[Any] = field(default_factory=set)
     draining: bool = False
 
     def __post_init__(self) -> None:
         if self.observer is None:
-            self.observer = LatencyObserver(self.metrics)
+            running = self.recorder.running
+            self.observer = LatencyObserver(self.metrics, self.drift, lambda: len(running))

@@ -10,7 +10,7 @@ import signal
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import uvicorn
 from sidecar.accounting.pricing import PriceBook, parse_price_toml
 from sidecar.accounting.recorder import Recorder
 from sidecar.context import Limits, ServerContext
+from sidecar.drift.live import DriftSettings, LiveDrift, build_monitor
 from sidecar.errors import ConfigError
 from sidecar.ingress.admin import AdminApp
 from sidecar.ingress.app import ClientApp
@@ -27,6 +28,12 @@ from sidecar.ledger import db
 from sidecar.ledger.writer import LedgerWriter
 from sidecar.netaddr import bind, parse_listen
 from sidecar.telemetry.metrics import Metrics
+from sidecar.telemetry.tracing import (
+    Tracing,
+    build_tracer_provider,
+    capture_content_from_env,
+    instrument_http,
+)
 from sidecar.upstream.client import UpstreamClient
 from sidecar.upstream.flavour import Flavour
 
@@ -54,6 +61,9 @@ class ServeSettings:
     send_buffer_bytes: int = 0
     send_timeout: float = 10.0
     upstream_api_key: str | None = None
+    trace_console: bool = False
+    capture_content: bool = False
+    drift: DriftSettings = field(default_factory=DriftSettings)
 
 
 class _Server(uvicorn.Server):
@@ -89,6 +99,14 @@ async def run(
     client_sock = bind(settings.listen, "--listen", settings.tcp_user_timeout)
     admin_sock = bind(settings.admin_listen, "--admin-listen")
     metrics = Metrics(tenant_top_n=settings.tenant_top_n)
+    provider = build_tracer_provider(console=settings.trace_console)
+    tracing = Tracing(
+        provider,
+        provider_name=settings.flavour.value,
+        upstream_url=settings.upstream,
+        capture_content=settings.capture_content or capture_content_from_env(),
+    )
+    monitor = build_monitor(settings.drift)
 
     def gauges(w: LedgerWriter) -> None:
         metrics.ledger_queue_depth.set(w.depth)
@@ -100,6 +118,8 @@ async def run(
     upstream = UpstreamClient(settings.upstream, settings.flavour, settings.upstream_api_key)
     await upstream.start()
     recorder = Recorder(metrics, writer.submit, prices, instance_id, time.time)
+    drift = LiveDrift(monitor, settings.drift, metrics, writer.submit, instance_id)
+    await drift.start()
     ctx = ServerContext(
         upstream=upstream,
         recorder=recorder,
@@ -108,11 +128,13 @@ async def run(
         flavour=settings.flavour,
         default_model=settings.default_model,
         heartbeat_interval=settings.heartbeat_interval,
+        tracing=tracing,
+        drift=monitor,
         limits=Limits(
             settings.max_streams_per_connection, settings.max_buffered_bytes, settings.send_timeout
         ),
     )
-    client = _Server(_config(ClientApp(ctx), settings))
+    client = _Server(_config(instrument_http(ClientApp(ctx), provider), settings))
     if settings.send_buffer_bytes:
         client.config.ws = type(
             "BoundedSendBufferProtocol",
@@ -147,8 +169,11 @@ async def run(
         client.should_exit = admin.should_exit = True
         servers[-1].cancel()
         await asyncio.gather(*servers, return_exceptions=True)
+        await drift.aclose()
         await upstream.close()
         await asyncio.to_thread(writer.close)
+        if provider is not None:
+            await asyncio.to_thread(provider.shutdown)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
 

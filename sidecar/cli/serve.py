@@ -125,6 +125,33 @@ from sidecar.upstream.flavour import Flavour
     show_default=True,
     help="Seconds a client's send buffer may stay stuck before it is judged gone.",
 )
+@option(
+    "--trace-console",
+    is_flag=True,
+    default=False,
+    help="Print spans to stdout (OTLP export is configured with OTEL_* variables).",
+)
+@option(
+    "--capture-content",
+    is_flag=True,
+    default=False,
+    help="Put prompt and completion text on spans (off: never recorded anywhere).",
+)
+@option("--alertmanager-url", default=None, help="Send drift alerts to this Alertmanager.")
+@option("--drift-webhook-url", default=None, help="POST drift alerts as JSON to this URL.")
+@option(
+    "--drift-threshold",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="CUSUM threshold h [default: 10]; +1 ≈ 2.7× fewer false alarms, ~48 samples later.",
+)
+@option(
+    "--drift-profile",
+    type=click.Choice(["production", "fast"]),
+    default="production",
+    show_default=True,
+    help="'fast' arms within ~20 s: for demos and tests, not paging.",
+)
 def command(**options: object) -> None:
     """Relay client WebSockets and OpenAI HTTP requests to a model server, and account for them.
 
@@ -135,7 +162,14 @@ def command(**options: object) -> None:
           --prices prices.toml --listen 0.0.0.0:8080
     """
     from sidecar import serve
+    from sidecar.drift.live import DriftSettings
 
+    options["drift"] = DriftSettings(
+        profile=str(options.pop("drift_profile")),
+        threshold=options.pop("drift_threshold"),  # type: ignore[arg-type]
+        alertmanager_url=options.pop("alertmanager_url") or None,  # type: ignore[arg-type]
+        webhook_url=options.pop("drift_webhook_url") or None,  # type: ignore[arg-type]
+    )
     options["flavour"] = Flavour(str(options["flavour"]))
     options["upstream_api_key"] = options.get("upstream_api_key") or None
     serve.main(serve.ServeSettings(**options))  # type: ignore[arg-type]

@@ -83,7 +83,8 @@ class Sink(Protocol):
 
 
 class LogSink:
-    name, resend_seconds = "log", None
+    name = "log"
+    resend_seconds: float | None = None
 
     def __init__(self, logger: logging.Logger = log, epoch_offset: float = 0.0) -> None:
         self._logger, self._offset = logger, epoch_offset
@@ -99,7 +100,8 @@ class LogSink:
 class CallableSink:
     """Hands each change to an async callable, e.g. the ledger's writer for the `alerts` table."""
 
-    name, resend_seconds = "callable", None
+    name = "callable"
+    resend_seconds: float | None = None
 
     def __init__(self, fn: Callable[[AlertChange], Awaitable[None]]) -> None:
         self._fn = fn
@@ -146,7 +148,7 @@ class WebhookSink:
     """POSTs `payload()` as JSON to any URL; retries with exponential backoff."""
 
     name = "webhook"
-    resend_seconds = None
+    resend_seconds: float | None = None
 
     def __init__(
         self,

@@ -22,6 +22,7 @@ from sidecar.errors import UpstreamError
 from sidecar.ingress.app import respond_json
 from sidecar.ingress.websocket import _prompt_chars, tenant_of
 from sidecar.relay.pump import pump
+from sidecar.telemetry.spans import StreamTrace
 from sidecar.upstream.flavour import ShapedRequest, shape_request
 
 MAX_BODY = 8 * 1024 * 1024
@@ -63,8 +64,10 @@ async def relay_http(scope: dict[str, Any], receive: Any, send: Any, ctx: Server
         trace_id=secrets.token_hex(16),
     )
     shaped = shape_request(request, ctx.flavour, account.stream_id)
+    trace = ctx.tracing.http_stream(account, request)
+    account.trace_id = trace.trace_id_hex or account.trace_id
     ctx.recorder.started(account)
-    relay = _HttpRelay(scope, receive, send, ctx, account, shaped)
+    relay = _HttpRelay(scope, receive, send, ctx, account, shaped, trace)
     await relay.run()
 
 
@@ -77,9 +80,10 @@ class _HttpRelay:
         ctx: ServerContext,
         account: StreamAccount,
         shaped: ShapedRequest,
+        trace: StreamTrace,
     ) -> None:
         self.scope, self.receive, self.send, self.ctx = scope, receive, send, ctx
-        self.account, self.shaped = account, shaped
+        self.account, self.shaped, self.trace = account, shaped, trace
         self.started = False
         self.chunks: list[bytes] = []
         self.strip_usage = not shaped.client_wants_usage
@@ -94,10 +98,13 @@ class _HttpRelay:
         if watcher in done and not relay.done():
             t_gone = ctx.clock()
             account.finish(Outcome.CLIENT_GONE, t_gone)
+            self.trace.client_gone()
             relay.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await relay
-            ctx.metrics.upstream_cancel.observe(ctx.clock() - t_gone)
+            elapsed = ctx.clock() - t_gone
+            ctx.metrics.upstream_cancel.observe(elapsed)
+            self.trace.upstream_cancelled(elapsed)
             ctx.metrics.disconnects.labels("client_closed").inc()
         else:
             watcher.cancel()
@@ -105,6 +112,7 @@ class _HttpRelay:
                 await watcher
         if not account.ended:
             account.finish(Outcome.UPSTREAM_ERROR, ctx.clock(), error_code="internal")
+        self.trace.end(account)
         ctx.recorder.finished(account, ctx.clock())
 
     async def _watch_disconnect(self) -> None:
@@ -116,7 +124,9 @@ class _HttpRelay:
         body = self.shaped.body if self.shaped.client_wants_stream else dict(self.shaped.body)
         response = None
         try:
-            response = await ctx.upstream.stream(account.path, body, account.stream_id, {})
+            headers: dict[str, str] = {}
+            self.trace.inject(headers)
+            response = await ctx.upstream.stream(account.path, body, account.stream_id, headers)
             assert ctx.observer is not None
             finished = await pump(response.chunks(), account, self, ctx.observer, ctx.clock)
             if self.shaped.client_wants_stream:

@@ -23,12 +23,14 @@ from sidecar.ingress import protocol
 from sidecar.ingress.protocol import Ack, Cancel, Generate, Ping, Pong, ProtocolError, Resume
 from sidecar.ingress.transport import EXTENSION, ClientGone, TransportHandle
 from sidecar.relay.pump import count_unrelayed, pump
+from sidecar.telemetry.spans import NOOP_SESSION, NOOP_STREAM, SessionTrace, StreamTrace
 from sidecar.upstream.client import UpstreamResponse
 from sidecar.upstream.flavour import shape_request
 from sidecar.upstream.sse import SSEDecoder
 
 log = logging.getLogger("sidecar.session")
 
+HEARTBEAT_MODEL = "all"  # heartbeats are per connection, not per model
 GONE_OUTCOMES = frozenset({Outcome.CLIENT_GONE, Outcome.CLIENT_CANCELLED, Outcome.CLIENT_TOO_SLOW})
 
 
@@ -54,10 +56,11 @@ def tenant_of(scope: dict[str, Any]) -> str:
 class _Live:
     """A running stream: its account, its relay task and its upstream response."""
 
-    __slots__ = ("account", "decoder", "response", "t_gone", "task")
+    __slots__ = ("account", "decoder", "response", "t_gone", "task", "trace")
 
     def __init__(self, account: StreamAccount) -> None:
         self.account = account
+        self.trace: StreamTrace = NOOP_STREAM
         self.decoder = SSEDecoder()
         self.task: asyncio.Task[None] | None = None
         self.response: UpstreamResponse | None = None
@@ -82,6 +85,7 @@ class WebSocketSession:
         # bytes the client never received back to the streams they belonged to.
         self.writes: deque[tuple[int, _Live | None, int]] = deque(maxlen=8192)
         self.watchdog: asyncio.Task[None] | None = None
+        self.trace: SessionTrace = NOOP_SESSION
 
     # Connection lifecycle ------------------------------------------------------------------
 
@@ -93,6 +97,9 @@ class WebSocketSession:
         ctx = self.ctx
         ctx.sessions.add(self)
         ctx.metrics.sessions_active.inc()
+        self.trace = ctx.tracing.session_span(
+            self.scope.get("headers", ()), self.id, self.tenant, _client_addr(self.scope)
+        )
         if self.handle is not None:
             self.handle.on_rtt = self._on_rtt
             self.handle.on_missed = self._on_missed
@@ -127,7 +134,9 @@ class WebSocketSession:
         unsent = self._unsent_deltas()
         for live in list(self.live.values()):
             self._end_stream(live, outcome, unsent=unsent.get(id(live), 0))
-        ctx.recorder.submit_session(self._session_row(reason))
+        row = self._session_row(reason)
+        self.trace.end(row["heartbeat_rtt_p50_s"], row["heartbeat_rtt_max_s"], self.missed, reason)
+        ctx.recorder.submit_session(row)
 
     def _unsent_deltas(self) -> dict[int, int]:
         """Deltas per stream that sat in bytes the client never acknowledged."""
@@ -198,10 +207,13 @@ class WebSocketSession:
         self.rtts.append(rtt)
         self.rtt_max = max(self.rtt_max, rtt)
         self.ctx.metrics.heartbeat_rtt.observe(rtt)
+        assert self.ctx.observer is not None
+        self.ctx.observer.sample("heartbeat_rtt", HEARTBEAT_MODEL, rtt, self.ctx.clock())
 
     def _on_missed(self) -> None:
         self.missed += 1
         self.ctx.metrics.heartbeat_missed.inc()
+        self.trace.heartbeat_missed()
         self.disconnect_reason = "heartbeat_timeout"
         self._end_connection("heartbeat_timeout")
 
@@ -297,6 +309,8 @@ class WebSocketSession:
             trace_id=secrets.token_hex(16),
         )
         live = _Live(account)
+        live.trace = self.trace.stream_started(account, event.body)
+        account.trace_id = live.trace.trace_id_hex or account.trace_id
         self.live[event.id] = live
         ctx.recorder.started(account)
         self.streams_started += 1
@@ -308,8 +322,10 @@ class WebSocketSession:
         account, ctx = live.account, self.ctx
         shaped = shape_request(event.body, ctx.flavour, account.stream_id)
         try:
+            headers: dict[str, str] = {}
+            live.trace.inject(headers)
             live.response = await ctx.upstream.stream(
-                event.path, shaped.body, account.stream_id, {}
+                event.path, shaped.body, account.stream_id, headers
             )
             await self._write([protocol.start(account.request_id, account.trace_id or "")])
             assert ctx.observer is not None
@@ -348,6 +364,8 @@ class WebSocketSession:
             self._close_upstream(live)
 
     def _fail(self, live: _Live, code: str, message: str) -> None:
+        assert self.ctx.observer is not None
+        self.ctx.observer.failed_before_first_token(live.account, self.ctx.clock())
         self._error(live.account.request_id, code, message)
         self._end_stream(live, Outcome.UPSTREAM_ERROR, error_code=code)
 
@@ -360,10 +378,13 @@ class WebSocketSession:
             return
         self.live.pop(account.request_id, None)
         if outcome in GONE_OUTCOMES or outcome is Outcome.SHUTDOWN:
+            if outcome in GONE_OUTCOMES:
+                live.trace.client_gone()
             live.t_gone = now
             self._close_upstream(live)
             if live.task is not None and live.task is not asyncio.current_task():
                 live.task.cancel()
+        live.trace.end(account)
         ctx.recorder.finished(account, now)
 
     def _close_upstream(self, live: _Live) -> None:
@@ -374,7 +395,12 @@ class WebSocketSession:
             count_unrelayed(response.take_buffered(), live.decoder, live.account, self.ctx.clock())
         response.close()
         if live.t_gone is not None:
-            self.ctx.metrics.upstream_cancel.observe(self.ctx.clock() - live.t_gone)
+            now = self.ctx.clock()
+            elapsed = now - live.t_gone
+            self.ctx.metrics.upstream_cancel.observe(elapsed)
+            live.trace.upstream_cancelled(elapsed)
+            assert self.ctx.observer is not None
+            self.ctx.observer.sample("upstream_cancel", live.account.model, elapsed, now)
 
 
 class _WebSocketSink:

@@ -14,9 +14,10 @@ from sidecar.telemetry import names
 def geometric(start: float, stop: float, factor: float) -> tuple[float, ...]:
     buckets = []
     value = start
-    while value < stop * (1 + 1e-9):
+    while value < stop * (1 - 1e-9):
         buckets.append(float(f"{value:.6g}"))
         value *= factor
+    buckets.append(float(stop))  # the top bucket is exactly the intended bound
     return tuple(buckets)
 
 
@@ -24,7 +25,8 @@ TTFT_BUCKETS = geometric(0.005, 60.0, 1.25)
 ITL_BUCKETS = geometric(0.0005, 5.0, 1.25)
 DURATION_BUCKETS = geometric(0.05, 1800.0, 1.5)
 RTT_BUCKETS = geometric(0.0001, 30.0, 1.3)
-CANCEL_BUCKETS = geometric(0.0001, 30.0, 1.3)
+# Closing a response takes microseconds; a slow event loop or SGLang's abort takes longer.
+CANCEL_BUCKETS = geometric(0.00001, 30.0, 1.4)
 
 
 class TenantLabels:
