@@ -42,9 +42,10 @@ TOP_TENANTS = 10
 )
 @option(
     "--latency/--no-latency",
-    default=True,
+    default=False,
     show_default=True,
-    help="Add p50/p95 time to first token and median heartbeat RTT (seconds) per row.",
+    help="Add p50/p95 time to first token and median heartbeat RTT (seconds) per row; "
+    "reads every stream's TTFT, so it is slower on a big ledger.",
 )
 @option(
     "--order",
@@ -101,6 +102,7 @@ def command(
       sidecar report --since 24h --by model,tenant
       sidecar report --db postgresql+psycopg://ro@db/ledger --since 7d --by day --format json
       sidecar report --since 30d --by tenant --top 5 --order wasted_cost_usd
+      sidecar report --since 24h --by model --latency --order ttft_p95_s
       sidecar report --since 7d --format html --output report.html
       sidecar report --since 30d --by model --reprice new-prices.toml
     """

@@ -17,10 +17,11 @@ the price in force when the stream started, rounded per stream exactly as the re
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from itertools import groupby
 from typing import Any, Final
@@ -28,17 +29,22 @@ from typing import Any, Final
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Date,
     Engine,
+    Float,
     FromClause,
     Select,
     and_,
     case,
+    cast,
     func,
     literal,
     null,
     or_,
     select,
+    tuple_,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from sidecar.accounting.pricing import PriceBook
@@ -107,8 +113,10 @@ def _dimension(name: str, dialect: str, src: FromClause) -> Any:
     column = src.c.started_at
     if name in ("day", "hour"):
         if dialect == "postgresql":
-            fmt = "YYYY-MM-DD" if name == "day" else 'YYYY-MM-DD"T"HH24:00'
-            return func.to_char(func.timezone("UTC", column), fmt)
+            # Immutable expressions, so that extended statistics on them can tell the planner
+            # how few groups there are; `_plain` turns the values into the SQLite strings.
+            utc = func.timezone("UTC", column)
+            return cast(utc, Date) if name == "day" else func.date_trunc("hour", utc)
         if name == "day":
             return func.substr(column, 1, 10)
         return func.substr(column, 1, 10) + literal("T") + func.substr(column, 12, 2) + ":00"
@@ -119,6 +127,14 @@ def _dimension(name: str, dialect: str, src: FromClause) -> Any:
         "outcome": func.coalesce(src.c.outcome, literal("running")),
         "ingress": src.c.ingress,
     }[name]
+
+
+def _plain(name: str, value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%dT%H:00")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
 
 
 def _in_period(src: FromClause, query: ReportQuery) -> list[ColumnElement[bool]]:
@@ -168,7 +184,7 @@ def run_report(engine: Engine, query: ReportQuery) -> dict[str, Any]:
 
 
 def _row(raw: dict[str, Any], by: tuple[str, ...]) -> dict[str, Any]:
-    row: dict[str, Any] = {d: raw[d] for d in by}
+    row: dict[str, Any] = {d: _plain(d, raw[d]) for d in by}
     for key in COUNT_KEYS:
         row[key] = int(raw[key] or 0)
     row["cost_usd"] = Decimal(int(raw["cost_nusd"])) / NANO
@@ -252,6 +268,25 @@ def _half_even_per_mtok(product: Any) -> Any:
 # Latency percentiles --------------------------------------------------------------------------
 
 Key = tuple[Any, ...]
+Latency = tuple[float | None, float | None, float | None]  # ttft p50, ttft p95, rtt p50
+NO_LATENCY: Final[Latency] = (None, None, None)
+TTFT_QUANTILES: Final = (0.5, 0.95)
+FETCH_ROWS: Final = 50_000
+ID_BATCH: Final = 5_000
+
+
+def interpolate(ordered: Sequence[float], quantile: float) -> float | None:
+    """Linear interpolation between the closest ranks, computed exactly as PostgreSQL's
+    `percentile_cont` computes it (same float operations), so both backends agree."""
+    if not ordered:
+        return None
+    position = quantile * (len(ordered) - 1)
+    low = math.floor(position)
+    high = math.ceil(position)
+    if high == low:
+        return ordered[low]
+    fraction = position - low
+    return ordered[low] + fraction * (ordered[high] - ordered[low])
 
 
 def _add_latency(
@@ -261,74 +296,124 @@ def _add_latency(
     rows: list[dict[str, Any]],
     totals: dict[str, Any],
 ) -> None:
+    compute = _latency_postgresql if dialect == "postgresql" else _latency_python
+    by_key, overall = compute(connection, dialect, query)
+    targets = [(r, by_key.get(tuple(r[d] for d in query.by), NO_LATENCY)) for r in rows]
+    for target, (ttft_p50, ttft_p95, rtt_p50) in [*targets, (totals, overall)]:
+        target["ttft_p50_s"] = _seconds(ttft_p50)
+        target["ttft_p95_s"] = _seconds(ttft_p95)
+        target["heartbeat_rtt_p50_s"] = _seconds(rtt_p50)
+
+
+def _latency_python(
+    connection: Connection, dialect: str, query: ReportQuery
+) -> tuple[dict[Key, Latency], Latency]:
+    """Fetch each stream's group, TTFT and session and rank in Python: SQLite has no
+    percentile aggregate, and ranking with its window functions is several times slower."""
     table: FromClause = Stream.__table__
-    for by, targets in ((query.by, rows), ((), [totals])):
-        dims = [_dimension(d, dialect, table).label(d) for d in by]
-        ttft = select(*dims, table.c.ttft_s.label("v")).where(
-            *_in_period(table, query), table.c.ttft_s.is_not(None)
+    dims = [_dimension(d, dialect, table) for d in query.by]
+    period = _in_period(table, query)
+    ttft: dict[Key, list[float]] = {}
+    sessions: dict[Key, set[str]] = {}
+    width = len(dims)
+    statement = select(*dims, table.c.ttft_s, table.c.session_id).where(*period)
+    for chunk in connection.execute(statement).partitions(FETCH_ROWS):
+        for row in chunk:  # the dimensions are already plain strings on SQLite
+            key, value, session = row[:width], row[width], row[width + 1]
+            if value is not None:
+                ttft.setdefault(key, []).append(value)
+            if session is not None:
+                sessions.setdefault(key, set()).add(session)
+    every_session: set[str] = set().union(*sessions.values())
+    rtt_of: dict[str, float] = {}
+    ids = sorted(every_session)
+    for start in range(0, len(ids), ID_BATCH):
+        found = connection.execute(
+            select(Session.id, Session.heartbeat_rtt_p50_s).where(
+                Session.id.in_(ids[start : start + ID_BATCH]),
+                Session.heartbeat_rtt_p50_s.is_not(None),
+            )
         )
-        pairs = (
-            select(*dims, table.c.session_id.label("sid"))
-            .where(*_in_period(table, query), table.c.session_id.is_not(None))
-            .distinct()
-            .subquery("pairs")
+        rtt_of.update((sid, rtt) for sid, rtt in found if rtt is not None)
+
+    def latency(values: list[float], ids: set[str]) -> Latency:
+        values.sort()
+        rtts = sorted(rtt_of[i] for i in ids if i in rtt_of)
+        p50, p95 = (interpolate(values, q) for q in TTFT_QUANTILES)
+        return p50, p95, interpolate(rtts, 0.5)
+
+    by_key = {k: latency(ttft.get(k, []), sessions.get(k, set())) for k in ttft.keys() | sessions}
+    everything = [v for values in ttft.values() for v in values]
+    return by_key, latency(everything, every_session)
+
+
+def _latency_postgresql(
+    connection: Connection, dialect: str, query: ReportQuery
+) -> tuple[dict[Key, Latency], Latency]:
+    """`percentile_cont` per group and overall (GROUPING SETS: one scan for both)."""
+    table: FromClause = Stream.__table__
+    dims = [_dimension(d, dialect, table).label(d) for d in query.by]
+    period = _in_period(table, query)
+    quantiles = literal(list(TTFT_QUANTILES), postgresql.ARRAY(Float))
+    ttft = select(
+        *dims, func.percentile_cont(quantiles).within_group(table.c.ttft_s).label("q")
+    ).where(*period, table.c.ttft_s.is_not(None))
+    pairs = (
+        select(*dims, table.c.session_id.label("sid"))
+        .where(*period, table.c.session_id.is_not(None))
+        .distinct()
+        .subquery("pairs")
+    )
+    keys = [pairs.c[d] for d in query.by]
+    rtt = (
+        select(
+            *keys, func.percentile_cont(0.5).within_group(Session.heartbeat_rtt_p50_s).label("q")
         )
-        rtt = (
-            select(*[pairs.c[d] for d in by], Session.heartbeat_rtt_p50_s.label("v"))
-            .join_from(pairs, Session, Session.id == pairs.c.sid)
-            .where(Session.heartbeat_rtt_p50_s.is_not(None))
-        )
-        ttft_q = percentiles(connection, ttft, by, (50, 95))
-        rtt_q = percentiles(connection, rtt, by, (50,))
-        for target in targets:
-            key = tuple(target[d] for d in by)
-            t, h = ttft_q.get(key, {}), rtt_q.get(key, {})
-            target["ttft_p50_s"] = _seconds(t.get(50))
-            target["ttft_p95_s"] = _seconds(t.get(95))
-            target["heartbeat_rtt_p50_s"] = _seconds(h.get(50))
+        .join_from(pairs, Session, Session.id == pairs.c.sid)
+        .where(Session.heartbeat_rtt_p50_s.is_not(None))
+    )
+    ttft_by, ttft_all = _grouped(connection, ttft, dims, query.by)
+    rtt_by, rtt_all = _grouped(connection, rtt, keys, query.by)
+    by_key: dict[Key, Latency] = {}
+    for key in ttft_by.keys() | rtt_by.keys():
+        p50, p95 = ttft_by.get(key) or (None, None)
+        by_key[key] = (p50, p95, _first(rtt_by.get(key)))
+    p50, p95 = ttft_all or (None, None)
+    return by_key, (p50, p95, _first(rtt_all))
+
+
+def _first(values: list[float] | None) -> float | None:
+    return values[0] if values else None
+
+
+def _grouped(
+    connection: Connection, statement: Select[Any], keys: list[Any], by: Sequence[str]
+) -> tuple[dict[Key, list[float]], list[float] | None]:
+    """Run `statement` per group of `keys` and once over everything."""
+    if not keys:
+        whole = connection.execute(statement).scalar()
+        return {}, _floats(whole)
+    sets = func.grouping_sets(tuple_(*keys), tuple_())
+    total = func.grouping(*keys).label("is_total")
+    groups: dict[Key, list[float]] = {}
+    overall: list[float] | None = None
+    for row in connection.execute(statement.add_columns(total).group_by(sets)).mappings():
+        values = _floats(row["q"])
+        if row["is_total"]:
+            overall = values
+        elif values is not None:
+            groups[tuple(_plain(d, row[d]) for d in by)] = values
+    return groups, overall
+
+
+def _floats(value: Any) -> list[float] | None:
+    if value is None:
+        return None
+    return [float(v) for v in value] if isinstance(value, list) else [float(value)]
 
 
 def _seconds(value: float | None) -> float | None:
     return None if value is None else round(value, SECONDS_DIGITS)
-
-
-def percentiles(
-    connection: Connection, values: Select[Any], by: Sequence[str], wanted: Sequence[int]
-) -> dict[Key, dict[int, float]]:
-    """Percentiles (whole numbers 0..100) of column `v` of `values`, per group of columns `by`.
-
-    The database ranks each group's values (row_number over the group, ordered by value) and
-    returns only the rows at the ranks the interpolation needs, so the answer is the same on
-    SQLite and PostgreSQL and the transfer is a few rows per group."""
-    sub = values.subquery("vals")
-    keys = [sub.c[d] for d in by]
-    partition = keys or None
-    ranked = select(
-        *keys,
-        sub.c.v,
-        (func.row_number().over(partition_by=partition, order_by=sub.c.v) - 1).label("rn"),
-        func.count().over(partition_by=partition).label("n"),
-    ).subquery("ranked")
-    lows = [(pct * (ranked.c.n - 1)) // 100 for pct in wanted]
-    wanted_ranks = or_(
-        *(ranked.c.rn == low for low in lows), *(ranked.c.rn == low + 1 for low in lows)
-    )
-    found: dict[Key, tuple[int, dict[int, float]]] = {}
-    for row in connection.execute(select(ranked).where(wanted_ranks)).mappings():
-        key = tuple(row[d] for d in by)
-        found.setdefault(key, (int(row["n"]), {}))[1][int(row["rn"])] = float(row["v"])
-    return {key: _interpolate(n, ranks, wanted) for key, (n, ranks) in found.items()}
-
-
-def _interpolate(n: int, ranks: dict[int, float], wanted: Sequence[int]) -> dict[int, float]:
-    out: dict[int, float] = {}
-    for pct in wanted:
-        low, fraction = divmod(pct * (n - 1), 100)
-        value = ranks[low]
-        if fraction:
-            value += fraction / 100 * (ranks[low + 1] - value)
-        out[pct] = value
-    return out
 
 
 # Formatting helpers ---------------------------------------------------------------------------

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
+import random
 
-import pytest
 from click.testing import CliRunner
 
 from sidecar.cli.report import command
 from sidecar.errors import ConfigError
-from sidecar.ledger.report import ReportQuery, percentiles, run_report
+from sidecar.ledger.report import ReportQuery, interpolate, run_report
 from tests.ledger.conftest import at, engine_for
 
 HEADER = (
@@ -19,7 +19,7 @@ HEADER = (
 
 
 def report(url: str, *args: str) -> str:
-    result = CliRunner().invoke(command, ["--db", url, *args])
+    result = CliRunner().invoke(command, ["--db", url, "--latency", *args])
     assert result.exit_code == 0, (result.output, result.exception)
     return result.output
 
@@ -161,20 +161,24 @@ def test_bad_options_are_one_line_errors(report_ledger: str) -> None:
     assert bad.exit_code == 2 and "--top" in bad.output
 
 
-def test_percentiles_match_interpolation_between_ranks(report_ledger: str) -> None:
-    from sqlalchemy import select
+def test_interpolation_is_postgresqls_percentile_cont(report_ledger: str) -> None:
+    from sqlalchemy import text
 
-    from sidecar.ledger.models import Stream
-
-    values = select(Stream.model.label("model"), Stream.ttft_s.label("v")).where(
-        Stream.ttft_s.is_not(None)
-    )
-    with engine_for(report_ledger) as engine, engine.connect() as connection:
-        got = percentiles(connection, values, ["model"], (0, 25, 50, 95, 100))
-    assert got[("small",)] == {0: 0.05, 25: 0.05, 50: 0.05, 95: 0.05, 100: 0.05}
-    big = got[("big",)]  # 0.10 0.15 0.20 0.30 2.0
-    assert big[0] == 0.10 and big[25] == 0.15 and big[50] == 0.20 and big[100] == 2.0
-    assert big[95] == pytest.approx(0.30 + 0.8 * 1.7)
+    values = [0.10, 0.15, 0.20, 0.30, 2.0]
+    assert interpolate([], 0.5) is None
+    assert interpolate([0.05], 0.95) == 0.05
+    assert [interpolate(values, q) for q in (0, 0.25, 0.5, 1)] == [0.10, 0.15, 0.20, 2.0]
+    assert interpolate(values, 0.95) == 0.30 + (0.95 * 4 - 3) * (2.0 - 0.30)
+    if report_ledger.startswith("postgresql"):  # bit for bit the same as the server's
+        rng = random.Random(7)
+        sample = sorted(rng.lognormvariate(-1.5, 0.6) for _ in range(101))
+        qs = [0.5, 0.95, 0.99, 0.333]
+        with engine_for(report_ledger) as engine, engine.connect() as connection:
+            got = connection.execute(
+                text("SELECT percentile_cont(CAST(:qs AS float8[])) WITHIN GROUP (ORDER BY v) "
+                     "FROM unnest(CAST(:vs AS float8[])) AS v"), {"qs": qs, "vs": sample},
+            ).scalar()  # fmt: skip
+        assert got == [interpolate(sample, q) for q in qs]
 
 
 def test_library_default_has_no_latency(report_ledger: str) -> None:
