@@ -39,6 +39,7 @@ from sqlalchemy import (
     cast,
     func,
     literal,
+    literal_column,
     null,
     or_,
     select,
@@ -115,8 +116,9 @@ def _dimension(name: str, dialect: str, src: FromClause) -> Any:
         if dialect == "postgresql":
             # Immutable expressions, so that extended statistics on them can tell the planner
             # how few groups there are; `_plain` turns the values into the SQLite strings.
-            utc = func.timezone("UTC", column)
-            return cast(utc, Date) if name == "day" else func.date_trunc("hour", utc)
+            utc = func.timezone(literal_column("'UTC'"), column)
+            hour = func.date_trunc(literal_column("'hour'"), utc)
+            return cast(utc, Date) if name == "day" else hour
         if name == "day":
             return func.substr(column, 1, 10)
         return func.substr(column, 1, 10) + literal("T") + func.substr(column, 12, 2) + ":00"
