@@ -100,4 +100,5 @@ def test_half_open_client_idle_and_streaming(netns: NetNamespace, tmp_path: Path
         _wait(lambda: stack.sim_stats()["active"] == 0, scaled(5))
         upstream = stack.sim_stats()["by_request"][row["id"]]
         assert upstream["outcome"] == "aborted"
-        assert upstream["generated"] == row["generated_tokens"]
+        # At most the one token on the wire while the upstream was closed goes unseen.
+        assert upstream["generated"] - row["generated_tokens"] in (0, 1)
