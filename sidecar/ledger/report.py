@@ -5,10 +5,10 @@ Money is summed as integer nano-dollars in SQL and returned as `Decimal`.
 Latency columns (`ReportQuery.latency`): `ttft_p50_s` and `ttft_p95_s` are percentiles of the
 group's streams' time to first token; `heartbeat_rtt_p50_s` is the median of the per-session
 heartbeat medians of the sessions that carried the group's streams (a median of medians: the
-ledger keeps one summary per session, not every heartbeat). Percentiles interpolate linearly
-between the two closest ranks (as PostgreSQL's `percentile_cont`), computed the same way on
-every backend: the database ranks the values with a window function and returns only the rows
-at the needed ranks.
+ledger keeps one summary per session, not every heartbeat; a session that carried streams of
+several groups counts in each). Percentiles interpolate linearly between the two closest ranks:
+PostgreSQL computes them with `percentile_cont`; on SQLite, which has no such aggregate, the
+values are fetched and `interpolate` does the same float arithmetic, so both agree to the bit.
 
 Repricing (`ReportQuery.reprice`) recomputes each stream's cost under another price book, at
 the price in force when the stream started, rounded per stream exactly as the recorder does
