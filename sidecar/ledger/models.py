@@ -110,3 +110,17 @@ class Alert(Base):
     baseline_p95_s: Mapped[float | None] = mapped_column(Float)
     current_p95_s: Mapped[float | None] = mapped_column(Float)
     details: Mapped[str | None] = mapped_column(Text)
+
+
+class ApiKey(Base):
+    """A client API key bound to one tenant. Only its SHA-256 digest is stored (docs/security.md)."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (Index(None, "tenant"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # public, part of the key
+    tenant: Mapped[str] = mapped_column(String(128))
+    digest: Mapped[str] = mapped_column(String(64))  # hex SHA-256 of the whole key
+    name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
