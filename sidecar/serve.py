@@ -15,16 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from sqlalchemy import Engine
 
 from sidecar.accounting.pricing import PriceBook, parse_price_toml
 from sidecar.accounting.recorder import Recorder
 from sidecar.context import Limits, ServerContext
 from sidecar.drift.live import DriftSettings, LiveDrift, build_monitor
-from sidecar.errors import ConfigError
+from sidecar.errors import ConfigError, LedgerError
 from sidecar.ingress.admin import AdminApp
 from sidecar.ingress.app import ClientApp
 from sidecar.ingress.transport import SidecarWebSocketProtocol
 from sidecar.ledger import db
+from sidecar.ledger.prices import load_price_book, upsert_prices
+from sidecar.ledger.recovery import close_interrupted
 from sidecar.ledger.writer import LedgerWriter
 from sidecar.netaddr import bind, parse_listen
 from sidecar.telemetry.metrics import Metrics
@@ -74,14 +77,15 @@ class _Server(uvicorn.Server):
         yield
 
 
-def load_prices(path: Path | None) -> PriceBook:
-    if path is None:
-        return PriceBook()
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"--prices {path}: cannot read ({exc.strerror})") from None
-    return PriceBook(parse_price_toml(text, str(path)))
+def load_prices(engine: Engine, path: Path | None) -> PriceBook:
+    """Prices live in the ledger (`sidecar prices`); a `--prices` file is imported first."""
+    if path is not None:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"--prices {path}: cannot read ({exc.strerror})") from None
+        upsert_prices(engine, parse_price_toml(text, str(path)), source=str(path))
+    return load_price_book(engine)
 
 
 async def run(
@@ -93,7 +97,7 @@ async def run(
     parse_listen(settings.admin_listen, "--admin-listen")
     engine = db.make_engine(settings.db)
     db.require_migrated(engine, settings.db)
-    prices = load_prices(settings.prices)
+    prices = load_prices(engine, settings.prices)
     # Stable across restarts, so the next run can close this one's unfinished streams.
     instance_id = settings.instance_id or f"{socket.gethostname()}-{settings.listen}"
     client_sock = bind(settings.listen, "--listen", settings.tcp_user_timeout)
@@ -114,6 +118,12 @@ async def run(
 
     spool = settings.spool_dir / f"sidecar-spool-{_safe(instance_id)}.jsonl"
     writer = LedgerWriter(engine, spool, on_change=gauges)
+    # A previous run's spool holds final rows: replay it before closing what that run left
+    # open, so that streams which did finish are not marked interrupted.
+    writer.replay_now()
+    interrupted = close_interrupted(engine, instance_id)
+    if interrupted:
+        log.warning("closed %d streams of the previous run as interrupted", interrupted)
     writer.start()
     upstream = UpstreamClient(settings.upstream, settings.flavour, settings.upstream_api_key)
     await upstream.start()
@@ -149,7 +159,7 @@ async def run(
     servers = [
         loop.create_task(client.serve(sockets=[client_sock])),
         loop.create_task(admin.serve(sockets=[admin_sock])),
-        loop.create_task(_checkpoints(recorder)),
+        loop.create_task(_checkpoints(recorder, engine)),
     ]
     log.warning(
         "sidecar serving ws://%s/v1/stream and http://%s/v1/chat/completions → %s "
@@ -191,10 +201,16 @@ async def drain(ctx: ServerContext, client: uvicorn.Server, timeout: float) -> N
     await asyncio.sleep(0)
 
 
-async def _checkpoints(recorder: Recorder) -> None:
+async def _checkpoints(recorder: Recorder, engine: Engine) -> None:
+    """Counts of running streams every second (crash safety); prices reloaded every minute."""
+    tick = 0
     while True:
         await asyncio.sleep(1.0)
         recorder.checkpoint_all()
+        tick += 1
+        if tick % 60 == 0:
+            with contextlib.suppress(LedgerError):
+                recorder.prices = await asyncio.to_thread(load_price_book, engine)
 
 
 def _config(app: Any, settings: ServeSettings) -> uvicorn.Config:

@@ -8,6 +8,7 @@ spool file (fsynced) and replayed, in order, once the database answers again.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -81,6 +82,12 @@ class LedgerWriter:
     def start(self) -> None:
         self._thread.start()
 
+    def replay_now(self) -> None:
+        """Before `start()`: write what a previous run left in the spool, if the database is up."""
+        if self._spooled_rows:
+            self._replay_spool()
+            self._on_change(self)
+
     def submit(self, row: Row) -> None:
         """Never blocks: the queue is drained by the writer thread."""
         self._idle.clear()
@@ -148,7 +155,10 @@ class LedgerWriter:
         except SQLAlchemyError as exc:
             self.stats.errors += 1
             self._next_retry = time.monotonic() + self.retry_interval
-            log.warning("ledger write failed, spooling %d rows: %s", len(batch), _first_line(exc))
+            if not self._spooled_rows:  # once per outage, not once per retry
+                log.warning(
+                    "ledger unreachable, spooling to %s: %s", self.spool_path, _first_line(exc)
+                )
             return False
         self.stats.written += len(batch)
         return True
@@ -172,7 +182,7 @@ class LedgerWriter:
                 return
         self.spool_path.unlink(missing_ok=True)
         self._spooled_rows = 0
-        log.info("ledger spool replayed: %d rows", len(rows))
+        log.warning("ledger reachable again: %d spooled rows written", len(rows))
 
     def _count_spool(self) -> int:
         if not self.spool_path.exists():
@@ -224,8 +234,6 @@ def _upsert(engine: Engine, table_name: str, final: bool) -> Any:
 
 
 def _fsync(fd: int) -> None:
-    import os
-
     os.fsync(fd)
 
 

@@ -28,7 +28,8 @@ COMMANDS = all_commands(cli)
 
 def test_the_design_commands_exist() -> None:
     for path in [("serve",), ("simulate",), ("report",), ("db", "upgrade"), ("demo",),
-                 ("drift", "backtest"), ("dashboards", "build")]:  # fmt: skip
+                 ("drift", "backtest"), ("dashboards", "build"),
+                 ("prices", "import"), ("prices", "list"), ("prices", "set")]:  # fmt: skip
         assert path in COMMANDS
 
 
