@@ -238,8 +238,11 @@ class WebSocketSession:
             live.account.on_written(deltas)
         self.writes.append((self.handle.bytes_written, live, deltas))
         if self.handle.buffered() > self.ctx.limits.max_buffered_bytes:
+            # The client stopped reading: its buffer is shared by all its streams, so the
+            # connection goes, and every stream on it ends as client_too_slow.
             self.disconnect_reason = "client_too_slow"
             self.handle.abort()
+            self._end_connection("client_too_slow")
             raise ClientGone
 
     # Client frames -------------------------------------------------------------------------

@@ -6,10 +6,12 @@ import asyncio
 import http.client
 import json
 import signal
+import socket
 import time
 from pathlib import Path
 
 import openai
+from websockets.asyncio.client import connect
 
 from tests.e2e.ledger import session_rows, stream_rows, wait_for_rows
 from tests.e2e.wsclient import Client, chat
@@ -129,3 +131,27 @@ def test_openai_client_through_the_http_passthrough(tmp_path: Path) -> None:
         upstream = stack.sim_stats()["by_request"][cut[0]["id"]]
         assert upstream["outcome"] == "aborted"
         assert {r["outcome"] for r in rows} == {"completed", "client_gone"}
+
+
+def test_a_client_that_stops_reading_is_cut_off_not_buffered(tmp_path: Path) -> None:
+    with running_stack(tmp_path) as stack:
+        stack.start_sim("--ttft", "0.01", "--tokens-per-second", "5000")
+        stack.start_serve("--send-buffer-bytes", "8192", "--max-buffered-bytes", "65536")
+
+        async def stop_reading() -> None:
+            sock = socket.create_connection(("127.0.0.1", stack.port))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            # The websockets client stops reading from the socket once 16 frames wait unread.
+            ws = await connect(stack.ws_url, sock=sock, max_queue=4)
+            await ws.recv()  # hello
+            await ws.send(json.dumps({"type": "generate", "id": "r", "body": chat(1_000_000)}))
+            await asyncio.sleep(scaled(4))  # never read again
+            ws.transport.abort()
+
+        asyncio.run(stop_reading())
+        (row,) = wait_for_rows(stack.db_url, 1)
+        assert row["outcome"] == "client_too_slow"
+        assert row["wasted_tokens"] > 0 and row["generated_tokens"] < 1_000_000
+        (session,) = session_rows(stack.db_url)
+        assert session["disconnect_reason"] == "client_too_slow"
+        assert 'sidecar_disconnects_total{reason="client_too_slow"} 1.0' in stack.metrics_text()
