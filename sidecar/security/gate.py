@@ -1,0 +1,271 @@
+"""The edge gate: an ASGI wrapper in front of the client app.
+
+For a WebSocket it decides before the upgrade is accepted, in this order:
+origin allowlist (403) → credential (401, or 403 for a valid token without a tenant) →
+connections in total (503) and per tenant (429). A refusal is an HTTP response on the upgrade
+request (the ASGI `websocket.http.response` extension; without it, `websocket.close` before
+accept, which servers answer with 403), with a JSON body
+`{"error": {"code": ..., "message": ...}}`; nothing was upgraded, nothing reached the app.
+
+An admitted connection reaches the app with a scrubbed scope (no credential anywhere; with auth
+on, the tenant pinned to the credential's), with `sidecar.v1` echoed when the client offered it,
+and with its messages rate-limited: over the rate, a message is dropped and answered with an
+`error` frame `rate_limited`; a client that keeps going is closed with 1008. The server closes a
+client whose frame exceeds the size limit with 1009; the gate counts it.
+
+HTTP requests get the same credential check (401 JSON with `WWW-Authenticate: Bearer`), and the
+relay routes count as connections while they run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from sidecar.security import credentials
+from sidecar.security.auth import Authenticator, AuthRefusal, Principal
+from sidecar.security.limits import ConnectionLimits, MessageRate, Refusal, Verdict
+from sidecar.security.metrics import SecurityMetrics
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+
+RELAY_ROUTES = frozenset({"/v1/chat/completions", "/v1/completions"})
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+RATE_LIMITED = orjson.dumps(
+    {"type": "error", "code": "rate_limited", "message": "too many messages; slow down"}
+).decode()
+
+
+@dataclass(slots=True)
+class GatePolicy:
+    allowed_origins: frozenset[str] = frozenset()  # empty: any origin
+    max_messages_per_second: float = 0.0  # 0: unlimited
+    message_burst: float | None = None
+
+
+@dataclass(slots=True)
+class Gate:
+    app: ASGIApp
+    metrics: SecurityMetrics
+    policy: GatePolicy = field(default_factory=GatePolicy)
+    auth: Authenticator | None = None  # None: auth off, clients choose their tenant
+    connections: ConnectionLimits = field(default_factory=lambda: ConnectionLimits(0, 0))
+    clock: Callable[[], float] = time.monotonic
+    # Called before authenticating an API key the cache does not know (a key created after the
+    # last refresh); the edge rate-limits the database reads behind it.
+    on_unknown_key: Callable[[], Awaitable[None]] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "websocket":
+            await self._websocket(scope, receive, send)
+        elif kind == "http":
+            await self._http(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _identify(self, scope: Scope) -> Principal | AuthRefusal | None:
+        """None when auth is off."""
+        if self.auth is None:
+            return None
+        credential = credentials.extract(dict(scope))
+        result = self.auth.authenticate(credential)
+        if (
+            isinstance(result, AuthRefusal)
+            and result.reason == "invalid_api_key"
+            and self.on_unknown_key is not None
+        ):
+            await self.on_unknown_key()
+            result = self.auth.authenticate(credential)
+        return result
+
+    # WebSocket ---------------------------------------------------------------------------
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        first = await receive()
+        if first["type"] != "websocket.connect":
+            return
+        origin = _origin(scope)
+        allowed = self.policy.allowed_origins
+        if allowed and origin is not None and origin.rstrip("/") not in allowed:
+            self.metrics.refused("origin_not_allowed")
+            await _ws_refuse(scope, send, 403, "origin_not_allowed", "origin not allowed")
+            return
+        who = await self._identify(scope)
+        if isinstance(who, AuthRefusal):
+            self.metrics.refused(who.reason)
+            await _ws_refuse(scope, send, who.status, who.reason, who.message, _challenge(who))
+            return
+        tenant = who.tenant if who is not None else _chosen_tenant(scope)
+        refused = self.connections.acquire(tenant)
+        if refused is not None:
+            self.metrics.limited(_limit_name(refused))
+            await _ws_refuse(scope, send, refused.status, refused.code, refused.message)
+            return
+        try:
+            inner = credentials.scrubbed(dict(scope), who.tenant if who else None)
+            connection = _Connection(self, scope, receive, send, first)
+            await self.app(inner, connection.receive, connection.send)
+        finally:
+            self.connections.release(tenant)
+
+    # HTTP --------------------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        who = await self._identify(scope)
+        if isinstance(who, AuthRefusal):
+            self.metrics.refused(who.reason)
+            await _http_refuse(send, who.status, who.reason, who.message, _challenge(who))
+            return
+        inner = credentials.scrubbed(dict(scope), who.tenant if who else None)
+        if scope.get("path") not in RELAY_ROUTES:
+            await self.app(inner, receive, send)
+            return
+        tenant = who.tenant if who is not None else _chosen_tenant(scope)
+        refused = self.connections.acquire(tenant)
+        if refused is not None:
+            self.metrics.limited(_limit_name(refused))
+            await _http_refuse(send, refused.status, refused.code, refused.message)
+            return
+        try:
+            await self.app(inner, receive, send)
+        finally:
+            self.connections.release(tenant)
+
+
+class _Connection:
+    """Per-connection wrappers of `receive` and `send`."""
+
+    __slots__ = ("closed", "first", "gate", "inner_receive", "inner_send", "rate", "subprotocol")
+
+    def __init__(
+        self, gate: Gate, scope: Scope, receive: Receive, send: Send, first: dict[str, Any]
+    ) -> None:
+        self.gate = gate
+        self.inner_receive, self.inner_send = receive, send
+        self.first: dict[str, Any] | None = first
+        per_second = gate.policy.max_messages_per_second
+        self.rate = (
+            MessageRate(per_second, gate.clock(), gate.policy.message_burst) if per_second else None
+        )
+        self.subprotocol = credentials.chosen_subprotocol(dict(scope))
+        self.closed = False
+
+    async def receive(self) -> dict[str, Any]:
+        if self.first is not None:
+            first, self.first = self.first, None
+            return first
+        while True:
+            message = await self.inner_receive()
+            kind = message["type"]
+            if kind == "websocket.receive" and self.rate is not None:
+                verdict = self.rate.check(self.gate.clock())
+                if verdict is Verdict.ALLOW:
+                    return message
+                self.gate.metrics.limited("message_rate")
+                if verdict is Verdict.DROP:
+                    await self._try_send({"type": "websocket.send", "text": RATE_LIMITED})
+                    continue
+                await self._try_send(
+                    {"type": "websocket.close", "code": CLOSE_POLICY, "reason": "rate limit"}
+                )
+                return {"type": "websocket.disconnect", "code": CLOSE_POLICY}
+            if kind == "websocket.disconnect" and message.get("code") == CLOSE_TOO_BIG:
+                self.gate.metrics.limited("frame_size")
+            return message
+
+    async def send(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "websocket.accept" and self.subprotocol and not message.get("subprotocol"):
+            message = {**message, "subprotocol": self.subprotocol}
+        elif kind == "websocket.close":
+            self.closed = True
+        await self.inner_send(message)
+
+    async def _try_send(self, message: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        if message["type"] == "websocket.close":
+            self.closed = True
+        try:
+            await self.inner_send(message)
+        except (OSError, RuntimeError):  # the connection is already gone
+            self.closed = True
+
+
+def _origin(scope: Scope) -> str | None:
+    values = credentials.header_values(dict(scope), b"origin")
+    return values[0] if values else None
+
+
+def _chosen_tenant(scope: Scope) -> str:
+    """With auth off: the tenant the client names, as the session reads it."""
+    values = credentials.header_values(dict(scope), b"x-sidecar-tenant")
+    if values:
+        return values[0][:128]
+    from urllib.parse import parse_qs
+
+    found = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("tenant")
+    return (found[0] if found else "default")[:128]
+
+
+def _limit_name(refused: Refusal) -> str:
+    return "connections_total" if refused.status == 503 else "connections_per_tenant"
+
+
+def _challenge(refused: AuthRefusal) -> list[tuple[bytes, bytes]]:
+    if refused.status != 401:
+        return []
+    error = "invalid_request" if refused.reason == "missing_credential" else "invalid_token"
+    return [(b"www-authenticate", f'Bearer realm="sidecar", error="{error}"'.encode())]
+
+
+def _body(code: str, message: str) -> bytes:
+    return orjson.dumps({"error": {"code": code, "message": message}})
+
+
+def _headers(body: bytes, extra: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *extra,
+    ]
+    return headers
+
+
+async def _ws_refuse(
+    scope: Scope,
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": CLOSE_POLICY})  # servers answer 403
+        return
+    body = _body(code, message)
+    headers = [*_headers(body, extra or []), (b"connection", b"close")]
+    if status == 503:
+        headers.append((b"retry-after", b"1"))
+    await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body})
+
+
+async def _http_refuse(
+    send: Send, status: int, code: str, message: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    body = _body(code, message)
+    headers = _headers(body, extra or [])
+    if status == 503:
+        headers.append((b"retry-after", b"1"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
