@@ -33,11 +33,11 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 
 
 def _register() -> None:
-    from sidecar.cli import db, demo, prices, report, serve, simulate
+    from sidecar.cli import db, demo, keys, prices, report, serve, simulate
     from sidecar.dashboards import cli as dashboards
     from sidecar.drift import cli as drift
 
-    for module in (serve, simulate, report, prices, db, demo, drift, dashboards):
+    for module in (serve, simulate, report, prices, keys, db, demo, drift, dashboards):
         cli.add_command(module.command)
 
 
