@@ -110,12 +110,11 @@ class ApiKeyStore:
                 "(starting with a letter or digit)"
             )
         key_id, key = generate()
-        row = ApiKey(
-            id=key_id, tenant=tenant, digest=digest(key), name=name, created_at=self.clock()
-        )
+        created = self.clock()
+        row = ApiKey(id=key_id, tenant=tenant, digest=digest(key), name=name, created_at=created)
         with Session(self.engine) as session, session.begin():
             session.add(row)
-        return KeyInfo(key_id, tenant, name, row.created_at, None), key
+        return KeyInfo(key_id, tenant, name, created, None), key
 
     def all(self, include_revoked: bool = True) -> list[KeyInfo]:
         query = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)
