@@ -30,6 +30,8 @@ from sidecar.ledger.prices import load_price_book, upsert_prices
 from sidecar.ledger.recovery import close_interrupted
 from sidecar.ledger.writer import LedgerWriter
 from sidecar.netaddr import bind, parse_listen
+from sidecar.security import redact
+from sidecar.security.edge import Edge, EdgeSettings
 from sidecar.telemetry.metrics import Metrics
 from sidecar.telemetry.tracing import (
     Tracing,
@@ -67,6 +69,7 @@ class ServeSettings:
     trace_console: bool = False
     capture_content: bool = False
     drift: DriftSettings = field(default_factory=DriftSettings)
+    edge: EdgeSettings = field(default_factory=EdgeSettings)  # auth, TLS, limits (security)
 
 
 class _Server(uvicorn.Server):
@@ -144,7 +147,10 @@ async def run(
             settings.max_streams_per_connection, settings.max_buffered_bytes, settings.send_timeout
         ),
     )
-    client = _Server(_config(instrument_http(ClientApp(ctx), provider), settings))
+    edge = Edge(settings.edge, engine, metrics.registry)
+    await edge.start()
+    client_app = edge.gate(instrument_http(ClientApp(ctx), provider))
+    client = _Server(_config(client_app, settings, **edge.uvicorn_options()))
     if settings.send_buffer_bytes:
         client.config.ws = type(
             "BoundedSendBufferProtocol",
@@ -162,13 +168,16 @@ async def run(
         loop.create_task(_checkpoints(recorder, engine)),
     ]
     log.warning(
-        "sidecar serving ws://%s/v1/stream and http://%s/v1/chat/completions → %s "
-        "(admin http://%s/metrics, ledger %s)",
+        "sidecar serving %s://%s/v1/stream and %s://%s/v1/chat/completions → %s "
+        "(admin http://%s/metrics, ledger %s, auth %s)",
+        edge.scheme,
         settings.listen,
+        "https" if edge.scheme == "wss" else "http",
         settings.listen,
         settings.upstream,
         settings.admin_listen,
         db.redact(settings.db),
+        "on" if edge.auth_enabled else "off",
     )
     if ready is not None:
         ready.set()
@@ -180,6 +189,7 @@ async def run(
         servers[-1].cancel()
         await asyncio.gather(*servers, return_exceptions=True)
         await drift.aclose()
+        await edge.aclose()
         await upstream.close()
         await asyncio.to_thread(writer.close)
         if provider is not None:
@@ -213,21 +223,22 @@ async def _checkpoints(recorder: Recorder, engine: Engine) -> None:
                 recorder.prices = await asyncio.to_thread(load_price_book, engine)
 
 
-def _config(app: Any, settings: ServeSettings) -> uvicorn.Config:
+def _config(app: Any, settings: ServeSettings, **edge: Any) -> uvicorn.Config:
+    """`edge`: the client listener's TLS, frame size and HTTP protocol (`Edge.uvicorn_options`)."""
+    options: dict[str, Any] = {"http": "httptools", "ws_max_size": 1024 * 1024, **edge}
     return uvicorn.Config(
         app,
         ws=SidecarWebSocketProtocol,
-        http="httptools",
         loop="none",
         lifespan="off",
         ws_ping_interval=settings.heartbeat_interval,
         ws_ping_timeout=settings.heartbeat_timeout,
         ws_per_message_deflate=False,
-        ws_max_size=1024 * 1024,
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=5,
         server_header=False,
+        **options,
     )
 
 
@@ -237,6 +248,7 @@ def _safe(text: str) -> str:
 
 def main(settings: ServeSettings) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    redact.install([settings.upstream_api_key, settings.edge.jwt.secret])
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(run(settings))
 
