@@ -86,7 +86,10 @@ class ServerContext:
     observer: LatencyObserver | None = None
     tracing: Tracing = field(default_factory=lambda: Tracing(None))
     drift: DriftMonitor | None = None
+    resume_grace: float = 0.0  # seconds a lost client's streams keep running for a resume
+    resume_buffer: int = 4096  # deltas kept per stream for replay
     sessions: set[Any] = field(default_factory=set)
+    parked: dict[str, Any] = field(default_factory=dict)  # resume token -> session
     draining: bool = False
 
     def __post_init__(self) -> None:

@@ -65,6 +65,8 @@ class ServeSettings:
     max_buffered_bytes: int = 1024 * 1024
     send_buffer_bytes: int = 0
     send_timeout: float = 10.0
+    resume_grace: float = 0.0  # > 0: --on-disconnect grace
+    resume_buffer: int = 4096
     upstream_api_key: str | None = None
     trace_console: bool = False
     capture_content: bool = False
@@ -142,6 +144,8 @@ async def run(
         default_model=settings.default_model,
         heartbeat_interval=settings.heartbeat_interval,
         tracing=tracing,
+        resume_grace=settings.resume_grace,
+        resume_buffer=settings.resume_buffer,
         drift=monitor,
         limits=Limits(
             settings.max_streams_per_connection, settings.max_buffered_bytes, settings.send_timeout
@@ -208,6 +212,8 @@ async def drain(ctx: ServerContext, client: uvicorn.Server, timeout: float) -> N
         await asyncio.sleep(0.05)
     for session in list(ctx.sessions):
         session.shutdown()
+    for parked in list(ctx.parked.values()):
+        parked.expire("server_drain")
     await asyncio.sleep(0)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -126,6 +127,28 @@ from sidecar.upstream.flavour import Flavour
     help="Seconds a client's send buffer may stay stuck before it is judged gone.",
 )
 @option(
+    "--on-disconnect",
+    type=click.Choice(["cancel", "grace"]),
+    default="cancel",
+    show_default=True,
+    help="When a client vanishes: cancel the upstream at once, or keep it running for "
+    "--resume-grace seconds so the client can reconnect and resume.",
+)
+@option(
+    "--resume-grace",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds a vanished client's streams are kept for a resume (with grace).",
+)
+@option(
+    "--resume-buffer",
+    type=click.IntRange(min=16),
+    default=4096,
+    show_default=True,
+    help="Deltas kept per stream for replay after a reconnect (with grace).",
+)
+@option(
     "--trace-console",
     is_flag=True,
     default=False,
@@ -152,6 +175,111 @@ from sidecar.upstream.flavour import Flavour
     show_default=True,
     help="'fast' arms within ~20 s: for demos and tests, not paging.",
 )
+@option(
+    "--auth",
+    type=click.Choice(["none", "apikey", "jwt"]),
+    multiple=True,
+    default=["none"],
+    show_default=True,
+    help="Client authentication; repeat for both (apikey and jwt). 'none': anonymous clients "
+    "choose their tenant.",
+)
+@option("--jwt-secret", default=None, help="HS256 shared secret (at least 32 bytes).")
+@option(
+    "--jwt-jwks",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="JWKS file with the RS256 public keys tokens are signed with.",
+)
+@option("--jwt-issuer", default=None, help="Required `iss` of tokens.")
+@option("--jwt-audience", default=None, help="Required `aud` of tokens.")
+@option(
+    "--jwt-tenant-claim",
+    default="tenant",
+    show_default=True,
+    help="Claim (dotted path for nested) holding the tenant.",
+)
+@option(
+    "--key-refresh",
+    type=click.FloatRange(min=0.5),
+    default=5.0,
+    show_default=True,
+    help="Seconds between API-key reloads: a revoked key is refused within this.",
+)
+@option(
+    "--allowed-origin",
+    "allowed_origins",
+    multiple=True,
+    help="Browser Origin allowed to open a WebSocket (repeat; none given: any).",
+)
+@option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="PEM certificate (chain) for https:// and wss:// on --listen.",
+)
+@option(
+    "--tls-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="PEM private key for --tls-cert.",
+)
+@option(
+    "--max-connections",
+    type=click.IntRange(min=0),
+    default=10_000,
+    show_default=True,
+    help="Concurrent client connections (WebSockets and HTTP relays); 0 = no limit.",
+)
+@option(
+    "--max-connections-per-tenant",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Concurrent connections per tenant; 0 = no limit.",
+)
+@option(
+    "--max-messages-per-second",
+    type=click.FloatRange(min=0),
+    default=50.0,
+    show_default=True,
+    help="Client messages per second per WebSocket (burst of the same); 0 = no limit.",
+)
+@option(
+    "--max-frame-bytes",
+    type=click.IntRange(min=1024),
+    default=1024 * 1024,
+    show_default=True,
+    help="Largest client WebSocket message; bigger closes the connection with 1009.",
+)
+@option(
+    "--handshake-timeout",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds a connection may take to send its request head; 0 = no limit.",
+)
+@option(
+    "--idle-timeout",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Close a WebSocket with no message and no stream for this long; 0 = never.",
+)
+@option(
+    "--max-tokens-limit",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Largest max_tokens a request may ask for (absent: this); 0 = no limit.",
+)
+@option(
+    "--tenant-daily-token-budget",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Tokens (prompt + generated) per tenant per UTC day; spent: new streams rejected.",
+)
 def command(**options: object) -> None:
     """Relay client WebSockets and OpenAI HTTP requests to a model server, and account for them.
 
@@ -170,6 +298,40 @@ def command(**options: object) -> None:
         alertmanager_url=options.pop("alertmanager_url") or None,  # type: ignore[arg-type]
         webhook_url=options.pop("drift_webhook_url") or None,  # type: ignore[arg-type]
     )
+    if options.pop("on_disconnect") == "cancel":
+        options["resume_grace"] = 0.0
+    options["edge"] = _edge_settings(options)
     options["flavour"] = Flavour(str(options["flavour"]))
     options["upstream_api_key"] = options.get("upstream_api_key") or None
     serve.main(serve.ServeSettings(**options))  # type: ignore[arg-type]
+
+
+def _edge_settings(options: dict[str, object]) -> object:
+    """Pops the security options into `EdgeSettings`."""
+    from sidecar.security.edge import EdgeSettings
+    from sidecar.security.jwt import JwtSettings
+
+    o: dict[str, Any] = options
+    jwt = JwtSettings(
+        secret=o.pop("jwt_secret") or None,
+        jwks_file=o.pop("jwt_jwks"),
+        issuer=o.pop("jwt_issuer") or None,
+        audience=o.pop("jwt_audience") or None,
+        tenant_claim=str(o.pop("jwt_tenant_claim")),
+    )
+    return EdgeSettings(
+        auth=tuple(o.pop("auth")),
+        jwt=jwt,
+        key_refresh=o.pop("key_refresh"),
+        allowed_origins=tuple(o.pop("allowed_origins")),
+        tls_cert=o.pop("tls_cert"),
+        tls_key=o.pop("tls_key"),
+        max_connections=o.pop("max_connections"),
+        max_connections_per_tenant=o.pop("max_connections_per_tenant"),
+        max_messages_per_second=o.pop("max_messages_per_second"),
+        max_frame_bytes=o.pop("max_frame_bytes"),
+        handshake_timeout=o.pop("handshake_timeout"),
+        idle_timeout=o.pop("idle_timeout"),
+        max_tokens_limit=o.pop("max_tokens_limit"),
+        tenant_daily_token_budget=o.pop("tenant_daily_token_budget"),
+    )

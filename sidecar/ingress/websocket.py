@@ -30,6 +30,7 @@ from sidecar.upstream.sse import SSEDecoder
 
 log = logging.getLogger("sidecar.session")
 
+RESUMABLE = frozenset({"client_closed", "heartbeat_timeout", "send_timeout"})
 HEARTBEAT_MODEL = "all"  # heartbeats are per connection, not per model
 GONE_OUTCOMES = frozenset({Outcome.CLIENT_GONE, Outcome.CLIENT_CANCELLED, Outcome.CLIENT_TOO_SLOW})
 
@@ -56,10 +57,24 @@ def tenant_of(scope: dict[str, Any]) -> str:
 class _Live:
     """A running stream: its account, its relay task and its upstream response."""
 
-    __slots__ = ("account", "decoder", "response", "t_gone", "task", "trace")
+    __slots__ = (
+        "account",
+        "decoder",
+        "held",
+        "pending_done",
+        "replay",
+        "response",
+        "t_gone",
+        "task",
+        "trace",
+    )
 
-    def __init__(self, account: StreamAccount) -> None:
+    def __init__(self, account: StreamAccount, replay: int) -> None:
         self.account = account
+        # With a resume grace window: recent delta frames by seq, to replay after a reconnect.
+        self.replay: deque[tuple[int, bytes]] | None = deque(maxlen=replay) if replay else None
+        self.held = False  # parked or reconnected but not yet resumed: keep frames, send none
+        self.pending_done: bytes | None = None  # finished upstream while its client was away
         self.trace: StreamTrace = NOOP_STREAM
         self.decoder = SSEDecoder()
         self.task: asyncio.Task[None] | None = None
@@ -86,6 +101,10 @@ class WebSocketSession:
         self.writes: deque[tuple[int, _Live | None, int]] = deque(maxlen=8192)
         self.watchdog: asyncio.Task[None] | None = None
         self.trace: SessionTrace = NOOP_SESSION
+        self.token = secrets.token_urlsafe(24)
+        self.parked = False  # connection lost, streams kept for a resume within the grace window
+        self.park_timer: asyncio.TimerHandle | None = None
+        self.finished = False
 
     # Connection lifecycle ------------------------------------------------------------------
 
@@ -95,19 +114,41 @@ class WebSocketSession:
             return
         await self.send_asgi({"type": "websocket.accept"})
         ctx = self.ctx
-        ctx.sessions.add(self)
-        ctx.metrics.sessions_active.inc()
+        token = query_param(self.scope, "resume_token")
+        if token is not None:
+            parked = ctx.parked.pop(token, None)
+            if parked is not None and parked.tenant == self.tenant:
+                await parked.attach(self.scope, self.receive, self.send_asgi, self.handle)
+                return
         self.trace = ctx.tracing.session_span(
             self.scope.get("headers", ()), self.id, self.tenant, _client_addr(self.scope)
         )
+        ctx.recorder.submit_session(self._session_row(None))
+        await self._serve(resume_failed=token is not None)
+
+    async def attach(self, scope: dict[str, Any], receive: Any, send: Any, handle: Any) -> None:
+        """A reconnect with this session's resume token: the new connection takes over."""
+        if self.park_timer is not None:
+            self.park_timer.cancel()
+        self.parked = False
+        self.scope, self.receive, self.send_asgi, self.handle = scope, receive, send, handle
+        self.closed = False
+        self.disconnect_reason = None
+        self.writes.clear()
+        await self._serve()
+
+    async def _serve(self, resume_failed: bool = False) -> None:
+        ctx = self.ctx
+        ctx.sessions.add(self)
+        ctx.metrics.sessions_active.inc()
         if self.handle is not None:
             self.handle.on_rtt = self._on_rtt
             self.handle.on_missed = self._on_missed
             self.watchdog = asyncio.get_running_loop().create_task(self._watch_sends())
-        ctx.recorder.submit_session(self._session_row(None))
         try:
-            token = secrets.token_urlsafe(24)
-            await self._write([protocol.hello(self.id, token, ctx.heartbeat_interval)])
+            await self._write([protocol.hello(self.id, self.token, ctx.heartbeat_interval)])
+            if resume_failed:
+                self._error(None, "resume_expired", "that session is gone; this is a new one")
             while True:
                 message = await self.receive()
                 if message["type"] == "websocket.receive":
@@ -130,10 +171,40 @@ class WebSocketSession:
         ctx.metrics.disconnects.labels(reason).inc()
         if self.watchdog is not None:
             self.watchdog.cancel()
-        outcome = Outcome.CLIENT_TOO_SLOW if reason == "client_too_slow" else Outcome.CLIENT_GONE
         unsent = self._unsent_deltas()
+        if ctx.resume_grace > 0 and self.live and reason in RESUMABLE:
+            self._park(reason, unsent)
+            return
+        self._finish(reason, unsent)
+
+    def _park(self, reason: str, unsent: dict[int, int]) -> None:
+        """Keep the streams running for `resume_grace` seconds; their output is kept, not sent.
+        What sat unsent in the dead connection is no longer counted as written."""
+        self.parked = True
+        for live in self.live.values():
+            live.held = True
+            live.account.written -= min(unsent.get(id(live), 0), live.account.written)
+        self.ctx.parked[self.token] = self
+        loop = asyncio.get_running_loop()
+        self.park_timer = loop.call_later(self.ctx.resume_grace, self.expire, reason)
+
+    def expire(self, reason: str) -> None:
+        """The grace window passed without a resume (or the server drains): end for good."""
+        if self.ctx.parked.get(self.token) is self:
+            del self.ctx.parked[self.token]
+        if self.park_timer is not None:
+            self.park_timer.cancel()
+        self.parked = False
+        self._finish(reason, {})
+
+    def _finish(self, reason: str, unsent: dict[int, int]) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        outcome = Outcome.CLIENT_TOO_SLOW if reason == "client_too_slow" else Outcome.CLIENT_GONE
         for live in list(self.live.values()):
             self._end_stream(live, outcome, unsent=unsent.get(id(live), 0))
+        ctx = self.ctx
         row = self._session_row(reason)
         self.trace.end(row["heartbeat_rtt_p50_s"], row["heartbeat_rtt_max_s"], self.missed, reason)
         ctx.recorder.submit_session(row)
@@ -220,6 +291,8 @@ class WebSocketSession:
     # Writing -------------------------------------------------------------------------------
 
     async def _write(self, frames: list[bytes], live: _Live | None = None, deltas: int = 0) -> None:
+        if self.parked or (live is not None and live.held):
+            return  # kept in the stream's replay buffer for a resume
         if self.handle is not None:
             self._write_now(frames, live, deltas)
             return
@@ -262,16 +335,44 @@ class WebSocketSession:
                 live = self.live.get(stream_id)
                 if live is not None:
                     live.account.on_ack(seq)
-            case Resume(stream_id):
-                self._error(
-                    stream_id, "resume_unavailable", "resume is not enabled on this sidecar"
-                )
+            case Resume(stream_id, after_seq):
+                self._resume(stream_id, after_seq)
             case Ping(t):
                 self._send_soon([protocol.pong(t)])
             case Pong():
                 pass
             case ProtocolError(code, message, stream_id):
                 self._error(stream_id, code, message)
+
+    def _resume(self, stream_id: str, after_seq: int) -> None:
+        """Replay what the client missed after `after_seq`, then continue live."""
+        live = self.live.get(stream_id)
+        if live is None or live.replay is None:
+            code = "unknown_id" if live is None else "resume_unavailable"
+            self._error(stream_id, code, f"no resumable stream with id {stream_id!r}")
+            return
+        account = live.account
+        after_seq = min(after_seq, account.deltas)
+        oldest = live.replay[0][0] if live.replay else account.deltas + 1
+        if after_seq + 1 < oldest:
+            self._error(stream_id, "resume_too_late", "the deltas after that seq are gone")
+            self._end_stream(live, Outcome.CLIENT_GONE)
+            return
+        frames = [frame for seq, frame in live.replay if seq > after_seq]
+        account.written = after_seq  # the client says it has everything up to there
+        live.held = False
+        done = live.pending_done
+        with contextlib.suppress(ClientGone):
+            self._write_now_or_soon(frames + ([done] if done else []), live, len(frames))
+        if done is not None:
+            self._end_stream(live, Outcome.COMPLETED)
+
+    def _write_now_or_soon(self, frames: list[bytes], live: _Live, deltas: int) -> None:
+        if self.handle is not None:
+            self._write_now(frames, live, deltas)
+        else:
+            task = asyncio.get_running_loop().create_task(self._write(frames, live, deltas))
+            task.add_done_callback(_ignore_result)
 
     def _error(self, stream_id: str | None, code: str, message: str) -> None:
         self._send_soon([protocol.error(stream_id, code, message)])
@@ -311,7 +412,7 @@ class WebSocketSession:
             prompt_chars=_prompt_chars(event.body),
             trace_id=secrets.token_hex(16),
         )
-        live = _Live(account)
+        live = _Live(account, ctx.resume_buffer if ctx.resume_grace > 0 else 0)
         live.trace = self.trace.stream_started(account, event.body)
         account.trace_id = live.trace.trace_id_hex or account.trace_id
         self.live[event.id] = live
@@ -341,16 +442,16 @@ class WebSocketSession:
                 live.decoder,
             )
             if finished or account.finish_reason:
-                await self._write(
-                    [
-                        protocol.done(
-                            account.request_id,
-                            account.finish_reason,
-                            account.prompt_tokens,
-                            account.generated_tokens,
-                        )
-                    ]
+                done = protocol.done(
+                    account.request_id,
+                    account.finish_reason,
+                    account.prompt_tokens,
+                    account.generated_tokens,
                 )
+                if live.held:  # the client is away: deliver the end when it resumes
+                    live.pending_done = done
+                    return
+                await self._write([done])
                 self._end_stream(live, Outcome.COMPLETED)
             else:
                 self._fail(live, "upstream_truncated", "model server closed the stream early")
@@ -419,7 +520,10 @@ class _WebSocketSink:
         self.frames: list[bytes] = []
 
     def delta(self, seq: int, text: str) -> None:
-        self.frames.append(protocol.delta(self.request_id, seq, text))
+        frame = protocol.delta(self.request_id, seq, text)
+        self.frames.append(frame)
+        if self.live.replay is not None:
+            self.live.replay.append((seq, frame))
 
     def passthrough(self, payload: str, usage_only: bool) -> None:
         pass
@@ -428,7 +532,12 @@ class _WebSocketSink:
         if not self.frames:
             return
         frames, self.frames = self.frames, []
-        await self.session._write(frames, self.live, len(frames))
+        try:
+            await self.session._write(frames, self.live, len(frames))
+        except ClientGone:
+            if self.live.replay is None:
+                raise
+            self.live.held = True  # the connection died; a resume will replay these
 
 
 def _prompt_chars(body: dict[str, Any]) -> int:

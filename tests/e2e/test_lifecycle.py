@@ -155,3 +155,56 @@ def test_a_client_that_stops_reading_is_cut_off_not_buffered(tmp_path: Path) -> 
         (session,) = session_rows(stack.db_url)
         assert session["disconnect_reason"] == "client_too_slow"
         assert 'sidecar_disconnects_total{reason="client_too_slow"} 1.0' in stack.metrics_text()
+
+
+def test_resume_after_reconnect_delivers_every_delta_once(tmp_path: Path) -> None:
+    with running_stack(tmp_path) as stack:
+        stack.start_sim("--ttft", "0.01", "--tokens-per-second", "100")
+        stack.start_serve("--on-disconnect", "grace", "--resume-grace", "10")
+
+        async def drop_and_resume() -> list[int]:
+            client = await Client.connect(stack.ws_url)
+            token = client.hello["resume_token"]
+            await client.generate("r", chat(150))
+            seqs: list[int] = []
+            while len(seqs) < 20:
+                frame = await client.next("r")
+                if frame["type"] == "delta":
+                    seqs.append(frame["seq"])
+            client.abort()  # the network drops mid-answer
+            await asyncio.sleep(0.5)  # generation goes on meanwhile
+            again = await Client.connect(f"{stack.ws_url}?resume_token={token}")
+            assert again.hello["session"] == client.hello["session"]
+            await again.send({"type": "resume", "id": "r", "after_seq": seqs[-1]})
+            for frame in await again.read_until_end("r"):
+                if frame["type"] == "delta":
+                    seqs.append(frame["seq"])
+            await again.close()
+            return seqs
+
+        seqs = asyncio.run(drop_and_resume())
+        assert seqs == list(range(1, 151))  # every delta exactly once, in order
+        (row,) = wait_for_rows(stack.db_url, 1)
+        assert row["outcome"] == "completed"
+        assert row["generated_tokens"] == 150 and row["wasted_tokens"] == 0
+        (session,) = session_rows(stack.db_url)
+        assert session["streams"] == 1
+
+
+def test_resume_window_expiry_ends_streams_as_client_gone(tmp_path: Path) -> None:
+    with running_stack(tmp_path) as stack:
+        stack.start_sim("--ttft", "0.01", "--tokens-per-second", "100")
+        stack.start_serve("--on-disconnect", "grace", "--resume-grace", "1")
+
+        async def drop() -> None:
+            client = await Client.connect(stack.ws_url)
+            await client.generate("r", chat(100_000))
+            await client.next("r")
+            await client.next("r")
+            client.abort()
+
+        asyncio.run(drop())
+        (row,) = wait_for_rows(stack.db_url, 1)
+        assert row["outcome"] == "client_gone"
+        assert row["duration_s"] >= 1.0  # the upstream kept going through the grace window
+        assert row["wasted_tokens"] > 50
