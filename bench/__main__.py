@@ -23,10 +23,15 @@ def main(argv: list[str] | None = None) -> int:
         "--only", default=None, help=f"comma-separated scenarios ({','.join(SCENARIOS)})"
     )
     parser.add_argument("--rounds", type=int, default=None, help="rounds per level")
+    parser.add_argument("--levels", default=None, help="comma-separated stream counts, e.g. 1,64")
+    parser.add_argument("--duration", type=float, default=None, help="seconds per variant")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument(
+        "--commit", default=None, help="measure this commit's sidecar/ (default: working tree)"
+    )
     args = parser.parse_args(argv)
     config = Config.quick() if args.quick else Config.full()
-    config = replace(config, out_dir=args.out, nginx=nginx_available())
+    config = replace(config, out_dir=args.out, nginx=nginx_available(), commit=args.commit)
     if args.only:
         names = tuple(n.strip() for n in args.only.split(","))
         unknown = set(names) - set(SCENARIOS)
@@ -35,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(config, scenarios=names)
     if args.rounds:
         config = replace(config, rounds=args.rounds)
+    if args.levels:
+        config = replace(config, levels=tuple(int(n) for n in args.levels.split(",")))
+    if args.duration:
+        config = replace(config, duration=args.duration)
     if not config.nginx:
         print("nginx not found at /usr/sbin/nginx: the HTTP path runs without it", file=sys.stderr)
     try:

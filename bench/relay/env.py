@@ -45,6 +45,7 @@ class Config:
     nginx: bool = True
     scenarios: tuple[str, ...] = ("ws", "http", "ramp", "handshakes", "idle", "close")
     out_dir: Path = Path("bench/results")
+    commit: str | None = None  # measure this commit's sidecar/ instead of the working tree
 
     @classmethod
     def full(cls) -> Config:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import select
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import uvloop
 
 from bench.relay.clients import stream_job
 from bench.relay.conns import IdlePool, handshake_job, probe_job
-from bench.relay.procs import raise_fd_limit
+from bench.relay.procs import child_env, raise_fd_limit
 
 
 async def _serve(reader: IO[str], writer: IO[str]) -> None:
@@ -68,7 +67,7 @@ class Workers:
                 stdout=subprocess.PIPE,
                 text=True,
                 start_new_session=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env=child_env(),
             )
             for _ in range(count)
         ]
@@ -110,6 +109,8 @@ class Workers:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+            if proc.stdout is not None:
+                proc.stdout.close()
 
 
 if __name__ == "__main__":

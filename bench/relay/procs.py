@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import io
 import os
 import resource
 import shutil
@@ -16,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.error
@@ -24,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 NGINX = "/usr/sbin/nginx"
+_PYCACHE = shutil.ignore_patterns("__pycache__")
+REPO = Path(__file__).resolve().parents[2]
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PR_SET_PDEATHSIG = 1
 
@@ -33,6 +37,13 @@ def raise_fd_limit() -> int:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
+
+
+def child_env(first: Path | None = None) -> dict[str, str]:
+    """The environment for children: unbuffered, and `bench` importable from any cwd."""
+    paths = (str(first) if first else None, str(REPO), os.environ.get("PYTHONPATH"))
+    path = os.pathsep.join(p for p in paths if p)
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
 
 
 def _child_setup() -> None:
@@ -112,9 +123,18 @@ class Proc:
 class Procs:
     """Starts processes in one temp dir and removes both on `close()`, whatever happened."""
 
-    def __init__(self) -> None:
+    def __init__(self, commit: str | None = None) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="sidecar-bench-"))
         self.procs: list[Proc] = []
+        # A frozen copy of the sidecar (the working tree, or `commit`): others may edit the
+        # checkout during a 12-minute run, and a lazily imported module must not come from a
+        # newer tree than the rest of the process.
+        self.code = self.tmp / "code"
+        try:
+            snapshot(self.code, commit)
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
 
     def start(self, name: str, args: list[str], url: str = "") -> Proc:
         log = self.tmp / f"{name}.log"
@@ -125,7 +145,7 @@ class Procs:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=self.tmp,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env=child_env(self.code),
                 preexec_fn=_child_setup,  # setsid + pdeathsig; no threads yet
             )
         proc = Proc(name, popen, log, url)
@@ -143,10 +163,17 @@ class Procs:
         if proc in self.procs:
             self.procs.remove(proc)
 
-    def close(self) -> None:
+    def close(self, keep_logs: Path | None = None) -> None:
+        """Stop everything; copy the servers' logs to `keep_logs` first, then remove the tmp dir."""
         for proc in reversed(list(self.procs)):
             with contextlib.suppress(Exception):
                 self.stop(proc)
+        if keep_logs is not None:
+            shutil.rmtree(keep_logs, ignore_errors=True)
+            keep_logs.mkdir(parents=True, exist_ok=True)
+            for log in [*self.tmp.glob("*.log"), *self.tmp.glob("nginx/error.log")]:
+                with contextlib.suppress(OSError):
+                    shutil.copyfile(log, keep_logs / log.name)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     # The servers ---------------------------------------------------------------------------
@@ -204,6 +231,24 @@ class Procs:
         proc = self.start("nginx", args, f"http://127.0.0.1:{port}")
         wait_http(proc.url + "/health", 20, proc.popen)
         return proc
+
+
+def snapshot(dest: Path, commit: str | None) -> None:
+    """`sidecar/` (+ migrations where a wheel has them) from the working tree or a commit."""
+    if commit is None:
+        shutil.copytree(REPO / "sidecar", dest / "sidecar", ignore=_PYCACHE)
+        shutil.copytree(REPO / "migrations", dest / "sidecar" / "_migrations", ignore=_PYCACHE)
+        return
+    dest.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", commit, "sidecar", "migrations"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    )
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(dest, filter="data")
+    (dest / "migrations").rename(dest / "sidecar" / "_migrations")
 
 
 def _sidecar() -> list[str]:

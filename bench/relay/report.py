@@ -94,7 +94,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{m['nproc']} × {m['cpu_model']}, Linux {m['kernel']}, Python {m['python']}; "
         f"load average at start {', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}. "
         f"{cfg['rounds']} round(s) × {cfg['duration']:g} s per variant; run took "
-        f"{results.get('seconds', 0):.0f} s.",
+        f"{results.get('seconds', 0):.0f} s. Sidecar at {results['revision']['commit'][:10]}"
+        f"{' + uncommitted changes' if results['revision']['sidecar_dirty'] else ''}.",
         "",
         *(
             ["**Quick run: a smoke test of the harness; its figures are not measurements.**", ""]

@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import signal
+import subprocess
 import time
 import traceback
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from typing import Any
 from bench.relay import connections, streams
 from bench.relay.env import SIM_BASE_TPS, Config, Env
 from bench.relay.loadgen import Workers
-from bench.relay.procs import Procs, raise_fd_limit
+from bench.relay.procs import REPO, Procs, raise_fd_limit
 from bench.relay.report import markdown
 
 SCENARIOS: dict[str, Callable[[Env], dict[str, Any]]] = {
@@ -31,6 +32,17 @@ SCENARIOS: dict[str, Callable[[Env], dict[str, Any]]] = {
     "idle": connections.idle_scenario,
     "close": connections.close_scenario,
 }
+
+
+def revision(commit: str | None) -> dict[str, Any]:
+    """The commit measured, and whether the working tree's sidecar/ differed from it."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    dirty = commit is None and bool(git("status", "--short", "sidecar", "migrations"))
+    return {"commit": git("rev-parse", commit or "HEAD"), "sidecar_dirty": dirty}
 
 
 def machine() -> dict[str, Any]:
@@ -56,12 +68,13 @@ def run(config: Config) -> dict[str, Any]:
     """Run the suite; returns the results (also written to `config.out_dir`)."""
     fd_limit = raise_fd_limit()
     previous = signal.signal(signal.SIGTERM, _sigterm)
-    procs = Procs()
+    procs = Procs(config.commit)
     workers: Workers | None = None
     t0 = time.monotonic()
     results: dict[str, Any] = {
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(config).items()},
         "machine": {**machine(), "fd_limit": fd_limit},
+        "revision": revision(config.commit),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "scenarios": {},
         "seconds_by_scenario": {},
@@ -91,7 +104,7 @@ def run(config: Config) -> dict[str, Any]:
     finally:
         if workers is not None:
             workers.close()
-        procs.close()
+        procs.close(keep_logs=config.out_dir / f"logs-{config.name}")
         signal.signal(signal.SIGTERM, previous)
     results["seconds"] = time.monotonic() - t0
     write(results, config)

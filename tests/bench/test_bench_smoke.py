@@ -1,0 +1,84 @@
+"""The relay benchmark harness works end to end: every scenario runs against real processes and
+writes well-formed JSON and Markdown. Tiny parameters; the timings themselves are not checked."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from bench.__main__ import main as bench_main
+from bench.relay.env import Config
+from bench.relay.procs import nginx_available
+from bench.relay.suite import SCENARIOS, run
+from tests.support.unavailable import in_ci, service_unavailable
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
+
+
+def tiny(out: Path, nginx: bool) -> Config:
+    return replace(
+        Config.quick(),
+        name="smoke",
+        levels=(2,),
+        duration=0.4,
+        stagger=0.05,
+        answer_seconds=0.2,
+        cpu_levels=(2,),
+        idle_counts=(20,),
+        idle_hold=0.3,
+        handshake_seconds=0.3,
+        handshake_concurrency=4,
+        ramp_streams=2,
+        ramp_rates=(100.0,),
+        ramp_seconds=0.3,
+        probes=3,
+        nginx=nginx,
+        out_dir=out,
+    )
+
+
+def test_quick_path_produces_well_formed_results(tmp_path: Path) -> None:
+    nginx = nginx_available()
+    if not nginx and in_ci():
+        service_unavailable("nginx is not installed at /usr/sbin/nginx (nginx-light)")
+    results = run(tiny(tmp_path, nginx))
+
+    assert results["errors"] == {}
+    assert set(results["scenarios"]) == set(SCENARIOS)
+    assert json.loads((tmp_path / "relay-smoke.json").read_text())["config"]["name"] == "smoke"
+    markdown = (tmp_path / "relay-smoke.md").read_text()
+    for heading in ("## Targets", "## WebSocket path", "## HTTP path", "## Rate ramp"):
+        assert heading in markdown
+
+    for path, floor in (("ws", "minimal"), ("http", "nginx" if nginx else None)):
+        (level,) = results["scenarios"][path]["levels"]
+        expected = {"direct", "sidecar"} | ({floor} if floor else set())
+        assert set(level["summary"]) == expected
+        for variant, row in level["rounds"][0].items():
+            assert row["errors"] == 0, (path, variant, row["error_kinds"])
+            assert row["tokens"] > 0 and row["requests"] > 0
+            assert row["ttft_p50_ms"] > 0 and row["itl_p99_ms"] > 0
+        assert level["summary"]["sidecar"]["cpu_us_per_token"] > 0
+        assert isinstance(level["summary"]["sidecar"]["added_ttft_p50_ms"], float)
+
+    scenarios = results["scenarios"]
+    assert scenarios["ramp"]["steps"] and set(scenarios["ramp"]["max_rate"]) == {
+        "sidecar",
+        "minimal",
+    }
+    assert scenarios["handshakes"]["summary"]["sidecar"]["handshakes"] > 0
+    (idle,) = scenarios["idle"]["counts"]
+    assert idle["sidecar"]["opened"] == idle["minimal"]["opened"] == 20
+    for probe in scenarios["close"].values():
+        assert probe["probes"] == 3 and probe["upstream_not_closed"] == 0
+        assert probe["p99_ms"] is not None
+
+
+def test_cli_rejects_unknown_scenario(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        bench_main(["--only", "nope"])
+    assert exit_info.value.code == 2
+    assert "unknown scenario" in capsys.readouterr().err
