@@ -37,7 +37,7 @@ class Config:
     handshake_seconds: float = 3.0
     handshake_concurrency: int = 32
     ramp_streams: int = 64
-    ramp_rates: tuple[float, ...] = (1000, 1500, 2250, 3400, 5000, 7600, 11400)
+    ramp_rates: tuple[float, ...] = (250, 500, 1000, 1500, 2250, 3400, 5000, 7600, 11400)
     ramp_seconds: float = 3.0
     probes: int = 200
     workers: int = 2

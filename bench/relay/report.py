@@ -117,12 +117,15 @@ def markdown(results: dict[str, Any]) -> str:
     if "ramp" in sc:
         ramp = sc["ramp"]
         out += ["", f"## Rate ramp ({ramp['streams']} WebSocket streams)", ""]
-        out += ["| tok/s total | variant | ITL p99 ms | +ITL p99 ms | tokens/s | passed |"]
-        out += ["|---:|---|---:|---:|---:|---|"]
+        out += [
+            "| tok/s total | variant | ITL p99 ms | +ITL p99 | tokens/s | CPU µs/token | passed |"
+        ]
+        out += ["|---:|---|---:|---:|---:|---:|---|"]
         for step in ramp["steps"]:
             for name, r in step["results"].items():
                 cells = [_f(step["aggregate_rate"], 0), name, _f(r["itl_p99_ms"])]
                 cells += [_f(r.get("added_itl_p99_ms")), _f(r["token_rate"], 0)]
+                cells.append(_f(r["cpu_us_per_token"], 1))
                 cells.append(_f(r.get("passed", "")))
                 out.append("| " + " | ".join(cells) + " |")
         best = ", ".join(f"{k} {_f(v, 0)} tok/s" for k, v in ramp["max_rate"].items())

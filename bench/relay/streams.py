@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.relay.env import Env
-from bench.relay.procs import Proc
+from bench.relay.procs import Proc, rss_bytes
 from bench.relay.stats import latency_figures, summarize
 
 KEYS = ("ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms", "cpu_us_per_token", "token_rate")
@@ -76,6 +76,7 @@ def measure(
         "token_rate": tokens / elapsed if elapsed else 0.0,
         "cpu_us_per_token": relay_cpu / tokens * 1e6 if relay_cpu is not None and tokens else None,
         "sim_cpu_us_per_token": sim_cpu / tokens * 1e6 if tokens else None,
+        "relay_rss_mib": rss_bytes(target.proc.pid) / 2**20 if target.proc else None,
     }
 
 
