@@ -88,9 +88,11 @@ def scrubbed(scope: dict[str, Any], tenant: str | None) -> dict[str, Any]:
         kept = [p for p in offered_subprotocols(scope) if not _is_bearer(p)]
         new["subprotocols"] = kept
         if kept:
-            headers.append((b"sec-websocket-protocol", ", ".join(kept).encode("latin-1")))
+            headers.append(
+                (b"sec-websocket-protocol", ", ".join(kept).encode("latin-1", "replace"))
+            )
     if tenant is not None:
-        headers.append((b"x-sidecar-tenant", tenant.encode("latin-1")))
+        headers.append((b"x-sidecar-tenant", tenant.encode("latin-1", "replace")))
     new["headers"] = headers
     pairs = _query(scope)
     if any(k in strip_query for k, _ in pairs):
