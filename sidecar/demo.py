@@ -116,6 +116,8 @@ async def _user(url: str, tenant: str, seed: float, deadline: float, tally: Tall
 
 
 async def _ask(ws: ClientConnection, rng: random.Random, request_id: str, tally: Tally) -> bool:
+    """One question. Like a chat UI, the user acknowledges what it rendered (`ack`), so when
+    it stops or vanishes, the tokens generated after its last rendered one count as waste."""
     behaviour = rng.choices(("read", "cancel", "vanish"), weights=(60, 20, 20))[0]
     stop_after = rng.randint(3, 25)
     body = {
@@ -134,11 +136,17 @@ async def _ask(ws: ClientConnection, rng: random.Random, request_id: str, tally:
         if kind == "delta":
             seen += 1
             tally.deltas += 1
-            if seen == stop_after and behaviour == "cancel":
-                await ws.send(orjson.dumps({"type": "cancel", "id": request_id}).decode())
-                tally.cancelled += 1
-                return True
-            if seen == stop_after and behaviour == "vanish":
+            if seen % 4 == 0 or seen == stop_after:
+                ack = {"type": "ack", "id": request_id, "seq": frame["seq"]}
+                await ws.send(orjson.dumps(ack).decode())
+            if seen == stop_after and behaviour != "read":
+                # The user reads, thinks, then acts; tokens keep streaming meanwhile.
+                await asyncio.sleep(rng.uniform(0.2, 1.0))
+                if behaviour == "cancel":
+                    await ws.send(orjson.dumps({"type": "cancel", "id": request_id}).decode())
+                    tally.cancelled += 1
+                    await _drain_until_quiet(ws)
+                    return True
                 tally.vanished += 1
                 ws.transport.abort()  # no close frame, like a killed tab or a dead network
                 return False
@@ -149,6 +157,13 @@ async def _ask(ws: ClientConnection, rng: random.Random, request_id: str, tally:
             tally.errors.append(str(frame.get("code")))
             return True
     return False
+
+
+async def _drain_until_quiet(ws: ClientConnection) -> None:
+    """Discard deltas of the cancelled answer that were already on their way."""
+    with contextlib.suppress(TimeoutError):
+        while True:
+            await asyncio.wait_for(ws.recv(), 0.05)
 
 
 async def _progress(tally: Tally, deadline: float, seconds: float) -> None:

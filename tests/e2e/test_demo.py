@@ -1,0 +1,45 @@
+"""`sidecar demo` runs end to end and leaves nothing behind (the README's first command)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.ports import free_port, port_is_open
+
+
+@pytest.mark.timeout(120)
+def test_demo_prints_the_cost_report_and_exits_clean(tmp_path: Path) -> None:
+    ports = [free_port() for _ in range(3)]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sidecar",
+            "demo",
+            "--seconds",
+            "4",
+            "--users",
+            "12",
+            "--db",
+            f"sqlite:///{tmp_path / 'demo.db'}",
+            "--ports",
+            ",".join(map(str, ports)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Cost report by model, tenant" in out and "client_cancelled" in out
+    match = re.search(r"Generated (\d+) tokens, delivered (\d+): (\d+) wasted", out)
+    assert match, out
+    generated, delivered, wasted = map(int, match.groups())
+    assert generated == delivered + wasted and wasted > 0
+    assert not any(port_is_open("127.0.0.1", p) for p in ports)  # nothing left running
