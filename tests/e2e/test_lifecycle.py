@@ -176,9 +176,8 @@ def test_resume_after_reconnect_delivers_every_delta_once(tmp_path: Path) -> Non
             again = await Client.connect(f"{stack.ws_url}?resume_token={token}")
             assert again.hello["session"] == client.hello["session"]
             await again.send({"type": "resume", "id": "r", "after_seq": seqs[-1]})
-            for frame in await again.read_until_end("r"):
-                if frame["type"] == "delta":
-                    seqs.append(frame["seq"])
+            frames = await again.read_until_end("r")
+            seqs.extend(f["seq"] for f in frames if f["type"] == "delta")
             await again.close()
             return seqs
 
