@@ -113,7 +113,7 @@ class Alert(Base):
 
 
 class ApiKey(Base):
-    """A client API key bound to one tenant. Only its SHA-256 digest is stored (docs/security.md)."""
+    """A client API key bound to one tenant; only its SHA-256 digest is stored."""
 
     __tablename__ = "api_keys"
     __table_args__ = (Index(None, "tenant"),)
