@@ -28,7 +28,15 @@ from sidecar.security.auth import Authenticator
 from sidecar.security.gate import ASGIApp, Gate, GatePolicy
 from sidecar.security.handshake import with_handshake_timeout
 from sidecar.security.jwt import JwtSettings, JwtVerifier
-from sidecar.security.limits import ConnectionLimits, DailyBudget, utc_day
+from sidecar.security.limits import (
+    BUDGET_SPENT,
+    ConnectionLimits,
+    DailyBudget,
+    IdleTimer,
+    Refusal,
+    cap_max_tokens,
+    utc_day,
+)
 from sidecar.security.metrics import SecurityMetrics
 
 log = logging.getLogger("sidecar.security")
@@ -127,6 +135,27 @@ class Edge:
     @property
     def scheme(self) -> str:
         return "wss" if self.settings.tls_cert is not None else "ws"
+
+    # Per-request hooks for the session and the HTTP relay -----------------------------------
+
+    def admit(self, body: dict[str, Any], tenant: str, wall: float) -> dict[str, Any] | Refusal:
+        """The request body to send upstream (`max_tokens` capped), or why it is refused
+        (counted). A refused request ends as outcome `rejected` with the refusal's code."""
+        capped = cap_max_tokens(body, self.settings.max_tokens_limit)
+        if isinstance(capped, Refusal):
+            self.metrics.limited("max_tokens")
+            return capped
+        if not self.budget.allows(tenant, wall):
+            self.metrics.limited("daily_budget")
+            return BUDGET_SPENT
+        return capped
+
+    def charge(self, tenant: str, prompt_tokens: int, generated_tokens: int, wall: float) -> None:
+        """A stream ended: its tokens count against the tenant's budget for today."""
+        self.budget.charge(tenant, prompt_tokens + generated_tokens, wall)
+
+    def idle_timer(self, now: float) -> IdleTimer | None:
+        return IdleTimer(self.settings.idle_timeout, now) if self.settings.idle_timeout else None
 
     # API-key cache -------------------------------------------------------------------------
 

@@ -278,3 +278,34 @@ def test_logging_filter(caplog: pytest.LogCaptureFixture) -> None:
     finally:
         caplog.handler.removeFilter(filt)
     assert "hunter2" not in caplog.text and MASK in caplog.text
+
+
+# Edge hooks --------------------------------------------------------------------------------
+
+
+def test_edge_admit_charge_and_idle() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from sidecar.security.edge import Edge, EdgeSettings
+
+    registry = CollectorRegistry()
+    edge = Edge(
+        EdgeSettings(max_tokens_limit=100, tenant_daily_token_budget=50, idle_timeout=5),
+        None,
+        registry,
+    )
+    now = 86400.0 * 20000
+    assert edge.admit({"messages": []}, "t", now) == {"messages": [], "max_tokens": 100}
+    refused = edge.admit({"max_tokens": 101}, "t", now)
+    assert isinstance(refused, Refusal) and refused.code == "max_tokens_exceeded"
+    edge.charge("t", 20, 30, now)
+    refused = edge.admit({"max_tokens": 1}, "t", now)
+    assert isinstance(refused, Refusal) and refused.code == "budget_exhausted"
+    assert edge.admit({"max_tokens": 1}, "u", now) == {"max_tokens": 1}
+    value = registry.get_sample_value
+    assert value("sidecar_limit_hits_total", {"limit": "max_tokens"}) == 1
+    assert value("sidecar_limit_hits_total", {"limit": "daily_budget"}) == 1
+    timer = edge.idle_timer(0.0)
+    assert timer is not None and timer.expired(5.0, busy=False)
+    assert Edge(EdgeSettings(), None, CollectorRegistry()).idle_timer(0.0) is None
+    assert not Edge(EdgeSettings(), None, CollectorRegistry()).auth_enabled
