@@ -20,7 +20,7 @@ from sidecar.accounting.stream import Outcome, StreamAccount
 from sidecar.context import ServerContext
 from sidecar.errors import UpstreamError
 from sidecar.ingress.app import respond_json
-from sidecar.ingress.websocket import _prompt_chars, tenant_of
+from sidecar.ingress.scope import prompt_chars, tenant_of
 from sidecar.relay.pump import pump
 from sidecar.telemetry.spans import StreamTrace
 from sidecar.upstream.flavour import ShapedRequest, shape_request
@@ -60,7 +60,7 @@ async def relay_http(scope: dict[str, Any], receive: Any, send: Any, ctx: Server
         path=scope["path"],
         started_at=ctx.wall_clock(),
         t_start=ctx.clock(),
-        prompt_chars=_prompt_chars(request),
+        prompt_chars=prompt_chars(request),
         trace_id=secrets.token_hex(16),
     )
     shaped = shape_request(request, ctx.flavour, account.stream_id)

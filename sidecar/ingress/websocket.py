@@ -21,12 +21,12 @@ from sidecar.context import ServerContext
 from sidecar.errors import UpstreamError
 from sidecar.ingress import protocol
 from sidecar.ingress.protocol import Ack, Cancel, Generate, Ping, Pong, ProtocolError, Resume
+from sidecar.ingress.scope import client_addr, prompt_chars, query_param, tenant_of
+from sidecar.ingress.stream import LiveStream, WebSocketSink
 from sidecar.ingress.transport import EXTENSION, ClientGone, TransportHandle
 from sidecar.relay.pump import count_unrelayed, pump
-from sidecar.telemetry.spans import NOOP_SESSION, NOOP_STREAM, SessionTrace, StreamTrace
-from sidecar.upstream.client import UpstreamResponse
+from sidecar.telemetry.spans import NOOP_SESSION, SessionTrace
 from sidecar.upstream.flavour import shape_request
-from sidecar.upstream.sse import SSEDecoder
 
 log = logging.getLogger("sidecar.session")
 
@@ -35,60 +35,13 @@ HEARTBEAT_MODEL = "all"  # heartbeats are per connection, not per model
 GONE_OUTCOMES = frozenset({Outcome.CLIENT_GONE, Outcome.CLIENT_CANCELLED, Outcome.CLIENT_TOO_SLOW})
 
 
-def header(scope: dict[str, Any], name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
-
-
-def query_param(scope: dict[str, Any], name: str) -> str | None:
-    from urllib.parse import parse_qs
-
-    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
-    return values[0] if values else None
-
-
-def tenant_of(scope: dict[str, Any]) -> str:
-    tenant = header(scope, b"x-sidecar-tenant") or query_param(scope, "tenant") or "default"
-    return tenant[:128]
-
-
-class _Live:
-    """A running stream: its account, its relay task and its upstream response."""
-
-    __slots__ = (
-        "account",
-        "decoder",
-        "held",
-        "pending_done",
-        "replay",
-        "response",
-        "t_gone",
-        "task",
-        "trace",
-    )
-
-    def __init__(self, account: StreamAccount, replay: int) -> None:
-        self.account = account
-        # With a resume grace window: recent delta frames by seq, to replay after a reconnect.
-        self.replay: deque[tuple[int, bytes]] | None = deque(maxlen=replay) if replay else None
-        self.held = False  # parked or reconnected but not yet resumed: keep frames, send none
-        self.pending_done: bytes | None = None  # finished upstream while its client was away
-        self.trace: StreamTrace = NOOP_STREAM
-        self.decoder = SSEDecoder()
-        self.task: asyncio.Task[None] | None = None
-        self.response: UpstreamResponse | None = None
-        self.t_gone: float | None = None
-
-
 class WebSocketSession:
     def __init__(self, scope: dict[str, Any], receive: Any, send: Any, ctx: ServerContext):
         self.scope, self.receive, self.send_asgi, self.ctx = scope, receive, send, ctx
         self.id = uuid.uuid4().hex
         self.tenant = tenant_of(scope)
         self.handle: TransportHandle | None = scope.get("extensions", {}).get(EXTENSION)
-        self.live: dict[str, _Live] = {}
+        self.live: dict[str, LiveStream] = {}
         self.started_at = ctx.wall_clock()
         self.streams_started = 0
         self.rtts: deque[float] = deque(maxlen=1024)
@@ -98,7 +51,7 @@ class WebSocketSession:
         self.closed = False
         # (connection byte offset after a write, the stream it carried, deltas in it): maps
         # bytes the client never received back to the streams they belonged to.
-        self.writes: deque[tuple[int, _Live | None, int]] = deque(maxlen=8192)
+        self.writes: deque[tuple[int, LiveStream | None, int]] = deque(maxlen=8192)
         self.watchdog: asyncio.Task[None] | None = None
         self.trace: SessionTrace = NOOP_SESSION
         self.token = secrets.token_urlsafe(24)
@@ -121,7 +74,7 @@ class WebSocketSession:
                 await parked.attach(self.scope, self.receive, self.send_asgi, self.handle)
                 return
         self.trace = ctx.tracing.session_span(
-            self.scope.get("headers", ()), self.id, self.tenant, _client_addr(self.scope)
+            self.scope.get("headers", ()), self.id, self.tenant, client_addr(self.scope)
         )
         ctx.recorder.submit_session(self._session_row(None))
         await self._serve(resume_failed=token is not None)
@@ -252,7 +205,7 @@ class WebSocketSession:
             "instance_id": self.ctx.instance_id,
             "tenant": self.tenant,
             "ingress": "ws",
-            "client_addr": _client_addr(self.scope),
+            "client_addr": client_addr(self.scope),
             "started_at": self.started_at,
             "ended_at": self.ctx.wall_clock() if self.closed else None,
             "disconnect_reason": reason,
@@ -290,7 +243,9 @@ class WebSocketSession:
 
     # Writing -------------------------------------------------------------------------------
 
-    async def _write(self, frames: list[bytes], live: _Live | None = None, deltas: int = 0) -> None:
+    async def _write(
+        self, frames: list[bytes], live: LiveStream | None = None, deltas: int = 0
+    ) -> None:
         if self.parked or (live is not None and live.held):
             return  # kept in the stream's replay buffer for a resume
         if self.handle is not None:
@@ -304,7 +259,9 @@ class WebSocketSession:
         if live is not None:
             live.account.on_written(deltas)
 
-    def _write_now(self, frames: list[bytes], live: _Live | None = None, deltas: int = 0) -> None:
+    def _write_now(
+        self, frames: list[bytes], live: LiveStream | None = None, deltas: int = 0
+    ) -> None:
         assert self.handle is not None
         self.handle.write_frames(frames)
         if live is not None:
@@ -367,7 +324,7 @@ class WebSocketSession:
         if done is not None:
             self._end_stream(live, Outcome.COMPLETED)
 
-    def _write_now_or_soon(self, frames: list[bytes], live: _Live, deltas: int) -> None:
+    def _write_now_or_soon(self, frames: list[bytes], live: LiveStream, deltas: int) -> None:
         if self.handle is not None:
             self._write_now(frames, live, deltas)
         else:
@@ -409,10 +366,10 @@ class WebSocketSession:
             path=event.path,
             started_at=ctx.wall_clock(),
             t_start=ctx.clock(),
-            prompt_chars=_prompt_chars(event.body),
+            prompt_chars=prompt_chars(event.body),
             trace_id=secrets.token_hex(16),
         )
-        live = _Live(account, ctx.resume_buffer if ctx.resume_grace > 0 else 0)
+        live = LiveStream(account, ctx.resume_buffer if ctx.resume_grace > 0 else 0)
         live.trace = self.trace.stream_started(account, event.body)
         account.trace_id = live.trace.trace_id_hex or account.trace_id
         self.live[event.id] = live
@@ -422,7 +379,7 @@ class WebSocketSession:
 
     # One stream ----------------------------------------------------------------------------
 
-    async def _relay(self, live: _Live, event: Generate) -> None:
+    async def _relay(self, live: LiveStream, event: Generate) -> None:
         account, ctx = live.account, self.ctx
         shaped = shape_request(event.body, ctx.flavour, account.stream_id)
         try:
@@ -436,7 +393,7 @@ class WebSocketSession:
             finished = await pump(
                 live.response.chunks(),
                 account,
-                _WebSocketSink(self, live),
+                WebSocketSink(self, live),
                 ctx.observer,
                 ctx.clock,
                 live.decoder,
@@ -467,14 +424,14 @@ class WebSocketSession:
         finally:
             self._close_upstream(live)
 
-    def _fail(self, live: _Live, code: str, message: str) -> None:
+    def _fail(self, live: LiveStream, code: str, message: str) -> None:
         assert self.ctx.observer is not None
         self.ctx.observer.failed_before_first_token(live.account, self.ctx.clock())
         self._error(live.account.request_id, code, message)
         self._end_stream(live, Outcome.UPSTREAM_ERROR, error_code=code)
 
     def _end_stream(
-        self, live: _Live, outcome: Outcome, error_code: str | None = None, unsent: int = 0
+        self, live: LiveStream, outcome: Outcome, error_code: str | None = None, unsent: int = 0
     ) -> None:
         account, ctx = live.account, self.ctx
         now = ctx.clock()
@@ -491,7 +448,7 @@ class WebSocketSession:
         live.trace.end(account)
         ctx.recorder.finished(account, now)
 
-    def _close_upstream(self, live: _Live) -> None:
+    def _close_upstream(self, live: LiveStream) -> None:
         response = live.response
         if response is None or response.closed:
             return
@@ -505,56 +462,6 @@ class WebSocketSession:
             live.trace.upstream_cancelled(elapsed)
             assert self.ctx.observer is not None
             self.ctx.observer.sample("upstream_cancel", live.account.model, elapsed, now)
-
-
-class _WebSocketSink:
-    """Collects the deltas of one upstream read and writes them as one batch."""
-
-    __slots__ = ("account", "frames", "live", "request_id", "session")
-
-    def __init__(self, session: WebSocketSession, live: _Live) -> None:
-        self.session = session
-        self.live = live
-        account = self.account = live.account
-        self.request_id = account.request_id
-        self.frames: list[bytes] = []
-
-    def delta(self, seq: int, text: str) -> None:
-        frame = protocol.delta(self.request_id, seq, text)
-        self.frames.append(frame)
-        if self.live.replay is not None:
-            self.live.replay.append((seq, frame))
-
-    def passthrough(self, payload: str, usage_only: bool) -> None:
-        pass
-
-    async def flush(self) -> None:
-        if not self.frames:
-            return
-        frames, self.frames = self.frames, []
-        try:
-            await self.session._write(frames, self.live, len(frames))
-        except ClientGone:
-            if self.live.replay is None:
-                raise
-            self.live.held = True  # the connection died; a resume will replay these
-
-
-def _prompt_chars(body: dict[str, Any]) -> int:
-    chars = 0
-    messages = body.get("messages")
-    if isinstance(messages, list):
-        for message in messages:
-            if isinstance(message, dict) and isinstance(message.get("content"), str):
-                chars += len(message["content"])
-    if isinstance(body.get("prompt"), str):
-        chars += len(body["prompt"])
-    return chars
-
-
-def _client_addr(scope: dict[str, Any]) -> str | None:
-    client = scope.get("client")
-    return f"{client[0]}:{client[1]}" if client else None
 
 
 def _ignore_result(task: asyncio.Task[None]) -> None:
