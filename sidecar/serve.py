@@ -117,9 +117,15 @@ async def run(
     )
     monitor = build_monitor(settings.drift)
 
-    def gauges(w: LedgerWriter) -> None:
+    errors_seen = 0
+
+    def gauges(w: LedgerWriter) -> None:  # called on the writer thread; metrics are thread-safe
+        nonlocal errors_seen
         metrics.ledger_queue_depth.set(w.depth)
         metrics.ledger_spooled_rows.set(w.spooled_rows)
+        if w.stats.errors > errors_seen:
+            metrics.ledger_write_errors.inc(w.stats.errors - errors_seen)
+            errors_seen = w.stats.errors
 
     spool = settings.spool_dir / f"sidecar-spool-{_safe(instance_id)}.jsonl"
     writer = LedgerWriter(engine, spool, on_change=gauges)

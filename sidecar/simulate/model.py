@@ -43,6 +43,8 @@ class SimSettings:
     error_rate: float = 0.0
     ttft_factor: float = 1.0  # changed at run time through POST /sim/latency
     itl_factor: float = 1.0
+    tail_fraction: float = 0.0  # this share of requests gets `tail_factor` on its first token
+    tail_factor: float = 1.0
     seed: int | None = None
     rng: random.Random = field(default_factory=random.Random)
 
@@ -65,7 +67,10 @@ class SimSettings:
         return max(1, min(cap, drawn))
 
     def first_token_delay(self) -> float:
-        return self._jittered(self.ttft * self.ttft_factor)
+        factor = self.ttft_factor
+        if self.tail_fraction and self.rng.random() < self.tail_fraction:
+            factor *= self.tail_factor  # a tail-only degradation: the median barely moves
+        return self._jittered(self.ttft * factor)
 
     def token_interval(self) -> float:
         return self._jittered(self.itl_factor / self.tokens_per_second)
@@ -124,6 +129,7 @@ class SimStats:
     aborted: int = 0
     failed: int = 0
     tokens_generated: int = 0
+    abort_requests: list[str] = field(default_factory=list)  # rids of POST /abort_request
     by_request: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def as_json(self, detail: bool) -> dict[str, Any]:
@@ -134,7 +140,9 @@ class SimStats:
             "aborted": self.aborted,
             "failed": self.failed,
             "tokens_generated": self.tokens_generated,
+            "abort_requests": len(self.abort_requests),
         }
         if detail:
             stats["by_request"] = self.by_request
+            stats["abort_request_ids"] = self.abort_requests[-1000:]
         return stats

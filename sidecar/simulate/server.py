@@ -32,6 +32,7 @@ def create_app(settings: SimSettings) -> web.Application:
     app.router.add_get("/sim/stats", _stats)
     app.router.add_post("/sim/latency", _latency)
     app.router.add_get("/health", _health)
+    app.router.add_post("/abort_request", _abort_request)
     return app
 
 
@@ -49,18 +50,37 @@ async def _stats(request: web.Request) -> web.Response:
     return _json(request.app[STATS_KEY].as_json(detail))
 
 
+LATENCY_KEYS = ("ttft_factor", "itl_factor", "tail_fraction", "tail_factor")
+
+
 async def _latency(request: web.Request) -> web.Response:
+    """Change latency at run time: a step (`ttft_factor`), a ramp (step repeatedly) or a
+    tail-only slowdown (`tail_fraction` of requests get `tail_factor` on the first token)."""
     settings = request.app[SETTINGS_KEY]
     try:
         update = orjson.loads(await request.read())
-        factors = {k: float(update[k]) for k in ("ttft_factor", "itl_factor") if k in update}
-    except (orjson.JSONDecodeError, TypeError, ValueError):
-        return _error(400, 'body must be JSON like {"ttft_factor": 1.5, "itl_factor": 1.0}')
-    if any(v <= 0 for v in factors.values()):
+        if not isinstance(update, dict):
+            raise TypeError
+        values = {k: float(update[k]) for k in LATENCY_KEYS if k in update}
+    except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
+        return _error(400, f"body must be a JSON object with any of {', '.join(LATENCY_KEYS)}")
+    if any(v <= 0 for k, v in values.items() if k != "tail_fraction"):
         return _error(400, "factors must be positive")
-    settings.ttft_factor = factors.get("ttft_factor", settings.ttft_factor)
-    settings.itl_factor = factors.get("itl_factor", settings.itl_factor)
-    return _json({"ttft_factor": settings.ttft_factor, "itl_factor": settings.itl_factor})
+    if not 0 <= values.get("tail_fraction", 0) <= 1:
+        return _error(400, "tail_fraction must be in [0, 1]")
+    for key, value in values.items():
+        setattr(settings, key, value)
+    return _json({key: getattr(settings, key) for key in LATENCY_KEYS})
+
+
+async def _abort_request(request: web.Request) -> web.Response:
+    """SGLang's abort endpoint: the sidecar calls it when a client leaves (flavour sglang)."""
+    try:
+        rid = orjson.loads(await request.read())["rid"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return _error(400, 'body must be JSON like {"rid": "..."}')
+    request.app[STATS_KEY].abort_requests.append(str(rid))
+    return _json({"success": True})
 
 
 async def _completions(request: web.Request) -> web.StreamResponse:
