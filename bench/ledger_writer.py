@@ -1,0 +1,117 @@
+"""Ledger writer throughput: how many stream rows per second reach the database?
+
+    .venv/bin/python -m bench.ledger_writer                  # SQLite and a throwaway PostgreSQL
+    .venv/bin/python -m bench.ledger_writer --rows 200000 --pg-url postgresql+psycopg://me@db/x
+
+Submits final stream rows (the shape `serve` writes) to a real `LedgerWriter` as fast as the
+caller can, and times until every row is committed. Target (issue 4): ≥ 10,000 rows/s into
+PostgreSQL. The caller's side (`submit`) is also timed: it is what the relay pays per stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sidecar.ledger import db
+from sidecar.ledger.writer import LedgerWriter, Row
+
+
+def row(n: int, now: datetime) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4().hex,
+        "session_id": uuid.uuid4().hex,
+        "instance_id": "bench",
+        "request_id": f"r{n}",
+        "model": f"model-{n % 8}",
+        "tenant": f"tenant-{n % 50}",
+        "ingress": "ws",
+        "path": "/v1/chat/completions",
+        "started_at": now,
+        "ended_at": now,
+        "outcome": "completed",
+        "finish_reason": "stop",
+        "error_code": None,
+        "count_source": "usage",
+        "prompt_tokens": 900,
+        "generated_tokens": 130,
+        "delivered_tokens": 120,
+        "wasted_tokens": 10,
+        "ttft_s": 0.2,
+        "duration_s": 3.1,
+        "price_key": "model@2026-01-01T00:00:00+00:00",
+        "input_nusd_per_mtok": 200_000_000,
+        "output_nusd_per_mtok": 600_000_000,
+        "prompt_cost_nusd": 180_000,
+        "generated_cost_nusd": 78_000,
+        "wasted_cost_nusd": 6_000,
+        "trace_id": None,
+    }
+
+
+def measure(url: str, rows: int) -> tuple[float, float]:
+    """(rows per second committed, microseconds per submit on the caller's side)."""
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    with tempfile.TemporaryDirectory() as spool_dir:
+        writer = LedgerWriter(engine, Path(spool_dir) / "spool.jsonl", batch_size=1000)
+        writer.start()
+        now = datetime.now(UTC)
+        prepared = [Row("streams", row(n, now)) for n in range(rows)]
+        start = time.perf_counter()
+        for item in prepared:
+            writer.submit(item)
+        submitted = time.perf_counter()
+        writer.close(timeout=600)
+        done = time.perf_counter()
+        assert writer.stats.written == rows and not writer.stats.errors, writer.stats
+    engine.dispose()
+    return rows / (done - start), (submitted - start) / rows * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--pg-url", default=None)
+    parser.add_argument("--backend", choices=["both", "sqlite", "postgresql"], default="both")
+    args = parser.parse_args()
+    results: dict[str, list[tuple[float, float]]] = {}
+    if args.backend in ("both", "sqlite"):
+        for _ in range(args.repeat):
+            with tempfile.TemporaryDirectory() as tmp:
+                results.setdefault("sqlite", []).append(
+                    measure(f"sqlite:///{tmp}/bench.db", args.rows)
+                )
+    if args.backend in ("both", "postgresql"):
+        from bench.report_speed import postgres
+
+        with postgres(args.pg_url) as (url, _dsn):
+            for n in range(args.repeat):
+                from sqlalchemy import create_engine, text
+
+                engine = create_engine(url, isolation_level="AUTOCOMMIT")
+                with engine.connect() as connection:
+                    connection.execute(text(f"DROP DATABASE IF EXISTS writer{n}"))
+                    connection.execute(text(f"CREATE DATABASE writer{n}"))
+                engine.dispose()
+                target = url.rsplit("/", 1)[0] + f"/writer{n}"
+                results.setdefault("postgresql", []).append(measure(target, args.rows))
+    for backend, runs in results.items():
+        rates = [r for r, _ in runs]
+        submit = [s for _, s in runs]
+        print(
+            f"{backend:10s} {args.rows} rows x {len(runs)}: median {statistics.median(rates):,.0f}"
+            f" rows/s (min {min(rates):,.0f}, max {max(rates):,.0f}); submit "
+            f"{statistics.median(submit):.2f} µs/row on the caller's side"
+        )
+
+
+if __name__ == "__main__":
+    main()
