@@ -18,6 +18,8 @@ from sidecar.upstream.flavour import Flavour
 if TYPE_CHECKING:
     from prometheus_client.metrics import Histogram
 
+    from sidecar.security.edge import Edge
+
 
 @dataclass(slots=True)
 class Limits:
@@ -86,6 +88,7 @@ class ServerContext:
     observer: LatencyObserver | None = None
     tracing: Tracing = field(default_factory=lambda: Tracing(None))
     drift: DriftMonitor | None = None
+    edge: Edge | None = None  # authentication and limits, when configured
     resume_grace: float = 0.0  # seconds a lost client's streams keep running for a resume
     resume_buffer: int = 4096  # deltas kept per stream for replay
     sessions: set[Any] = field(default_factory=set)

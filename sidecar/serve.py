@@ -141,7 +141,10 @@ async def run(
     recorder = Recorder(metrics, writer.submit, prices, instance_id, time.time)
     drift = LiveDrift(monitor, settings.drift, metrics, writer.submit, instance_id)
     await drift.start()
+    edge = Edge(settings.edge, engine, metrics.registry)
+    await edge.start()
     ctx = ServerContext(
+        edge=edge,
         upstream=upstream,
         recorder=recorder,
         metrics=metrics,
@@ -157,8 +160,6 @@ async def run(
             settings.max_streams_per_connection, settings.max_buffered_bytes, settings.send_timeout
         ),
     )
-    edge = Edge(settings.edge, engine, metrics.registry)
-    await edge.start()
     client_app = edge.gate(instrument_http(ClientApp(ctx), provider))
     client = _Server(_config(client_app, settings, **edge.uvicorn_options()))
     if settings.send_buffer_bytes:

@@ -22,6 +22,7 @@ from sidecar.errors import UpstreamError
 from sidecar.ingress.app import respond_json
 from sidecar.ingress.scope import prompt_chars, tenant_of
 from sidecar.relay.pump import pump
+from sidecar.security.limits import Refusal
 from sidecar.telemetry.spans import StreamTrace
 from sidecar.upstream.flavour import ShapedRequest, shape_request
 
@@ -63,6 +64,14 @@ async def relay_http(scope: dict[str, Any], receive: Any, send: Any, ctx: Server
         prompt_chars=prompt_chars(request),
         trace_id=secrets.token_hex(16),
     )
+    admitted = ctx.edge.admit(request, account.tenant, ctx.wall_clock()) if ctx.edge else None
+    if isinstance(admitted, Refusal):  # max_tokens cap or the tenant's daily budget
+        account.finish(Outcome.REJECTED, ctx.clock(), error_code=admitted.code)
+        ctx.recorder.finished(account, ctx.clock())
+        await _error(send, admitted.status, admitted.message, admitted.code)
+        return
+    if admitted is not None:
+        request = admitted
     shaped = shape_request(request, ctx.flavour, account.stream_id)
     trace = ctx.tracing.http_stream(account, request)
     account.trace_id = trace.trace_id_hex or account.trace_id
@@ -114,6 +123,10 @@ class _HttpRelay:
             account.finish(Outcome.UPSTREAM_ERROR, ctx.clock(), error_code="internal")
         self.trace.end(account)
         ctx.recorder.finished(account, ctx.clock())
+        if ctx.edge is not None:
+            ctx.edge.charge(
+                account.tenant, account.prompt_tokens, account.generated_tokens, ctx.wall_clock()
+            )
 
     async def _watch_disconnect(self) -> None:
         while (await self.receive())["type"] != "http.disconnect":

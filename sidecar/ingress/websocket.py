@@ -25,6 +25,7 @@ from sidecar.ingress.scope import client_addr, prompt_chars, query_param, tenant
 from sidecar.ingress.stream import LiveStream, WebSocketSink
 from sidecar.ingress.transport import EXTENSION, ClientGone, TransportHandle
 from sidecar.relay.pump import count_unrelayed, pump
+from sidecar.security.limits import Refusal
 from sidecar.telemetry.spans import NOOP_SESSION, SessionTrace
 from sidecar.upstream.flavour import shape_request
 
@@ -58,6 +59,7 @@ class WebSocketSession:
         self.parked = False  # connection lost, streams kept for a resume within the grace window
         self.park_timer: asyncio.TimerHandle | None = None
         self.finished = False
+        self.idle = ctx.edge.idle_timer(ctx.clock()) if ctx.edge is not None else None
 
     # Connection lifecycle ------------------------------------------------------------------
 
@@ -187,6 +189,9 @@ class WebSocketSession:
             await asyncio.sleep(1.0)
             unacked = self.handle.sample()
             now = self.ctx.clock()
+            if self.idle is not None and self.idle.expired(now, busy=bool(self.live)):
+                self._idle_out()
+                return
             if unacked == 0 or self.handle.acked_bytes != last_acked:
                 stalled_since = None
             elif stalled_since is None:
@@ -197,6 +202,17 @@ class WebSocketSession:
                 self._end_connection("send_timeout")
                 return
             last_acked = self.handle.acked_bytes
+
+    def _idle_out(self) -> None:
+        """No frame and no stream for --idle-timeout: close politely (code 1000, "idle")."""
+        if self.ctx.edge is not None:
+            self.ctx.edge.metrics.limited("idle_timeout")
+        self.disconnect_reason = "idle_timeout"
+        self._end_connection("idle_timeout")
+        task = asyncio.get_running_loop().create_task(
+            self.send_asgi({"type": "websocket.close", "code": 1000, "reason": "idle"})
+        )
+        task.add_done_callback(_ignore_result)
 
     def _session_row(self, reason: str | None) -> dict[str, Any]:
         rtts = sorted(self.rtts)
@@ -278,6 +294,8 @@ class WebSocketSession:
     # Client frames -------------------------------------------------------------------------
 
     def _on_frame(self, data: str | bytes) -> None:
+        if self.idle is not None:
+            self.idle.touch(self.ctx.clock())
         event = protocol.parse_client_frame(data)
         match event:
             case Generate():
@@ -349,12 +367,15 @@ class WebSocketSession:
         if event.id in self.live:
             self._error(event.id, "duplicate_id", f"stream {event.id!r} is already running")
             return
-        if len(self.live) >= self.ctx.limits.max_streams_per_connection:
+        ctx = self.ctx
+        if len(self.live) >= ctx.limits.max_streams_per_connection:
+            if ctx.edge is not None:
+                ctx.edge.metrics.limited("streams_per_connection")
             self._error(
                 event.id, "too_many_streams", "too many concurrent streams on this connection"
             )
             return
-        ctx = self.ctx
+        admitted = ctx.edge.admit(event.body, self.tenant, ctx.wall_clock()) if ctx.edge else None
         model = event.body.get("model")
         account = StreamAccount(
             stream_id=uuid.uuid4().hex,
@@ -369,6 +390,13 @@ class WebSocketSession:
             prompt_chars=prompt_chars(event.body),
             trace_id=secrets.token_hex(16),
         )
+        if isinstance(admitted, Refusal):  # max_tokens cap or the tenant's daily budget
+            self._error(event.id, admitted.code, admitted.message)
+            account.finish(Outcome.REJECTED, ctx.clock(), error_code=admitted.code)
+            ctx.recorder.finished(account, ctx.clock())
+            return
+        if admitted is not None:
+            event = Generate(event.id, admitted, event.path)
         live = LiveStream(account, ctx.resume_buffer if ctx.resume_grace > 0 else 0)
         live.trace = self.trace.stream_started(account, event.body)
         account.trace_id = live.trace.trace_id_hex or account.trace_id
@@ -447,6 +475,10 @@ class WebSocketSession:
                 live.task.cancel()
         live.trace.end(account)
         ctx.recorder.finished(account, now)
+        if ctx.edge is not None:
+            ctx.edge.charge(
+                account.tenant, account.prompt_tokens, account.generated_tokens, ctx.wall_clock()
+            )
 
     def _close_upstream(self, live: LiveStream) -> None:
         response = live.response

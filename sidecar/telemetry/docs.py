@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from prometheus_client.metrics import MetricWrapperBase
 
+from sidecar.security.metrics import AUTH_REASONS, LIMITS, SecurityMetrics
 from sidecar.telemetry import names
 from sidecar.telemetry.metrics import Metrics
 
@@ -26,7 +27,11 @@ LABEL_VALUES = {
     f"`--tenant-top-n` tenants keep their name, later ones are `{names.OTHER_TENANT}`",
     "outcome": ", ".join(f"`{v}`" for v in names.OUTCOMES),
     "kind": ", ".join(f"`{v}`" for v in names.TOKEN_KINDS),
-    "reason": ", ".join(f"`{v}`" for v in names.DISCONNECT_REASONS),
+    "reason": "disconnects: "
+    + ", ".join(f"`{v}`" for v in names.DISCONNECT_REASONS)
+    + "; auth failures: "
+    + ", ".join(f"`{v}`" for v in AUTH_REASONS),
+    "limit": ", ".join(f"`{v}`" for v in LIMITS),
     "signal": ", ".join(f"`{v}`" for v in names.DRIFT_SIGNALS),
     "window": ", ".join(f"`{v}`" for v in names.DRIFT_WINDOWS),
 }
@@ -80,7 +85,9 @@ def buckets_summary(bounds: tuple[float, ...]) -> str:
 
 
 def render_metrics_doc() -> str:
-    docs = list(describe(Metrics()))
+    metrics = Metrics()
+    SecurityMetrics(metrics.registry)  # the edge's metrics share the sidecar's registry
+    docs = list(describe(metrics))
     lines = [
         HEADER.rstrip(),
         "",

@@ -44,6 +44,7 @@ DISCONNECT_REASONS: Final = (
     "client_too_slow",
     "server_drain",
     "protocol_error",
+    "idle_timeout",
 )
 DRIFT_SIGNALS: Final = ("ttft", "itl", "heartbeat_rtt", "upstream_cancel")
 DRIFT_WINDOWS: Final = ("short", "medium", "baseline")

@@ -285,9 +285,6 @@ def test_too_many_streams(edge: Edge) -> None:
     assert frame["type"] == "error" and frame["code"] == "too_many_streams"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs the websocket.py hook: limited('streams_per_connection')"
-)
 def test_too_many_streams_is_counted(edge: Edge) -> None:
     assert edge.metric("sidecar_limit_hits_total", limit="streams_per_connection") >= 1
 

@@ -1,7 +1,7 @@
 """Per-request limits inside the session: `max_tokens`, the tenant's daily budget, idle timeout.
 
-These need the session hooks of docs/security.md ("hook pending"): strict xfail until they land,
-so that the first run after the hooks tells to remove the markers.
+The session calls `Edge.admit` before a stream starts, `Edge.charge` when it ends, and checks
+the idle timer once a second.
 """
 
 from __future__ import annotations
@@ -18,10 +18,7 @@ from tests.e2e.wsclient import Client, chat
 from tests.security.helpers import rows_until, sample
 from tests.support.stack import Stack, running_stack
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.xfail(strict=True, reason="session hooks for Edge.admit/charge/idle_timer pending"),
-]
+pytestmark = [pytest.mark.e2e]
 
 
 @pytest.fixture(scope="module")
