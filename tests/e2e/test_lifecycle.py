@@ -66,6 +66,8 @@ def test_sigterm_drains_running_streams_and_exits_zero(tmp_path: Path) -> None:
                 ends.append((await client.read_until_end("short"))[-1]["type"])
                 last = (await client.read_until_end(f"long{i}"))[-1]
                 ends.append(str(last.get("code")))
+            for client in clients:
+                client.abort()  # the sidecar has gone; drop our side without a handshake
             return ends
 
         ends = asyncio.run(load())
@@ -110,6 +112,8 @@ def test_openai_client_through_the_http_passthrough(tmp_path: Path) -> None:
             == text_direct[: len(whole.choices[0].message.content or "")]
         )
         assert whole.usage is not None and whole.usage.completion_tokens == 5
+        direct.close()
+        via.close()
 
         # Cut a streaming request off mid-answer: the upstream must be aborted.
         conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=10)
@@ -120,6 +124,7 @@ def test_openai_client_through_the_http_passthrough(tmp_path: Path) -> None:
         assert response.status == 200
         for _ in range(10):
             assert response.readline().startswith((b"data: ", b"\n"))
+        response.close()
         conn.close()  # the client goes away mid-answer
         rows = wait_for_rows(stack.db_url, 3)  # streamed, whole, cut off (direct calls bypass us)
         cut = [r for r in rows if r["outcome"] == "client_gone"]
