@@ -7,7 +7,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from sidecar.accounting.stream import CHARS_PER_TOKEN
 from sidecar.errors import ConfigError
+from sidecar.ingress.scope import prompt_chars
 
 WORDS = (
     " the",
@@ -109,16 +111,7 @@ def parse_length_spec(spec: str) -> tuple[str, float, float]:
 
 def prompt_tokens_of(body: dict[str, Any]) -> int:
     """Approximate prompt tokens as characters / 4, like a tokenizer would on English."""
-    chars = 0
-    messages = body.get("messages")
-    if isinstance(messages, list):
-        for message in messages:
-            if isinstance(message, dict) and isinstance(message.get("content"), str):
-                chars += len(message["content"])
-    prompt = body.get("prompt")
-    if isinstance(prompt, str):
-        chars += len(prompt)
-    return max(1, round(chars / 4))
+    return max(1, round(prompt_chars(body) / CHARS_PER_TOKEN))
 
 
 @dataclass(slots=True)
