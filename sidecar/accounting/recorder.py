@@ -38,6 +38,8 @@ class Recorder:
         self.instance_id = instance_id
         self.wall_clock = wall_clock
         self.running: dict[str, StreamAccount] = {}
+        # Per model: tokens per upstream delta, learned from completed streams with usage.
+        self.tokens_per_delta: dict[str, float] = {}
 
     def stream_row(self, account: StreamAccount, now_mono: float | None = None) -> dict[str, Any]:
         """The ledger row for a stream, final or a checkpoint of a running one."""
@@ -75,6 +77,7 @@ class Recorder:
 
     def started(self, account: StreamAccount) -> None:
         """Record the start durably, so that a crash leaves no started stream unaccounted."""
+        account.tokens_per_delta_hint = self.tokens_per_delta.get(account.model)
         self.running[account.stream_id] = account
         self.checkpoint(account)
 
@@ -85,6 +88,7 @@ class Recorder:
 
     def finished(self, account: StreamAccount, now_mono: float) -> None:
         self.running.pop(account.stream_id, None)
+        self._learn(account)
         row = self.stream_row(account, now_mono)
         self.submit(Row("streams", row))
         self._count(account, row)
@@ -98,6 +102,15 @@ class Recorder:
 
     def checkpoint(self, account: StreamAccount) -> None:
         self.submit(Row("streams", self.stream_row(account), final=False))
+
+    def _learn(self, account: StreamAccount) -> None:
+        """Streams cut short rarely get a usage report; completed ones teach how many tokens
+        this model packs into a delta, so cut streams can be estimated instead of counted."""
+        if account.usage_completion is None or account.deltas < 8:
+            return
+        sample = account.usage_completion / account.deltas
+        previous = self.tokens_per_delta.get(account.model, sample)
+        self.tokens_per_delta[account.model] = 0.9 * previous + 0.1 * sample
 
     def _count(self, account: StreamAccount, row: dict[str, Any]) -> None:
         m = self.metrics

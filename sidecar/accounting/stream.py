@@ -59,6 +59,9 @@ class StreamAccount:
     finish_reason: str | None = None
     error_code: str | None = None
     trace_id: str | None = None
+    # Tokens per delta learned from this model's completed streams that reported usage; used
+    # when this stream has no usage and the model packs several tokens into one delta.
+    tokens_per_delta_hint: float | None = None
 
     # Relay events -----------------------------------------------------------------------------
 
@@ -106,7 +109,14 @@ class StreamAccount:
 
     @property
     def count_source(self) -> CountSource:
-        return CountSource.USAGE if self.usage_completion is not None else CountSource.COUNTED
+        if self.usage_completion is not None:
+            return CountSource.USAGE
+        return CountSource.ESTIMATED if self._packed_hint else CountSource.COUNTED
+
+    @property
+    def _packed_hint(self) -> float | None:
+        hint = self.tokens_per_delta_hint
+        return hint if hint is not None and hint > 1.05 else None
 
     @property
     def prompt_tokens(self) -> int:
@@ -119,7 +129,8 @@ class StreamAccount:
         # A chunk is not always a token (speculative decoding, stream intervals): trust usage.
         if self.usage_completion is not None:
             return max(self.usage_completion, 0)
-        return self.deltas
+        hint = self._packed_hint
+        return round(self.deltas * hint) if hint else self.deltas
 
     @property
     def delivered_tokens(self) -> int:
@@ -133,16 +144,16 @@ class StreamAccount:
             return 0
         if delivered_deltas >= self.deltas:
             return self.generated_tokens
-        if self.usage_completion is None:
+        if self.usage_completion is None and self._packed_hint is None:
             return delivered_deltas
         # Scale delivered deltas to tokens when the upstream packs several tokens per delta.
         return min(self.generated_tokens, round(delivered_deltas * self.tokens_per_delta))
 
     @property
     def tokens_per_delta(self) -> float:
-        if not self.deltas or self.usage_completion is None:
+        if not self.deltas:
             return 1.0
-        return max(1.0, self.usage_completion / self.deltas)
+        return max(1.0, self.generated_tokens / self.deltas)
 
     @property
     def wasted_tokens(self) -> int:

@@ -101,3 +101,38 @@ def test_gaps_between_deltas() -> None:
     assert acc.on_content(10.2, "a") == (1, None)
     seq, gap = acc.on_content(10.25, "b")
     assert seq == 2 and gap is not None and abs(gap - 0.05) < 1e-9
+
+
+def test_packed_deltas_without_usage_are_estimated_from_the_learned_ratio() -> None:
+    acc = account(tokens_per_delta_hint=3.0)  # this model packs ~3 tokens per delta
+    feed(acc, 10)
+    acc.on_written(10)
+    acc.on_ack(4)
+    acc.finish(Outcome.CLIENT_CANCELLED, 12.0)
+    assert acc.count_source is CountSource.ESTIMATED
+    assert (acc.generated_tokens, acc.delivered_tokens, acc.wasted_tokens) == (30, 12, 18)
+
+
+def test_one_token_per_delta_stays_counted() -> None:
+    acc = account(tokens_per_delta_hint=1.01)
+    feed(acc, 4)
+    assert acc.count_source is CountSource.COUNTED and acc.generated_tokens == 4
+
+
+def test_recorder_learns_tokens_per_delta_from_completed_streams() -> None:
+    from sidecar.accounting.pricing import PriceBook
+    from sidecar.accounting.recorder import Recorder
+    from sidecar.telemetry.metrics import Metrics
+
+    rows: list[object] = []
+    recorder = Recorder(Metrics(), rows.append, PriceBook(), "i", lambda: 0.0)
+    done = account(stream_id="a")
+    recorder.started(done)
+    feed(done, 10)
+    done.on_usage(5, 20, final=True)
+    done.finish(Outcome.COMPLETED, 12.0)
+    recorder.finished(done, 12.0)
+    cut = account(stream_id="b")
+    recorder.started(cut)
+    assert cut.tokens_per_delta_hint == 2.0
+    assert len(rows) == 3  # two start checkpoints and one final row
