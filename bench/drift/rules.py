@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import Any
 
 from sidecar.drift.config import DetectorConfig, Normalization
 from sidecar.drift.detector import Detector
@@ -17,11 +18,14 @@ FLAP = 600.0
 
 
 class Ours:
-    def __init__(self, *, threshold: float = 10.0, normalize: bool = True) -> None:
+    def __init__(
+        self, *, threshold: float = 10.0, normalize: bool = True, **overrides: Any
+    ) -> None:
         config = DetectorConfig(
             floor=0.020,
             threshold=threshold,
             normalization=Normalization.PROMPT_AND_LOAD if normalize else Normalization.NONE,
+            **overrides,
         )
         self.detector = Detector(config, signal="ttft", model="bench")
         self.pages: list[float] = []

@@ -6,8 +6,9 @@ Input is a CSV of `timestamp,value[,prompt_tokens,inflight]` (timestamps as epoc
 * raw per-request samples (many per second): replayed with the production config as is;
 * pre-aggregated series, one value per 15 s .. 5 min step (a Prometheus or vendor export): a
   10 s slot and a 2,000-sample arming rule would never arm on 60 samples an hour, so windows,
-  arming and minimum counts are scaled to the step, and the CUSUM threshold is lowered so the
-  expected time between false alarms stays about four weeks (each sample carries more time).
+  arming and minimum counts are scaled to the step, the CUSUM threshold is lowered so the
+  expected time between false alarms stays about four weeks (each sample carries more time), and
+  the persistence test is off (each point already summarises a step).
 """
 
 from __future__ import annotations
@@ -127,6 +128,9 @@ def config_for_step(step: float, base: DetectorConfig) -> DetectorConfig:
     return replace(
         base,
         threshold=min(base.threshold, max(4.0, threshold)),
+        # Each point already summarises a step; the per-sample persistence test would need
+        # several steps of extra evidence, so an aggregated series pages on the crossing alone.
+        persist_seconds=0.0,
         slot_seconds=slot,
         short_seconds=span(max(base.short_seconds, 10 * slot)),
         medium_seconds=span(max(base.medium_seconds, 10 * slot)),

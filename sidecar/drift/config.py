@@ -39,6 +39,12 @@ DEFAULT_NORMALIZATION: dict[str, Normalization] = {
 class DetectorConfig:
     floor: float = 0.020
     threshold: float = 10.0  # h: CUSUM alarm level (log-likelihood units)
+    # Persistence: a change must still be there `persist_seconds` after it began (None: the short
+    # window less one slot, 50 s in production) before it pages, so bursts shorter than that are
+    # non-events. "Still there" is log-likelihood evidence >= `persist_threshold` from samples
+    # that arrived at least that long after the statistic first reached h/2.
+    persist_seconds: float | None = None
+    persist_threshold: float = 4.0
     p0: float = 0.05  # exceedance probability with no change
     p1: float = 0.10  # exceedance probability the CUSUM is tuned to detect
     margin: float = 1.05  # q_ref = max(margin * p95, p95 + floor)
@@ -74,6 +80,8 @@ class DetectorConfig:
                 raise ValueError(f"{name} must be a positive multiple of slot_seconds")
         if self.baseline_gap_seconds < 0:
             raise ValueError("baseline_gap_seconds must be >= 0")
+        if (self.persist_seconds or 0.0) < 0 or self.persist_threshold < 0:
+            raise ValueError("need persist_seconds >= 0 and persist_threshold >= 0")
 
     @property
     def up(self) -> float:
@@ -84,6 +92,13 @@ class DetectorConfig:
     def down(self) -> float:
         """CUSUM increment otherwise: ln((1 - p1) / (1 - p0)), negative."""
         return math.log((1 - self.p1) / (1 - self.p0))
+
+    @property
+    def persist(self) -> float:
+        """Seconds a change must last before it pages (fast path and CUSUM alike)."""
+        if self.persist_seconds is not None:
+            return self.persist_seconds
+        return self.short_seconds - self.slot_seconds
 
     @property
     def history_seconds(self) -> float:

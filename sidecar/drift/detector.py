@@ -77,6 +77,12 @@ class Detector:
         self._up, self._down = config.up, config.down
         self.statistic = 0.0
         self._last_zero: float | None = None
+        # Persistence: when S first reached h/2 in this excursion, and the evidence (sum of
+        # increments) from samples at least `persist` seconds later.
+        self._persist = config.persist
+        self._episode: float | None = None
+        self._late = 0.0
+        self._fast_since: float | None = None  # first evaluation of the current fast-path run
         self._crossed: tuple[float, float] | None = None  # (time S crossed h, onset)
         self._q_ref: float | None = None  # exceedances are counted once a baseline exists
         self._crit_level = self._fast_level = math.inf
@@ -132,14 +138,25 @@ class Detector:
                     slot.over_fast += 1
         if not self._armed:
             return
-        s = self.statistic + (self._up if exceeded else self._down)
+        step = self._up if exceeded else self._down
+        s = self.statistic + step
         if s <= 0.0:
             s = 0.0
-            self._last_zero = t
-        elif s >= self.config.threshold:
-            s = min(s, 2 * self.config.threshold)  # bounded: only the crossing matters
-            if self._crossed is None:
-                self._crossed = (t, t if self._last_zero is None else self._last_zero)
+            self._last_zero, self._episode, self._late = t, None, 0.0
+        else:
+            h = self.config.threshold
+            episode = self._episode
+            if episode is None:
+                if s >= 0.5 * h:
+                    self._episode = t
+            elif t >= episode + self._persist:
+                self._late += step
+            if s >= h:
+                s = min(s, 2 * h)  # bounded: only the crossing matters
+                if self._crossed is None and (
+                    self._late >= self.config.persist_threshold or self._persist <= 0
+                ):
+                    self._crossed = (t, t if self._last_zero is None else self._last_zero)
         self.statistic = s
 
     # -- periodic ---------------------------------------------------------------------------
@@ -161,9 +178,12 @@ class Detector:
                 fired_at, onset = self._crossed
                 severity = Severity.CRIT if self._fast_path(now) else Severity.WARN
                 changes.append(self._fire(now, severity, fired_at, onset))
-            elif self._fast_path(now):
-                start = self._windows.slot_start(now) - cfg.short_seconds + cfg.slot_seconds
-                onset = self._last_zero if self._armed and self._last_zero is not None else start
+            elif self._fast_path_persists(now):
+                since = self._fast_since
+                assert since is not None
+                start = self._windows.slot_start(since) - cfg.short_seconds + cfg.slot_seconds
+                zero = self._last_zero
+                onset = zero if self._armed and zero is not None and zero <= since else start
                 changes.append(self._fire(now, Severity.CRIT, now, onset))
         elif self.alert.severity is Severity.WARN and (
             self._fast_path(now) or self._medium_rule(now)
@@ -204,6 +224,7 @@ class Detector:
         armed = fast and total.n >= cfg.arm_samples and span >= cfg.arm_span_seconds - 1e-9
         if armed and not self._armed:
             self.statistic, self._last_zero = 0.0, boundary
+            self._episode, self._late = None, 0.0
         self._armed = armed
 
     def _fast_path(self, now: float) -> bool:
@@ -215,6 +236,15 @@ class Detector:
             return False
         # "1-min p95 >= fast level" is "at least 5 % of the minute above it".
         return counts.fraction >= cfg.fast_exceed_fraction or counts.over_fast >= _tail(counts.n)
+
+    def _fast_path_persists(self, now: float) -> bool:
+        """The fast-path condition, held at every evaluation for `persist` seconds."""
+        if not self._fast_path(now):
+            self._fast_since = None
+            return False
+        if self._fast_since is None:
+            self._fast_since = now
+        return now - self._fast_since >= self._persist - 1e-9
 
     def _medium_rule(self, now: float) -> bool:
         counts = self._windows.counts(now, self.config.medium_seconds)
@@ -233,11 +263,12 @@ class Detector:
         self._excluded.append((alert.onset, now))
         self.alert, self._last_resolved = None, resolved
         self.statistic, self._crossed, self._clear_streak, self._last_zero = 0.0, None, 0, now
+        self._episode, self._late, self._fast_since = None, 0.0, None
         return [AlertResolved(resolved)]
 
     def _fire(self, now: float, severity: Severity, fired_at: float, onset: float) -> AlertChange:
         last = self._last_resolved
-        self._crossed, self._clear_streak = None, 0
+        self._crossed, self._clear_streak, self._fast_since = None, 0, None
         if (
             last is not None
             and last.resolved_at is not None
