@@ -19,6 +19,7 @@ from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame
+from websockets.protocol import State
 
 EXTENSION = "sidecar.transport"
 
@@ -67,9 +68,16 @@ class TransportHandle:
         if self.closing:
             raise ClientGone
         conn = p.conn
-        for frame in frames:
-            conn.send_text(frame)
-        data = b"".join(conn.data_to_send())
+        if conn.state is State.OPEN and not conn.extensions:
+            # Server frames are unmasked: with no extension negotiated, a text frame is a
+            # 2-10 byte header and the payload; building it here skips a Frame object and its
+            # serializer per delta (the protocol object has nothing buffered: every send
+            # elsewhere is followed by data_to_send()).
+            data = b"".join([part for frame in frames for part in (_text_header(frame), frame)])
+        else:
+            for frame in frames:
+                conn.send_text(frame)
+            data = b"".join(conn.data_to_send())
         p.transport.write(data)
         self.bytes_written += len(data)
         return len(data)
@@ -154,6 +162,16 @@ class SidecarWebSocketProtocol(WebSocketsSansIOProtocol):
         self.handle.unsent_at_close = self.handle.sample()
         self.handle.on_missed()
         self.transport.abort()
+
+
+def _text_header(payload: bytes) -> bytes:
+    """RFC 6455 §5.2 header of a final, unmasked text frame."""
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size))
+    if size < 65536:
+        return b"\x81\x7e" + size.to_bytes(2, "big")
+    return b"\x81\x7f" + size.to_bytes(8, "big")
 
 
 def _kernel_unacked(transport: Any) -> int:
