@@ -1,7 +1,8 @@
 """The contenders, all fed the same samples: our detector (normalised and raw) and two baselines.
 
-Each `Contender` gets `feed(t, ttft, prompt, inflight)` and reports `pages`: the times a new page
-went out (flaps within 10 min of the last firing merged, as ours does).
+Ours runs the shipped defaults (persistence included) unless told otherwise. Each contender gets
+`feed(t, ttft, prompt, inflight)` and reports `pages`: the times a new page went out (flaps within
+10 min of the last firing merged, as ours does).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sidecar.drift.detector import Detector
 from sidecar.drift.events import AlertFired
 
 FLAP = 600.0
+DEFAULT_H = DetectorConfig().threshold
 
 
 class Ours:
@@ -94,11 +96,12 @@ class WindowRule:
 
 
 def contenders(threshold: float, ratio: float, fixed: float) -> dict[str, object]:
-    ours: dict[str, object] = {f"ours h={threshold:g} (normalised)": Ours(threshold=threshold)}
-    if threshold != 10.0:
-        ours["ours h=10 (design default)"] = Ours(threshold=10.0)
+    ours: dict[str, object] = {f"ours h={threshold:g} (tuned)": Ours(threshold=threshold)}
+    if threshold != DEFAULT_H:
+        ours[f"ours h={DEFAULT_H:g} (default)"] = Ours(threshold=DEFAULT_H)
     return {
         **ours,
+        "ours h=10, no persistence (before)": Ours(threshold=10.0, persist_seconds=0.0),
         "ours h=10 (raw TTFT)": Ours(threshold=10.0, normalize=False),
         f"p95 ratio > {ratio:g}": WindowRule(ratio=ratio),
         f"fixed p95 > {fixed:.2f}s": WindowRule(fixed=fixed),
