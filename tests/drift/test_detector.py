@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import pytest
 
+from sidecar.drift.backtest import config_for_step
 from sidecar.drift.config import DetectorConfig
 from sidecar.drift.detector import Detector
 from sidecar.drift.events import AlertEscalated, AlertFired, AlertResolved, Severity
@@ -75,6 +76,11 @@ def test_burst_shorter_than_persist_is_a_non_event(cusum: bool) -> None:
     )
     fired = [c for _, c in changes if isinstance(c, AlertFired)]
     assert len(fired) == 1 and 405 <= fired[0].alert.fired_at <= 410
+
+
+def test_backtest_of_an_aggregated_series_has_no_persistence_test() -> None:
+    assert config_for_step(60.0, DetectorConfig()).persist == 0.0
+    assert config_for_step(0.2, DetectorConfig()).persist == 50.0
 
 
 def test_persist_zero_pages_on_the_crossing() -> None:
