@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -190,6 +191,10 @@ async def run(
         db.redact(settings.db),
         "on" if edge.auth_enabled else "off",
     )
+    # Everything allocated so far lives as long as the process: move it out of the collector's
+    # view, so full collections (which pause the event loop) only walk per-stream objects.
+    gc.collect()
+    gc.freeze()
     if ready is not None:
         ready.set()
     try:

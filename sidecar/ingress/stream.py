@@ -45,6 +45,13 @@ class LiveStream:
         self.response: UpstreamResponse | None = None
         self.t_gone: float | None = None
 
+    def release(self) -> None:
+        """Drop references once the relay task is done: the task's frame refers back to this
+        object, and such cycles wait for a full garbage collection, which pauses the loop."""
+        self.task = None
+        self.response = None
+        self.replay = None
+
 
 class WebSocketSink:
     """Collects the deltas of one upstream read and writes them as one batch."""

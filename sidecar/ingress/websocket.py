@@ -404,6 +404,7 @@ class WebSocketSession:
         ctx.recorder.started(account)
         self.streams_started += 1
         live.task = asyncio.get_running_loop().create_task(self._relay(live, event))
+        live.task.add_done_callback(lambda _task: live.release() if live.account.ended else None)
 
     # One stream ----------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ spool file (fsynced) and replayed, in order, once the database answers again.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -151,7 +152,8 @@ class LedgerWriter:
         try:
             with self.engine.begin() as connection:
                 for table_name, final, values in _group(batch):
-                    connection.execute(_upsert(self.engine, table_name, final), values)
+                    statement = _upsert_for(self.engine.dialect.name, table_name, final)
+                    connection.execute(statement, values)
         except SQLAlchemyError as exc:
             self.stats.errors += 1
             self._next_retry = time.monotonic() + self.retry_interval
@@ -224,9 +226,12 @@ def _group(batch: list[Row]) -> list[tuple[str, bool, list[dict[str, Any]]]]:
     return merged
 
 
-def _upsert(engine: Engine, table_name: str, final: bool) -> Any:
+@functools.lru_cache(maxsize=16)
+def _upsert_for(dialect_name: str, table_name: str, final: bool) -> Any:
+    """Built once per (dialect, table, kind): a new statement per batch leaves thousands of
+    cyclic SQL-expression objects for the garbage collector, which then pauses the relay."""
     table = TABLES[table_name]
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
     insert = dialect.insert(table)
     columns = {c.name: insert.excluded[c.name] for c in table.columns if c.name != "id"}
     where = None if final or table_name != "streams" else table.c.outcome.is_(None)
