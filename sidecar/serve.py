@@ -178,6 +178,7 @@ async def run(
         loop.create_task(client.serve(sockets=[client_sock])),
         loop.create_task(admin.serve(sockets=[admin_sock])),
         loop.create_task(_checkpoints(recorder, engine)),
+        loop.create_task(_tick_sessions(ctx)),
     ]
     log.warning(
         "sidecar serving %s://%s/v1/stream and %s://%s/v1/chat/completions → %s "
@@ -202,7 +203,8 @@ async def run(
         await drain(ctx, client, settings.drain_timeout)
     finally:
         client.should_exit = admin.should_exit = True
-        servers[-1].cancel()
+        for task in servers[2:]:
+            task.cancel()
         await asyncio.gather(*servers, return_exceptions=True)
         await drift.aclose()
         await edge.aclose()
@@ -227,6 +229,15 @@ async def drain(ctx: ServerContext, client: uvicorn.Server, timeout: float) -> N
     for parked in list(ctx.parked.values()):
         parked.expire("server_drain")
     await asyncio.sleep(0)
+
+
+async def _tick_sessions(ctx: ServerContext) -> None:
+    """One task for all connections' once-a-second watchdog (see WebSocketSession.tick)."""
+    while True:
+        await asyncio.sleep(1.0)
+        now = ctx.clock()
+        for session in list(ctx.sessions):
+            session.tick(now)
 
 
 async def _checkpoints(recorder: Recorder, engine: Engine) -> None:

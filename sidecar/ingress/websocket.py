@@ -53,7 +53,8 @@ class WebSocketSession:
         # (connection byte offset after a write, the stream it carried, deltas in it): maps
         # bytes the client never received back to the streams they belonged to.
         self.writes: deque[tuple[int, LiveStream | None, int]] = deque(maxlen=8192)
-        self.watchdog: asyncio.Task[None] | None = None
+        self.stalled_since: float | None = None  # send buffer not draining since (watchdog)
+        self.last_acked = -1
         self.trace: SessionTrace = NOOP_SESSION
         self.token = secrets.token_urlsafe(24)
         self.parked = False  # connection lost, streams kept for a resume within the grace window
@@ -90,6 +91,7 @@ class WebSocketSession:
         self.closed = False
         self.disconnect_reason = None
         self.writes.clear()
+        self.stalled_since, self.last_acked = None, -1
         await self._serve()
 
     async def _serve(self, resume_failed: bool = False) -> None:
@@ -99,7 +101,6 @@ class WebSocketSession:
         if self.handle is not None:
             self.handle.on_rtt = self._on_rtt
             self.handle.on_missed = self._on_missed
-            self.watchdog = asyncio.get_running_loop().create_task(self._watch_sends())
         try:
             await self._write([protocol.hello(self.id, self.token, ctx.heartbeat_interval)])
             if resume_failed:
@@ -124,8 +125,6 @@ class WebSocketSession:
         ctx.sessions.discard(self)
         ctx.metrics.sessions_active.dec()
         ctx.metrics.disconnects.labels(reason).inc()
-        if self.watchdog is not None:
-            self.watchdog.cancel()
         unsent = self._unsent_deltas()
         if ctx.resume_grace > 0 and self.live and reason in RESUMABLE:
             self._park(reason, unsent)
@@ -178,30 +177,28 @@ class WebSocketSession:
                 counts[id(live)] = counts.get(id(live), 0) + deltas
         return counts
 
-    async def _watch_sends(self) -> None:
-        """Once a second: note what the peer acknowledged; a send buffer that stops draining
-        means a dead or stuck peer (DESIGN §10: pings queue behind the data and never fire)."""
-        assert self.handle is not None
-        stalled_since: float | None = None
-        last_acked = -1
-        timeout = self.ctx.limits.send_timeout
-        while not self.closed:
-            await asyncio.sleep(1.0)
-            unacked = self.handle.sample()
-            now = self.ctx.clock()
-            if self.idle is not None and self.idle.expired(now, busy=bool(self.live)):
-                self._idle_out()
-                return
-            if unacked == 0 or self.handle.acked_bytes != last_acked:
-                stalled_since = None
-            elif stalled_since is None:
-                stalled_since = now
-            elif now - stalled_since >= timeout:
-                self.disconnect_reason = "send_timeout"
-                self.handle.abort()
-                self._end_connection("send_timeout")
-                return
-            last_acked = self.handle.acked_bytes
+    def tick(self, now: float) -> None:
+        """Called once a second for every open session by one server-wide ticker (a task per
+        connection would cost kilobytes each): note what the peer acknowledged, and treat a
+        send buffer that stops draining as a dead or stuck peer (DESIGN §10: pings queue
+        behind the data and never fire), and an idle connection as done."""
+        if self.closed or self.handle is None:
+            return
+        unacked = self.handle.sample()
+        if self.idle is not None and self.idle.expired(now, busy=bool(self.live)):
+            self._idle_out()
+            return
+        acked = self.handle.acked_bytes
+        if unacked == 0 or acked != self.last_acked:
+            self.stalled_since = None
+        elif self.stalled_since is None:
+            self.stalled_since = now
+        elif now - self.stalled_since >= self.ctx.limits.send_timeout:
+            self.disconnect_reason = "send_timeout"
+            self.handle.abort()
+            self._end_connection("send_timeout")
+            return
+        self.last_acked = acked
 
     def _idle_out(self) -> None:
         """No frame and no stream for --idle-timeout: close politely (code 1000, "idle")."""
