@@ -9,6 +9,7 @@ import gc
 import logging
 import signal
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -196,6 +197,9 @@ async def run(
     # view, so full collections (which pause the event loop) only walk per-stream objects.
     gc.collect()
     gc.freeze()
+    # The ledger writer thread runs SQLAlchemy in Python; with the default 5 ms GIL switch
+    # interval the event loop can wait that long behind a batch. Switch more often.
+    sys.setswitchinterval(0.001)
     if ready is not None:
         ready.set()
     try:
