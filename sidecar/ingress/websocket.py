@@ -37,6 +37,34 @@ GONE_OUTCOMES = frozenset({Outcome.CLIENT_GONE, Outcome.CLIENT_CANCELLED, Outcom
 
 
 class WebSocketSession:
+    # Slots: an idle connection's session should cost as little memory as possible.
+    __slots__ = (
+        "closed",
+        "ctx",
+        "disconnect_reason",
+        "finished",
+        "handle",
+        "id",
+        "idle",
+        "last_acked",
+        "live",
+        "missed",
+        "park_timer",
+        "parked",
+        "receive",
+        "rtt_max",
+        "rtts",
+        "scope",
+        "send_asgi",
+        "stalled_since",
+        "started_at",
+        "streams_started",
+        "tenant",
+        "token",
+        "trace",
+        "writes",
+    )
+
     def __init__(self, scope: dict[str, Any], receive: Any, send: Any, ctx: ServerContext):
         self.scope, self.receive, self.send_asgi, self.ctx = scope, receive, send, ctx
         self.id = uuid.uuid4().hex
@@ -45,14 +73,15 @@ class WebSocketSession:
         self.live: dict[str, LiveStream] = {}
         self.started_at = ctx.wall_clock()
         self.streams_started = 0
-        self.rtts: deque[float] = deque(maxlen=1024)
+        # Created on first use: an idle connection should cost as little as possible.
+        self.rtts: deque[float] | None = None  # the latest pongs, for the median
         self.rtt_max = 0.0
         self.missed = 0
         self.disconnect_reason: str | None = None
         self.closed = False
         # (connection byte offset after a write, the stream it carried, deltas in it): maps
         # bytes the client never received back to the streams they belonged to.
-        self.writes: deque[tuple[int, LiveStream | None, int]] = deque(maxlen=8192)
+        self.writes: deque[tuple[int, LiveStream, int]] | None = None
         self.stalled_since: float | None = None  # send buffer not draining since (watchdog)
         self.last_acked = -1
         self.trace: SessionTrace = NOOP_SESSION
@@ -90,7 +119,7 @@ class WebSocketSession:
         self.scope, self.receive, self.send_asgi, self.handle = scope, receive, send, handle
         self.closed = False
         self.disconnect_reason = None
-        self.writes.clear()
+        self.writes = None
         self.stalled_since, self.last_acked = None, -1
         await self._serve()
 
@@ -170,7 +199,7 @@ class WebSocketSession:
         unsent_bytes = self.handle.buffered() if self.handle.unsent_at_close is not None else 0
         lost_from = self.handle.bytes_written - unsent_bytes
         counts: dict[int, int] = {}
-        for end, live, deltas in reversed(self.writes):
+        for end, live, deltas in reversed(self.writes or ()):
             if end <= lost_from:
                 break
             if live is not None:
@@ -212,7 +241,7 @@ class WebSocketSession:
         task.add_done_callback(_ignore_result)
 
     def _session_row(self, reason: str | None) -> dict[str, Any]:
-        rtts = sorted(self.rtts)
+        rtts = sorted(self.rtts or ())
         return {
             "id": self.id,
             "instance_id": self.ctx.instance_id,
@@ -241,6 +270,8 @@ class WebSocketSession:
         task.add_done_callback(_ignore_result)
 
     def _on_rtt(self, rtt: float) -> None:
+        if self.rtts is None:
+            self.rtts = deque(maxlen=256)
         self.rtts.append(rtt)
         self.rtt_max = max(self.rtt_max, rtt)
         self.ctx.metrics.heartbeat_rtt.observe(rtt)
@@ -279,7 +310,10 @@ class WebSocketSession:
         self.handle.write_frames(frames)
         if live is not None:
             live.account.on_written(deltas)
-        self.writes.append((self.handle.bytes_written, live, deltas))
+        if live is not None:  # only deltas matter when mapping unsent bytes to streams
+            if self.writes is None:
+                self.writes = deque(maxlen=8192)
+            self.writes.append((self.handle.bytes_written, live, deltas))
         if self.handle.buffered() > self.ctx.limits.max_buffered_bytes:
             # The client stopped reading: its buffer is shared by all its streams, so the
             # connection goes, and every stream on it ends as client_too_slow.
