@@ -96,7 +96,8 @@ class WindowRule:
 
 
 def contenders(threshold: float, ratio: float, fixed: float) -> dict[str, object]:
-    ours: dict[str, object] = {f"ours h={threshold:g} (tuned)": Ours(threshold=threshold)}
+    label = "tuned = default" if threshold == DEFAULT_H else "tuned"
+    ours: dict[str, object] = {f"ours h={threshold:g} ({label})": Ours(threshold=threshold)}
     if threshold != DEFAULT_H:
         ours[f"ours h={DEFAULT_H:g} (default)"] = Ours(threshold=DEFAULT_H)
     return {

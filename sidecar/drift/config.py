@@ -2,7 +2,8 @@
 
 Defaults are the production design (docs/drift.md): 10 s slots, 1 min short window, 5 min medium
 window, baseline [t - 65 min, t - 5 min] refreshed each minute, CUSUM on exceedances of
-q_ref = max(1.05 * p95, p95 + floor) with p0 = 5 % -> p1 = 10 % and threshold h = 10. Tests and the
+q_ref = max(1.05 * p95, p95 + floor) with p0 = 5 % -> p1 = 10 % and threshold h = 12, paging only
+on changes that persist 50 s (shorter bursts are non-events). Tests and the
 backtest of pre-aggregated series build smaller configs (a 20 s baseline, arming at 100 samples).
 """
 
@@ -38,12 +39,14 @@ DEFAULT_NORMALIZATION: dict[str, Normalization] = {
 @dataclass(frozen=True, slots=True)
 class DetectorConfig:
     floor: float = 0.020
-    threshold: float = 10.0  # h: CUSUM alarm level (log-likelihood units)
+    threshold: float = 12.0  # h: CUSUM alarm level (log-likelihood units)
     # Persistence: a change must still be there `persist_seconds` after it began (None: the short
     # window less one slot, 50 s in production) before it pages, so bursts shorter than that are
-    # non-events. "Still there" is log-likelihood evidence >= `persist_threshold` from samples
-    # that arrived at least that long after the statistic first reached h/2.
+    # non-events. "Began" is when the statistic first reached `persist_from` (since it was last
+    # 0); "still there" is log-likelihood evidence >= `persist_threshold` from samples that
+    # arrived at least `persist_seconds` later.
     persist_seconds: float | None = None
+    persist_from: float = 5.0
     persist_threshold: float = 4.0
     p0: float = 0.05  # exceedance probability with no change
     p1: float = 0.10  # exceedance probability the CUSUM is tuned to detect
@@ -82,6 +85,8 @@ class DetectorConfig:
             raise ValueError("baseline_gap_seconds must be >= 0")
         if (self.persist_seconds or 0.0) < 0 or self.persist_threshold < 0:
             raise ValueError("need persist_seconds >= 0 and persist_threshold >= 0")
+        if self.persist_from <= 0:
+            raise ValueError("need persist_from > 0")
 
     @property
     def up(self) -> float:

@@ -9,10 +9,10 @@ estimates when the drift began. Big jumps are also caught by the fast path on th
 
 Bursts shorter than a minute are not drifts: either path pages only once the change has persisted
 `persist` seconds (50 s in production). For the CUSUM: counting from the first sample at which S
-reached h/2, the samples arriving `persist` seconds or more later must add evidence (the plain sum
-of their increments) >= `persist_threshold` while S >= h; after a burst those samples are normal
-and the sum drifts down. For the fast path: its condition must hold at every evaluation for
-`persist` seconds.
+reached `persist_from` (5), the samples arriving `persist` seconds or more later must add evidence
+(the plain sum of their increments) >= `persist_threshold` while S >= h; after a burst those
+samples are normal and the sum drifts down. For the fast path: its condition must hold at every
+evaluation for `persist` seconds.
 
 Lifecycle:  OK --S >= h, persisted--> WARN --fast path or 5-min p95 >= 1.5x--> CRIT
             OK --fast path held for `persist`---------------------------> CRIT
@@ -84,8 +84,8 @@ class Detector:
         self._up, self._down = config.up, config.down
         self.statistic = 0.0
         self._last_zero: float | None = None
-        # Persistence: when S first reached h/2 in this excursion, and the evidence (sum of
-        # increments) from samples at least `persist` seconds later.
+        # Persistence: when S first reached `persist_from` in this excursion, and the evidence
+        # (sum of increments) from samples at least `persist` seconds later.
         self._persist = config.persist
         self._episode: float | None = None
         self._late = 0.0
@@ -151,17 +151,18 @@ class Detector:
             s = 0.0
             self._last_zero, self._episode, self._late = t, None, 0.0
         else:
-            h = self.config.threshold
+            cfg = self.config
+            h = cfg.threshold
             episode = self._episode
             if episode is None:
-                if s >= 0.5 * h:
+                if s >= cfg.persist_from:
                     self._episode = t
             elif t >= episode + self._persist:
                 self._late += step
             if s >= h:
                 s = min(s, 2 * h)  # bounded: only the crossing matters
                 if self._crossed is None and (
-                    self._late >= self.config.persist_threshold or self._persist <= 0
+                    self._late >= cfg.persist_threshold or self._persist <= 0
                 ):
                     self._crossed = (t, t if self._last_zero is None else self._last_zero)
         self.statistic = s
