@@ -166,7 +166,7 @@ from sidecar.upstream.flavour import Flavour
     "--drift-threshold",
     type=click.FloatRange(min=0.1),
     default=None,
-    help="CUSUM threshold h [default: 10]; +1 ≈ 2.7× fewer false alarms, ~48 samples later.",
+    help="CUSUM threshold h [default: 12]; +1 ≈ 2.7× fewer false alarms, ~48 samples later.",
 )
 @option(
     "--drift-profile",
