@@ -63,6 +63,7 @@ class LedgerWriter:
         batch_size: int = 500,
         flush_interval: float = 0.2,
         retry_interval: float = 1.0,
+        max_queue: int = 50_000,
         on_change: Callable[[LedgerWriter], None] | None = None,
     ) -> None:
         self.engine = engine
@@ -70,6 +71,7 @@ class LedgerWriter:
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.retry_interval = retry_interval
+        self.max_queue = max_queue  # rows in memory before the backlog goes to the spool
         self.stats = WriterStats()
         self._queue: queue.SimpleQueue[Row | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
@@ -125,12 +127,34 @@ class LedgerWriter:
                     self._spool(batch)  # keep order: older spooled rows go first
                 elif not self._write(batch):
                     self._spool(batch)
+            if self._queue.qsize() > self.max_queue:
+                stopping = self._spill() or stopping
             if self._queue.empty():
                 self._idle.set()
             self._on_change(self)
         if self._spooled_rows:
             self._replay_spool()
         self._on_change(self)
+
+    def _spill(self) -> bool:
+        """The database is up but slower than the traffic: move the backlog to the spool (an
+        append, no SQL) so memory stays bounded; it is replayed like after an outage."""
+        backlog: list[Row] = []
+        stopping = False
+        while True:
+            try:
+                row = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if row is None:
+                stopping = True
+                break
+            backlog.append(row)
+        if backlog:
+            log.warning("ledger backlog of %d rows spilled to %s", len(backlog), self.spool_path)
+            self._spool(backlog)
+            self._next_retry = time.monotonic() + self.retry_interval
+        return stopping
 
     def _collect(self) -> tuple[list[Row], bool]:
         batch: list[Row] = []
