@@ -88,6 +88,7 @@ class ServerContext:
     flavour: Flavour = Flavour.OPENAI
     default_model: str = "unknown"
     heartbeat_interval: float = 20.0
+    app_ping_interval: float = 0.0  # > 0: also send protocol-v1 {"type":"ping"} frames
     limits: Limits = field(default_factory=Limits)
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time

@@ -59,6 +59,7 @@ class ServeSettings:
     spool_dir: Path = Path(".")
     heartbeat_interval: float = 20.0
     heartbeat_timeout: float = 20.0
+    app_ping_interval: float = 0.0
     tcp_user_timeout: float = 30.0
     drain_timeout: float = 30.0
     default_model: str = "unknown"
@@ -154,6 +155,7 @@ async def run(
         flavour=settings.flavour,
         default_model=settings.default_model,
         heartbeat_interval=settings.heartbeat_interval,
+        app_ping_interval=settings.app_ping_interval,
         tracing=tracing,
         resume_grace=settings.resume_grace,
         resume_buffer=settings.resume_buffer,

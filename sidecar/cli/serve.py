@@ -127,6 +127,14 @@ from sidecar.upstream.flavour import Flavour
     help="Seconds a client's send buffer may stay stuck before it is judged gone.",
 )
 @option(
+    "--app-ping-interval",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help='Seconds between protocol-v1 {"type":"ping"} frames to clients (0 = off); for '
+    "clients that cannot see WebSocket pings. Clients may always ping the sidecar.",
+)
+@option(
     "--on-disconnect",
     type=click.Choice(["cancel", "grace"]),
     default="cancel",

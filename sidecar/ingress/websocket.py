@@ -47,6 +47,7 @@ class WebSocketSession:
         "id",
         "idle",
         "last_acked",
+        "last_app_ping",
         "live",
         "missed",
         "park_timer",
@@ -84,6 +85,7 @@ class WebSocketSession:
         self.writes: deque[tuple[int, LiveStream, int]] | None = None
         self.stalled_since: float | None = None  # send buffer not draining since (watchdog)
         self.last_acked = -1
+        self.last_app_ping = 0.0
         self.trace: SessionTrace = NOOP_SESSION
         self.token = secrets.token_urlsafe(24)
         self.parked = False  # connection lost, streams kept for a resume within the grace window
@@ -214,6 +216,12 @@ class WebSocketSession:
         if self.closed or self.handle is None:
             return
         unacked = self.handle.sample()
+        interval = self.ctx.app_ping_interval
+        if interval and now - self.last_app_ping >= interval and not self.parked:
+            # For clients that cannot see protocol pings (browsers) but want to notice a dead
+            # sidecar or path: they answer {"type":"pong","t":...} and track it themselves.
+            self.last_app_ping = now
+            self._send_soon([protocol.ping(round(self.ctx.wall_clock() * 1000))])
         if self.idle is not None and self.idle.expired(now, busy=bool(self.live)):
             self._idle_out()
             return

@@ -212,3 +212,24 @@ def test_resume_window_expiry_ends_streams_as_client_gone(tmp_path: Path) -> Non
         assert row["outcome"] == "client_gone"
         assert row["duration_s"] >= 1.0  # the upstream kept going through the grace window
         assert row["wasted_tokens"] > 50
+
+
+def test_application_level_pings_both_ways(tmp_path: Path) -> None:
+    with running_stack(tmp_path) as stack:
+        stack.start_sim()
+        stack.start_serve("--app-ping-interval", "1")
+
+        async def exchange() -> tuple[dict[str, object], dict[str, object]]:
+            client = await Client.connect(stack.ws_url)
+            from_sidecar = await client.next(None, timeout=5)  # the sidecar pings us
+            await client.send({"type": "pong", "t": from_sidecar["t"]})
+            await client.send({"type": "ping", "t": "mine"})  # and we ping it
+            answer = await client.next(None)
+            while answer["type"] != "pong":
+                answer = await client.next(None)
+            await client.close()
+            return from_sidecar, answer
+
+        ping, pong = asyncio.run(exchange())
+        assert ping["type"] == "ping" and isinstance(ping["t"], int)
+        assert pong == {"type": "pong", "t": "mine"}
