@@ -101,7 +101,8 @@ from sidecar.upstream.flavour import Flavour
     type=click.IntRange(min=1),
     default=20,
     show_default=True,
-    help="Tenants with their own metric label; the rest are folded into 'other'.",
+    help="Tenants with their own metric label (busiest first; at most twice this many); the "
+    "rest are folded into 'other'.",
 )
 @option("--max-streams-per-connection", type=click.IntRange(min=1), default=16, show_default=True)
 @option(

@@ -23,8 +23,9 @@ SUFFIXES = {"counter": "_total", "gauge": "", "histogram": ""}
 
 LABEL_VALUES = {
     "model": "the request's `model`, or `--default-model` when it names none",
-    "tenant": "`X-Sidecar-Tenant` header or `?tenant=` (else `default`); the first "
-    f"`--tenant-top-n` tenants keep their name, later ones are `{names.OTHER_TENANT}`",
+    "tenant": "from the credential, else `X-Sidecar-Tenant` or `?tenant=` (else `default`); "
+    "the first `--tenant-top-n` tenants and later ones that out-stream the quietest of them (up "
+    f"to twice as many) keep their name, the rest are `{names.OTHER_TENANT}`",
     "outcome": ", ".join(f"`{v}`" for v in names.OUTCOMES),
     "kind": ", ".join(f"`{v}`" for v in names.TOKEN_KINDS),
     "reason": "disconnects: "

@@ -30,22 +30,38 @@ CANCEL_BUCKETS = geometric(0.00001, 30.0, 1.4)
 
 
 class TenantLabels:
-    """Bounds tenant label cardinality: the first `top_n` tenants seen keep their name.
+    """Bounds tenant label cardinality to the busiest tenants (by streams); the rest are
+    `other`. The ledger always keeps the real tenant.
 
-    Labels must be stable for a counter's lifetime, so a tenant that is folded into `other`
-    stays there until restart; the ledger always keeps the real tenant.
+    The first `top_n` tenants get a label at once. After that, a tenant whose stream count
+    overtakes the quietest labelled tenant is promoted, up to `2 * top_n` labels in all, so a
+    big customer that arrives late still gets its own series. Labels are never taken back (a
+    live counter cannot move): totals summed over tenants stay exact, and a promoted tenant's
+    earlier traffic stays under `other`. Counts of unlabelled tenants are kept for the busiest
+    `8 * top_n` only (a bounded heavy-hitters table), so memory stays bounded too.
     """
 
     def __init__(self, top_n: int) -> None:
         self.top_n = top_n
-        self._known: set[str] = set()
+        self._labelled: dict[str, int] = {}  # tenant -> streams seen
+        self._candidates: dict[str, int] = {}
 
     def __call__(self, tenant: str) -> str:
-        if tenant in self._known:
+        labelled = self._labelled
+        if tenant in labelled:
+            labelled[tenant] += 1
             return tenant
-        if len(self._known) < self.top_n:
-            self._known.add(tenant)
+        if len(labelled) < self.top_n:
+            labelled[tenant] = 1
             return tenant
+        count = self._candidates.pop(tenant, 0) + 1
+        if len(labelled) < 2 * self.top_n and count > min(labelled.values()):
+            labelled[tenant] = count
+            return tenant
+        self._candidates[tenant] = count
+        if len(self._candidates) > 8 * self.top_n:
+            # Drop the quietest candidate: a tenant busy enough to matter comes back quickly.
+            del self._candidates[min(self._candidates, key=self._candidates.__getitem__)]
         return names.OTHER_TENANT
 
 
