@@ -120,23 +120,6 @@ class UpstreamClient:
             )
         return UpstreamResponse(self, response, request_id)
 
-    async def request_json(
-        self, path: str, body: dict[str, Any], request_id: str, headers: Mapping[str, str]
-    ) -> tuple[int, bytes]:
-        """A non-streaming request, for HTTP clients that did not ask for a stream."""
-        assert self._session is not None
-        try:
-            async with self._session.post(
-                self.base_url + path,
-                data=orjson.dumps(body),
-                headers=self._headers({"X-Request-Id": request_id, **headers}),
-            ) as response:
-                return response.status, await response.read()
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise UpstreamError(
-                "upstream_unavailable", f"model server at {self.base_url} unreachable: {exc}"
-            ) from None
-
     async def ready(self) -> bool:
         assert self._session is not None
         try:
