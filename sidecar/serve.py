@@ -251,7 +251,7 @@ async def _checkpoints(recorder: Recorder, engine: Engine) -> None:
     tick = 0
     while True:
         await asyncio.sleep(1.0)
-        recorder.checkpoint_all()
+        recorder.checkpoint_all(time.monotonic())
         tick += 1
         if tick % 60 == 0:
             with contextlib.suppress(LedgerError):

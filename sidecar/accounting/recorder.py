@@ -38,6 +38,8 @@ class Recorder:
         self.instance_id = instance_id
         self.wall_clock = wall_clock
         self.running: dict[str, StreamAccount] = {}
+        # Per running stream: its counts when its last row was written (see `checkpoint_all`).
+        self._written_marks: dict[str, tuple[int, int, int | None, int | None]] = {}
         # Per model: tokens per upstream delta, learned from completed streams with usage.
         self.tokens_per_delta: dict[str, float] = {}
 
@@ -81,13 +83,24 @@ class Recorder:
         self.running[account.stream_id] = account
         self.checkpoint(account)
 
-    def checkpoint_all(self) -> None:
-        """Called about once a second: running streams' counts so far."""
+    def checkpoint_all(self, now_mono: float, min_age: float = 1.0) -> int:
+        """Called about once a second: the counts so far of running streams that changed since
+        their last row. Streams younger than `min_age` are left to their start row, and so are
+        idle ones: building rows for them would only cost the event loop time. Returns how many
+        rows were submitted."""
+        submitted = 0
         for account in self.running.values():
-            self.checkpoint(account)
+            if now_mono - account.t_start < min_age:
+                continue
+            mark = _mark(account)
+            if self._written_marks.get(account.stream_id) != mark:
+                self.checkpoint(account)
+                submitted += 1
+        return submitted
 
     def finished(self, account: StreamAccount, now_mono: float) -> None:
         self.running.pop(account.stream_id, None)
+        self._written_marks.pop(account.stream_id, None)
         self._learn(account)
         row = self.stream_row(account, now_mono)
         self.submit(Row("streams", row))
@@ -101,6 +114,7 @@ class Recorder:
         self.submit(Row("sessions", row))
 
     def checkpoint(self, account: StreamAccount) -> None:
+        self._written_marks[account.stream_id] = _mark(account)
         self.submit(Row("streams", self.stream_row(account), final=False))
 
     def _learn(self, account: StreamAccount) -> None:
@@ -128,6 +142,11 @@ class Recorder:
             m.cost.labels(model, tenant, "delivered").inc(delivered_cost / NANO)
         if account.duration is not None:
             m.duration.labels(model, outcome).observe(account.duration)
+
+
+def _mark(account: StreamAccount) -> tuple[int, int, int | None, int | None]:
+    """What a checkpoint row's counts depend on, as they move while a stream runs."""
+    return (account.deltas, account.written, account.acked, account.usage_completion)
 
 
 def _price_columns(

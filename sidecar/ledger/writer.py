@@ -79,6 +79,7 @@ class LedgerWriter:
         self._spooled_rows = self._count_spool()
         self._next_retry = 0.0
         self._idle = threading.Event()
+        self._closing = threading.Event()
 
     # Called from the event loop -------------------------------------------------------------
 
@@ -107,6 +108,7 @@ class LedgerWriter:
     def close(self, timeout: float = 30.0) -> None:
         """Flush everything (to the database or the spool) and stop the thread."""
         if self._thread.is_alive():
+            self._closing.set()
             self._queue.put(None)
             self._thread.join(timeout)
 
@@ -157,14 +159,21 @@ class LedgerWriter:
         return stopping
 
     def _collect(self) -> tuple[list[Row], bool]:
-        batch: list[Row] = []
-        deadline = time.monotonic() + self.flush_interval
+        """Sleep until a row arrives, let the rest of the flush interval's rows queue up, then
+        drain them. Blocking in `get()` for each row would wake this thread once per row, and
+        every wake takes the GIL from the event loop in the middle of relaying."""
+        try:
+            first = self._queue.get(timeout=self.flush_interval)
+        except queue.Empty:
+            return [], False
+        if first is None:
+            return [], True
+        if self._queue.qsize() < self.batch_size:
+            self._closing.wait(self.flush_interval)
+        batch = [first]
         while len(batch) < self.batch_size:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
             try:
-                row = self._queue.get(timeout=remaining)
+                row = self._queue.get_nowait()
             except queue.Empty:
                 break
             if row is None:

@@ -136,3 +136,26 @@ def test_recorder_learns_tokens_per_delta_from_completed_streams() -> None:
     recorder.started(cut)
     assert cut.tokens_per_delta_hint == 2.0
     assert len(rows) == 3  # two start checkpoints and one final row
+
+
+def test_checkpoints_skip_young_and_unchanged_streams() -> None:
+    from sidecar.accounting.pricing import PriceBook
+    from sidecar.accounting.recorder import Recorder
+    from sidecar.telemetry.metrics import Metrics
+
+    rows: list[object] = []
+    recorder = Recorder(Metrics(), rows.append, PriceBook(), "i", lambda: 0.0)
+    old, young = account(stream_id="old", t_start=10.0), account(stream_id="young", t_start=10.8)
+    recorder.started(old)
+    recorder.started(young)
+    feed(old, 3)
+    feed(young, 3)
+    assert len(rows) == 2  # the start rows
+    assert recorder.checkpoint_all(now_mono=11.5) == 1  # "young" is 0.7 s old: its start row
+    assert recorder.checkpoint_all(now_mono=12.5) == 1  # "old" did not move; "young" did
+    assert recorder.checkpoint_all(now_mono=13.5) == 0
+    old.on_written(2)  # delivery moves too, not only generation
+    assert recorder.checkpoint_all(now_mono=14.5) == 1
+    old.finish(Outcome.COMPLETED, 14.6)
+    recorder.finished(old, 14.6)
+    assert recorder.checkpoint_all(now_mono=15.5) == 0 and len(rows) == 6
