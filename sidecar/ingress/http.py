@@ -13,7 +13,6 @@ import secrets
 import uuid
 from typing import Any
 
-import aiohttp
 import orjson
 
 from sidecar.accounting.stream import Outcome, StreamAccount
@@ -157,7 +156,7 @@ class _HttpRelay:
             account.finish(Outcome.UPSTREAM_ERROR, ctx.clock(), error_code=exc.code)
             if not self.started:
                 await _error(self.send, exc.status or 502, str(exc), exc.code)
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError) as exc:
             account.finish(Outcome.UPSTREAM_ERROR, ctx.clock(), error_code="upstream_error")
             if not self.started:
                 await _error(self.send, 502, f"model server connection failed: {exc}")

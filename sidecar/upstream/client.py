@@ -1,4 +1,4 @@
-"""HTTP client for an OpenAI-compatible upstream (aiohttp, one pooled session per sidecar).
+"""Client for an OpenAI-compatible upstream (sidecar.upstream.http1: keep-alive HTTP/1.1).
 
 Closing an `UpstreamResponse` closes its TCP connection, which is how vLLM, TGI, llama.cpp and
 Ollama learn that nobody is listening; for SGLang the abort endpoint is called as well.
@@ -11,13 +11,14 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import aiohttp
 import orjson
 
-from sidecar.errors import UpstreamError
+from sidecar.errors import ConfigError, UpstreamError
 from sidecar.upstream.flavour import Flavour
+from sidecar.upstream.http1 import Origin, Pool, Response
 
-READ_CHUNK = 64 * 1024
+# Transport failures of the upstream connection, as the relay sees them.
+UPSTREAM_IO_ERRORS = (OSError, TimeoutError)
 
 
 class UpstreamResponse:
@@ -25,41 +26,28 @@ class UpstreamResponse:
 
     __slots__ = ("_client", "_request_id", "_response", "closed")
 
-    def __init__(
-        self, client: UpstreamClient, response: aiohttp.ClientResponse, request_id: str
-    ) -> None:
+    def __init__(self, client: UpstreamClient, response: Response, request_id: str) -> None:
         self._client = client
         self._response = response
         self._request_id = request_id
         self.closed = False
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        content = self._response.content
-        while True:
-            data = await content.readany()
-            if not data:
-                return
-            yield data
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._response.chunks()
 
     def take_buffered(self) -> bytes:
         """Bytes that already arrived but were not read yet (they count as generated)."""
-        try:
-            return self._response.content.read_nowait()
-        except (RuntimeError, aiohttp.ClientError):
-            return b""
+        return self._response.take_buffered()
 
     def close(self) -> None:
-        """Abort: drop the connection rather than return it to the pool mid-stream."""
+        """Finished: back to the pool. Mid-stream: drop the connection (never reuse it)."""
         if self.closed:
             return
         self.closed = True
-        finished = self._response.content.at_eof()
-        if finished:
-            self._response.release()
-        else:
-            self._response.close()
-            if self._client.flavour.abort_endpoint:
-                self._client.abort_later(self._request_id)
+        finished = self._response.complete
+        self._response.release()
+        if not finished and self._client.flavour.abort_endpoint:
+            self._client.abort_later(self._request_id)
 
 
 class UpstreamClient:
@@ -74,43 +62,46 @@ class UpstreamClient:
         self.flavour = flavour
         self._api_key = api_key
         self._connect_timeout = connect_timeout
-        self._session: aiohttp.ClientSession | None = None
+        try:
+            self._origin = Origin(self.base_url)
+        except ValueError as exc:
+            raise ConfigError(f"--upstream: {exc}") from None
+        self._pool: Pool | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout)
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=timeout, auto_decompress=False, json_serialize=_dumps
-        )
+        self._pool = Pool(self._origin, self._connect_timeout)
 
     async def close(self) -> None:
         for task in list(self._background):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._session is not None:
-            await self._session.close()
+        if self._pool is not None:
+            self._pool.close()
 
     def _headers(self, extra: Mapping[str, str]) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", **extra}
+        headers = {**JSON_HEADERS, **extra}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         return headers
+
+    async def _request(
+        self, method: str, path: str, body: bytes, headers: Mapping[str, str]
+    ) -> Response:
+        assert self._pool is not None, "UpstreamClient.start() was not awaited"
+        try:
+            return await self._pool.request(method, path, body, headers)
+        except UPSTREAM_IO_ERRORS as exc:
+            raise UpstreamError(
+                "upstream_unavailable", f"model server at {self.base_url} unreachable: {exc}"
+            ) from None
 
     async def stream(
         self, path: str, body: dict[str, Any], request_id: str, headers: Mapping[str, str]
     ) -> UpstreamResponse:
         """Send the request; raise `UpstreamError` unless a 2xx event stream comes back."""
-        assert self._session is not None, "UpstreamClient.start() was not awaited"
         all_headers = self._headers({"X-Request-Id": request_id, **headers})
-        try:
-            response = await self._session.post(
-                self.base_url + path, data=orjson.dumps(body), headers=all_headers
-            )
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise UpstreamError(
-                "upstream_unavailable", f"model server at {self.base_url} unreachable: {exc}"
-            ) from None
+        response = await self._request("POST", path, orjson.dumps(body), all_headers)
         if response.status >= 400:
             detail = await _error_detail(response)
             response.release()
@@ -121,12 +112,14 @@ class UpstreamClient:
         return UpstreamResponse(self, response, request_id)
 
     async def ready(self) -> bool:
-        assert self._session is not None
         try:
-            async with self._session.get(self.base_url + "/v1/models") as response:
-                return response.status < 500
-        except (aiohttp.ClientError, OSError, TimeoutError):
+            response = await self._request("GET", "/v1/models", b"", self._headers({}))
+        except UpstreamError:
             return False
+        with contextlib.suppress(*UPSTREAM_IO_ERRORS):
+            await asyncio.wait_for(response.read(), 5.0)
+        response.release()
+        return response.status < 500
 
     def abort_later(self, request_id: str) -> None:
         task = asyncio.get_running_loop().create_task(self._abort(request_id))
@@ -134,26 +127,28 @@ class UpstreamClient:
         task.add_done_callback(self._background.discard)
 
     async def _abort(self, request_id: str) -> None:
-        assert self._session is not None
-        with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-            async with self._session.post(
-                self.base_url + "/abort_request",
-                data=orjson.dumps({"rid": request_id}),
-                headers=self._headers({}),
-                timeout=aiohttp.ClientTimeout(total=5),
-            ):
-                pass
+        body = orjson.dumps({"rid": request_id})
+        with contextlib.suppress(UpstreamError, *UPSTREAM_IO_ERRORS):
+            response = await asyncio.wait_for(
+                self._request("POST", "/abort_request", body, self._headers({})), 5.0
+            )
+            with contextlib.suppress(*UPSTREAM_IO_ERRORS):
+                await asyncio.wait_for(response.read(), 5.0)
+            response.release()
 
 
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+JSON_HEADERS = {
+    "Content-Type": "application/json",
+    "Accept": "text/event-stream, application/json",
+    "Accept-Encoding": "identity",
+}
 
 
-async def _error_detail(response: aiohttp.ClientResponse) -> str:
+async def _error_detail(response: Response) -> str:
     try:
         raw = await asyncio.wait_for(response.read(), 2.0)
-    except (aiohttp.ClientError, TimeoutError):
-        return response.reason or "no detail"
+    except UPSTREAM_IO_ERRORS:
+        return "no detail"
     try:
         data = orjson.loads(raw)
         message = data["error"]["message"] if isinstance(data.get("error"), dict) else data

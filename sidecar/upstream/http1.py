@@ -1,0 +1,311 @@
+"""A lean HTTP/1.1 client for one upstream: keep-alive connections, `httptools` parsing.
+
+The relay's upstream side is a POST and a streamed body, nothing more, so this replaces a
+general-purpose client on the hot path: the request is written in one `write()` as soon as a
+pooled connection is free (no task hop), and each body chunk reaches the relay with one future
+wake-up. What it does not do (redirects, proxies, cookies, compression) a model server's
+streaming endpoint does not need; `Accept-Encoding: identity` keeps bodies plain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from urllib.parse import urlsplit
+
+import httptools
+
+# Past this many unread body bytes, stop reading the socket until the relay catches up (a slow
+# client then slows the upstream through TCP, instead of filling the sidecar's memory).
+HIGH_WATER = 256 * 1024
+
+
+class StaleConnection(ConnectionError):
+    """A pooled connection closed before any response byte: the request was not processed."""
+
+
+class Origin:
+    """Where requests go: scheme, host, port, path prefix; the fixed part of every request."""
+
+    def __init__(self, base_url: str, user_agent: str = "ai-stream-sidecar") -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"upstream URL must be http(s)://host[:port][/prefix], got {base_url}")
+        self.tls = parts.scheme == "https"
+        self.host = parts.hostname
+        self.port = parts.port or (443 if self.tls else 80)
+        self.prefix = parts.path.rstrip("/")
+        default_port = self.port == (443 if self.tls else 80)
+        host_header = self.host if ":" not in self.host else f"[{self.host}]"
+        if not default_port:
+            host_header += f":{self.port}"
+        self.fixed = f"Host: {host_header}\r\nUser-Agent: {user_agent}\r\n"
+
+    def head(self, method: str, path: str, length: int, headers: Mapping[str, str]) -> bytes:
+        lines = [f"{method} {self.prefix}{path} HTTP/1.1\r\n", self.fixed]
+        for name, value in headers.items():
+            if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+                continue  # never let a header value smuggle a second request
+            lines.append(f"{name}: {value}\r\n")
+        lines.append(f"Content-Length: {length}\r\n\r\n")
+        return "".join(lines).encode("latin-1")
+
+
+class Response:
+    """One response being received; iterate `chunks()` for the body, `close()` to abort."""
+
+    __slots__ = (
+        "_buffer",
+        "_buffered",
+        "_conn",
+        "_error",
+        "_headers_waiter",
+        "_waiter",
+        "complete",
+        "eof",
+        "headers",
+        "keep_alive",
+        "status",
+    )
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._headers_waiter: asyncio.Future[None] = conn.loop.create_future()
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.keep_alive = False
+        self.complete = False  # the whole message arrived (the connection may be reused)
+        self.eof = False  # no more body will come (complete, or the connection ended)
+
+    async def wait_headers(self) -> None:
+        await self._headers_waiter
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while True:
+            if self._buffer:
+                yield self.take_buffered()
+                continue
+            if self.eof:
+                return
+            if self._error is not None:
+                raise self._error
+            self._waiter = self._conn.loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    async def read(self, limit: int = 64 * 1024) -> bytes:
+        """The whole (small) body, e.g. an error's detail; at most `limit` bytes."""
+        data = b""
+        async for chunk in self.chunks():
+            data += chunk
+            if len(data) >= limit:
+                break
+        return data[:limit]
+
+    def take_buffered(self) -> bytes:
+        """Bytes that arrived and were not read yet."""
+        data = self._buffer[0] if len(self._buffer) == 1 else b"".join(self._buffer)
+        self._buffer.clear()
+        if self._buffered >= HIGH_WATER:
+            self._conn.resume_reading()
+        self._buffered = 0
+        return data
+
+    def release(self) -> None:
+        """Done with this response: the connection goes back to the pool or is closed."""
+        self._conn.finished(self)
+
+    # From the connection ----------------------------------------------------------------------
+
+    def _headers_complete(self, status: int, keep_alive: bool) -> None:
+        self.status = status
+        self.keep_alive = keep_alive
+        if not self._headers_waiter.done():
+            self._headers_waiter.set_result(None)
+
+    def _body(self, data: bytes) -> None:
+        self._buffer.append(data)
+        self._buffered += len(data)
+        if self._buffered >= HIGH_WATER:
+            self._conn.pause_reading()
+        self._wake()
+
+    def _end(self, complete: bool, error: BaseException | None = None) -> None:
+        self.complete = self.complete or complete
+        self.eof = True
+        if error is not None and not self._headers_waiter.done():
+            self._headers_waiter.set_exception(error)
+            self._headers_waiter.exception()  # retrieved: nobody may be waiting any more
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class Connection(asyncio.Protocol):
+    """One keep-alive connection; one request at a time."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.loop = pool.loop
+        self.transport: asyncio.Transport | None = None
+        self.response: Response | None = None
+        self.parser: httptools.HttpResponseParser | None = None
+        self.used = False  # has carried a request before (a stale keep-alive is possible)
+        self.closed = False
+        self._paused = False
+
+    def send(self, data: bytes) -> Response:
+        assert self.transport is not None and self.response is None
+        self.response = Response(self)
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport.write(data)
+        return self.response
+
+    def finished(self, response: Response) -> None:
+        if self.response is not response:
+            return
+        self.response = None
+        self.used = True
+        if response.complete and response.keep_alive and not self.closed:
+            self.resume_reading()
+            self.pool.put(self)
+        else:
+            self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def pause_reading(self) -> None:
+        if not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._paused and self.transport is not None and not self.closed:
+            self._paused = False
+            self.transport.resume_reading()
+
+    # asyncio.Protocol ---------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        if self.parser is None or self.response is None:
+            self.close()  # bytes nobody asked for: the connection cannot be trusted
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.response._end(False, ConnectionError(f"bad HTTP response: {exc}"))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.discard(self)
+        response = self.response
+        if response is None:
+            return
+        if response.status == 0:  # nothing came back
+            error: BaseException = (
+                StaleConnection("connection closed before a response")
+                if self.used
+                else ConnectionError(f"connection closed before a response: {exc or 'EOF'}")
+            )
+            response._end(False, error)
+        else:
+            response._end(False)
+
+    # httptools callbacks --------------------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        assert self.response is not None
+        self.response.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        assert self.parser is not None and self.response is not None
+        self.response._headers_complete(
+            self.parser.get_status_code(), self.parser.should_keep_alive()
+        )
+
+    def on_body(self, body: bytes) -> None:
+        assert self.response is not None
+        self.response._body(body)
+
+    def on_message_complete(self) -> None:
+        assert self.response is not None
+        self.response._end(True)
+
+
+class Pool:
+    """Idle keep-alive connections to one origin, most recently used first."""
+
+    def __init__(self, origin: Origin, connect_timeout: float) -> None:
+        self.origin = origin
+        self.connect_timeout = connect_timeout
+        self.loop = asyncio.get_running_loop()
+        self._idle: collections.deque[Connection] = collections.deque()
+        self._ssl = ssl.create_default_context() if origin.tls else None
+
+    async def request(
+        self, method: str, path: str, body: bytes, headers: Mapping[str, str]
+    ) -> Response:
+        """Send a request; returns once the response's status and headers arrived."""
+        data = self.origin.head(method, path, len(body), headers) + body
+        for _attempt in range(2):
+            conn = self._take_idle() or await self._connect()
+            response = conn.send(data)
+            try:
+                await response.wait_headers()
+            except StaleConnection:
+                continue  # the server had closed it while idle: retry once on a fresh one
+            except BaseException:
+                conn.close()  # cancelled or failed mid-request: the server must see us leave
+                raise
+            return response
+        raise ConnectionError("upstream closed two connections before answering")
+
+    def _take_idle(self) -> Connection | None:
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+                return conn
+        return None
+
+    async def _connect(self) -> Connection:
+        origin = self.origin
+        _transport, conn = await asyncio.wait_for(
+            self.loop.create_connection(
+                lambda: Connection(self),
+                origin.host,
+                origin.port,
+                ssl=self._ssl,
+                server_hostname=origin.host if self._ssl else None,
+            ),
+            self.connect_timeout,
+        )
+        return conn
+
+    def put(self, conn: Connection) -> None:
+        self._idle.append(conn)
+
+    def discard(self, conn: Connection) -> None:
+        if conn in self._idle:
+            self._idle.remove(conn)
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
