@@ -4,6 +4,7 @@ and outcomes meet. Runs on the event loop but never waits: the ledger writer has
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -42,6 +43,7 @@ class Recorder:
         self._written_marks: dict[str, tuple[int, int, int | None, int | None]] = {}
         # Per model: tokens per upstream delta, learned from completed streams with usage.
         self.tokens_per_delta: dict[str, float] = {}
+        self._series: dict[tuple[str, str, str], _Series] = {}
 
     def stream_row(self, account: StreamAccount, now_mono: float | None = None) -> dict[str, Any]:
         """The ledger row for a stream, final or a checkpoint of a running one."""
@@ -127,21 +129,53 @@ class Recorder:
         self.tokens_per_delta[account.model] = 0.9 * previous + 0.1 * sample
 
     def _count(self, account: StreamAccount, row: dict[str, Any]) -> None:
-        m = self.metrics
-        model, tenant = account.model, m.tenant(account.tenant)
         outcome = row["outcome"]
-        m.streams.labels(model, tenant, outcome).inc()
-        for kind in ("prompt", "generated", "delivered", "wasted"):
-            m.tokens.labels(model, tenant, kind).inc(row[f"{kind}_tokens"])
+        tenant = self.metrics.tenant(account.tenant)  # also counts the stream for the label
+        series = self._series.get((account.model, tenant, outcome))
+        if series is None:
+            series = self._series_for(account.model, tenant, outcome)
+        series.streams.inc()
+        for counter, kind in zip(series.tokens, TOKEN_KINDS, strict=True):
+            counter.inc(row[f"{kind}_tokens"])
         if row["price_key"] is None:
-            m.unpriced.labels(model).inc()
+            series.unpriced.inc()
         else:
-            for kind in ("prompt", "generated", "wasted"):
-                m.cost.labels(model, tenant, kind).inc(row[f"{kind}_cost_nusd"] / NANO)
-            delivered_cost = row["generated_cost_nusd"] - row["wasted_cost_nusd"]
-            m.cost.labels(model, tenant, "delivered").inc(delivered_cost / NANO)
+            prompt, generated, wasted, delivered = series.cost
+            prompt.inc(row["prompt_cost_nusd"] / NANO)
+            generated.inc(row["generated_cost_nusd"] / NANO)
+            wasted.inc(row["wasted_cost_nusd"] / NANO)
+            delivered.inc((row["generated_cost_nusd"] - row["wasted_cost_nusd"]) / NANO)
         if account.duration is not None:
-            m.duration.labels(model, outcome).observe(account.duration)
+            series.duration.observe(account.duration)
+
+    def _series_for(self, model: str, label: str, outcome: str) -> _Series:
+        """The labelled children for one (model, tenant label, outcome), looked up once:
+        `labels()` costs several µs per call and a stream's end touches ten of them."""
+        m = self.metrics
+        series = _Series(
+            streams=m.streams.labels(model, label, outcome),
+            tokens=tuple(m.tokens.labels(model, label, kind) for kind in TOKEN_KINDS),
+            cost=tuple(m.cost.labels(model, label, kind) for kind in COST_KINDS),
+            unpriced=m.unpriced.labels(model),
+            duration=m.duration.labels(model, outcome),
+        )
+        if len(self._series) < MAX_CACHED_SERIES:
+            self._series[(model, label, outcome)] = series
+        return series
+
+
+TOKEN_KINDS = ("prompt", "generated", "delivered", "wasted")
+COST_KINDS = ("prompt", "generated", "wasted", "delivered")
+MAX_CACHED_SERIES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Series:
+    streams: Any
+    tokens: tuple[Any, ...]
+    cost: tuple[Any, ...]
+    unpriced: Any
+    duration: Any
 
 
 def _mark(account: StreamAccount) -> tuple[int, int, int | None, int | None]:
