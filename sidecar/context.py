@@ -41,9 +41,10 @@ class LatencyObserver:
     _itl: dict[str, Histogram] = field(default_factory=dict)
 
     def first_token(self, account: StreamAccount, ttft: float) -> None:
-        child = self._ttft.get(account.model)
+        label = self.metrics.model(account.model, answered=True)
+        child = self._ttft.get(label)
         if child is None:
-            child = self._ttft[account.model] = self.metrics.ttft.labels(account.model)
+            child = self._ttft[label] = self.metrics.ttft.labels(label)
         child.observe(ttft)
         if self.drift is not None:
             self.drift.observe(
@@ -56,9 +57,10 @@ class LatencyObserver:
             )
 
     def gap(self, account: StreamAccount, seconds: float) -> None:
-        child = self._itl.get(account.model)
+        child = self._itl.get(account.model)  # a gap follows a first token: the model is known
         if child is None:
-            child = self._itl[account.model] = self.metrics.itl.labels(account.model)
+            label = self.metrics.model(account.model, answered=True)
+            child = self._itl[label] = self.metrics.itl.labels(label)
         child.observe(seconds)
         # The detector costs a few µs per sample, the largest share of the relay's CPU per
         # token when fed every gap; a systematic 1-in-N sample keeps the p95 and the CUSUM's

@@ -131,9 +131,10 @@ class Recorder:
     def _count(self, account: StreamAccount, row: dict[str, Any]) -> None:
         outcome = row["outcome"]
         tenant = self.metrics.tenant(account.tenant)  # also counts the stream for the label
-        series = self._series.get((account.model, tenant, outcome))
+        model = self.metrics.model(account.model, answered=account.deltas > 0)
+        series = self._series.get((model, tenant, outcome))
         if series is None:
-            series = self._series_for(account.model, tenant, outcome)
+            series = self._series_for(model, tenant, outcome)
         series.streams.inc()
         for counter, kind in zip(series.tokens, TOKEN_KINDS, strict=True):
             counter.inc(row[f"{kind}_tokens"])

@@ -22,7 +22,9 @@ from sidecar.telemetry.metrics import Metrics
 SUFFIXES = {"counter": "_total", "gauge": "", "histogram": ""}
 
 LABEL_VALUES = {
-    "model": "the request's `model`, or `--default-model` when it names none",
+    "model": "the request's `model`, or `--default-model` when it names none; a model gets "
+    f"its own label once the upstream has streamed tokens for it (at most {names.MAX_MODEL_LABELS}"
+    f" models), anything else is `{names.OTHER_MODEL}` (clients can send any string as a model)",
     "tenant": "from the credential, else `X-Sidecar-Tenant` or `?tenant=` (else `default`); "
     "the first `--tenant-top-n` tenants and later ones that out-stream the quietest of them (up "
     f"to twice as many) keep their name, the rest are `{names.OTHER_TENANT}`",

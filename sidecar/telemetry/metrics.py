@@ -65,10 +65,29 @@ class TenantLabels:
         return names.OTHER_TENANT
 
 
+class ModelLabels:
+    """Bounds model label cardinality: clients may send any string as `model`. A model gets its
+    own label once the upstream has streamed tokens for it (so it exists), up to `max_models`;
+    requests for anything else are counted under `other`."""
+
+    def __init__(self, max_models: int = names.MAX_MODEL_LABELS) -> None:
+        self.max_models = max_models
+        self._known: set[str] = set()
+
+    def __call__(self, model: str, answered: bool) -> str:
+        if model in self._known:
+            return model
+        if answered and len(self._known) < self.max_models:
+            self._known.add(model)
+            return model
+        return names.OTHER_MODEL
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None, tenant_top_n: int = 20) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.tenant = TenantLabels(tenant_top_n)
+        self.model = ModelLabels()
         r = self.registry
         self.sessions_active = Gauge(
             names.SESSIONS_ACTIVE, "WebSocket sessions currently open.", registry=r

@@ -49,3 +49,5 @@ DISCONNECT_REASONS: Final = (
 DRIFT_SIGNALS: Final = ("ttft", "itl", "heartbeat_rtt", "upstream_cancel")
 DRIFT_WINDOWS: Final = ("short", "medium", "baseline")
 OTHER_TENANT: Final = "other"
+OTHER_MODEL: Final = "other"
+MAX_MODEL_LABELS: Final = 64

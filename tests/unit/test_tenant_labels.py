@@ -19,3 +19,15 @@ def test_a_busy_late_tenant_is_promoted_but_cardinality_stays_bounded() -> None:
     distinct = {labels(t) for t in ("a", "b", "big", *(f"t{n}" for n in range(100)))}
     assert len(distinct - {"other"}) <= 4  # at most 2 * top_n labels, ever
     assert len(labels._candidates) <= 16  # the heavy-hitters table is bounded
+
+
+def test_model_labels_only_for_models_the_upstream_answered_and_bounded() -> None:
+    from sidecar.telemetry.metrics import ModelLabels
+
+    labels = ModelLabels(max_models=2)
+    assert labels("junk-1", answered=False) == "other"  # rejected upstream: maybe not a model
+    assert labels("llama", answered=True) == "llama"
+    assert labels("llama", answered=False) == "llama"  # known now, even when a stream fails
+    assert labels("qwen", answered=True) == "qwen"
+    assert labels("mistral", answered=True) == "other"  # past the bound
+    assert labels("junk-1", answered=False) == "other"
