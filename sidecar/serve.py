@@ -237,13 +237,26 @@ async def drain(ctx: ServerContext, client: uvicorn.Server, timeout: float) -> N
     await asyncio.sleep(0)
 
 
+TICK_SLICES = 10  # the once-a-second session tick runs a tenth of the sessions every 100 ms
+
+
 async def _tick_sessions(ctx: ServerContext) -> None:
-    """One task for all connections' once-a-second watchdog (see WebSocketSession.tick)."""
+    """One task ticks every open session once a second (see WebSocketSession.tick), in slices
+    of a tenth every 100 ms: with 10,000 sessions one pass is tens of milliseconds of work, and
+    streams on the same event loop must not wait that long."""
+    cycle: list[Any] = []
+    position = per_slice = 0
     while True:
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0 / TICK_SLICES)
+        if position >= len(cycle):
+            cycle, position = list(ctx.sessions), 0
+            per_slice = -(-len(cycle) // TICK_SLICES)  # ceiling division
         now = ctx.clock()
-        for session in list(ctx.sessions):
+        for session in cycle[position : position + per_slice]:
             session.tick(now)
+        position += per_slice
+        if position >= len(cycle):
+            cycle = []  # let closed sessions go before the next cycle starts
 
 
 async def _checkpoints(recorder: Recorder, engine: Engine) -> None:
