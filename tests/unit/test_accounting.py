@@ -159,3 +159,19 @@ def test_checkpoints_skip_young_and_unchanged_streams() -> None:
     old.finish(Outcome.COMPLETED, 14.6)
     recorder.finished(old, 14.6)
     assert recorder.checkpoint_all(now_mono=15.5) == 0 and len(rows) == 6
+
+
+def test_checkpoints_in_parts_cover_every_stream_once() -> None:
+    from sidecar.accounting.pricing import PriceBook
+    from sidecar.accounting.recorder import Recorder
+    from sidecar.telemetry.metrics import Metrics
+
+    rows: list[object] = []
+    recorder = Recorder(Metrics(), rows.append, PriceBook(), "i", lambda: 0.0)
+    for n in range(50):
+        acc = account(stream_id=f"s{n}", t_start=10.0)
+        recorder.started(acc)
+        feed(acc, 2)
+    counts = [recorder.checkpoint_all(12.0, part=p, parts=10) for p in range(10)]
+    assert sum(counts) == 50 and max(counts) < 50
+    assert sum(recorder.checkpoint_all(12.5, part=p, parts=10) for p in range(10)) == 0
