@@ -216,6 +216,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.pool.discard(self)
+        self.parser = None  # it refers back to this object: no cycle left for the collector
         response = self.response
         if response is None:
             return
