@@ -1,8 +1,9 @@
 """The floor: a WebSocket → SSE relay with no accounting, no metrics, no ledger, no heartbeat RTTs.
 
-Same stack as the sidecar (uvicorn + the `websockets-sansio` backend, raw ASGI, aiohttp to the
-upstream, orjson) and the same protocol v1 frames, so the gap between this and the sidecar is
-what the sidecar's own logic costs. One ASGI `send` per delta, as a plain ASGI app would.
+Same stack as the sidecar (uvicorn + the `websockets-sansio` backend, raw ASGI, the sidecar's
+keep-alive HTTP/1.1 client `sidecar.upstream.http1` to the upstream, orjson) and the same
+protocol v1 frames, so the gap between this and the sidecar is what the sidecar's own logic
+costs. One ASGI `send` per delta, as a plain ASGI app would.
 
     python -m bench.relay.minimal_relay --listen 127.0.0.1:8090 --upstream http://127.0.0.1:8000
 """
@@ -14,17 +15,18 @@ import asyncio
 import contextlib
 from typing import Any
 
-import aiohttp
 import orjson
 import uvicorn
+
+from sidecar.upstream.http1 import Origin, Pool
 
 HELLO = '{"type":"hello","v":1}'
 
 
 class MinimalRelay:
     def __init__(self, upstream: str) -> None:
-        self.url = upstream.rstrip("/") + "/v1/chat/completions"
-        self.session: aiohttp.ClientSession | None = None
+        self.origin = Origin(upstream.rstrip("/"))
+        self.pool: Pool | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -39,12 +41,11 @@ class MinimalRelay:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                connector = aiohttp.TCPConnector(limit=0)
-                self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+                self.pool = Pool(self.origin, connect_timeout=5.0)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self.session is not None:
-                    await self.session.close()
+                if self.pool is not None:
+                    self.pool.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -69,15 +70,16 @@ class MinimalRelay:
                 task.cancel()
 
     async def _relay(self, send: Any, rid: str, body: dict[str, Any]) -> None:
-        assert self.session is not None
+        assert self.pool is not None
         data = orjson.dumps({**body, "stream": True})
         headers = {"Content-Type": "application/json"}
         seq = 0
-        with contextlib.suppress(OSError, RuntimeError, aiohttp.ClientError):
+        with contextlib.suppress(OSError, RuntimeError):
             await send({"type": "websocket.send", "text": f'{{"type":"start","id":"{rid}"}}'})
-            async with self.session.post(self.url, data=data, headers=headers) as response:
+            response = await self.pool.request("POST", "/v1/chat/completions", data, headers)
+            try:
                 buffer = b""
-                async for chunk in response.content.iter_any():
+                async for chunk in response.chunks():
                     *events, buffer = (buffer + chunk).split(b"\n\n")
                     for event in events:
                         text = _content(event)
@@ -87,6 +89,8 @@ class MinimalRelay:
                             await send(
                                 {"type": "websocket.send", "text": orjson.dumps(frame).decode()}
                             )
+            finally:
+                response.release()
             done = {"type": "done", "id": rid, "finish_reason": "length"}
             await send({"type": "websocket.send", "text": orjson.dumps(done).decode()})
 
