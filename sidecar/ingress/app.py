@@ -20,7 +20,11 @@ class ClientApp:
         kind = scope["type"]
         if kind == "websocket":
             if scope["path"] == "/v1/stream" and not self.ctx.draining:
-                await WebSocketSession(scope, receive, send, self.ctx).run()
+                session = WebSocketSession(scope, receive, send, self.ctx)
+                # This frame lives as long as the connection: it must not keep the scope,
+                # whose headers the session reads and lets go of (see WebSocketSession.run).
+                del scope
+                await session.run()
             else:
                 await send({"type": "websocket.close", "code": 1008})
         elif kind == "http":

@@ -9,6 +9,7 @@ Under another ASGI server the extension is absent and the app falls back to plai
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import socket
 import struct
@@ -111,10 +112,138 @@ class TransportHandle:
         await self._protocol.writable.wait()
 
 
+class _Inbox:
+    """What uvicorn uses of `asyncio.Queue` for a connection's ASGI messages, without the
+    Queue's three deques and Event (about 3 KiB per idle connection). uvicorn pauses reading
+    after each message, so only a few messages ever wait here."""
+
+    __slots__ = ("_items", "_waiters")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        self._wake_one()
+
+    async def get(self) -> Any:
+        while not self._items:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # it was woken for an item it will not take
+                raise
+            finally:
+                self._waiters.remove(waiter)
+        return self._items.pop(0)
+
+    def _wake_one(self) -> None:
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+
+class _Writable:
+    """`asyncio.Event` as uvicorn uses it for "the transport may take more", with a list of
+    waiters made only when a write has to wait (an Event's deque is ~0.8 KiB per connection)."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = True
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        for waiter in self._waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if self._set:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            self._waiters.remove(waiter)
+        return True
+
+
 class SidecarWebSocketProtocol(WebSocketsSansIOProtocol):
+    # Slots for every attribute uvicorn (0.54) and this class set on a connection: uvicorn's
+    # 37 attributes are past CPython's 30 shared instance-dict keys, so each connection would
+    # get its own 1.6 KiB dict; as slots they take 0.4 KiB. (An attribute a later uvicorn
+    # adds still works: it lands in the instance dict; a unit test notices.)
+    __slots__ = (
+        "_ping_sent_perf",
+        "app",
+        "app_state",
+        "asgi_version",
+        "client",
+        "close_sent",
+        "close_timeout",
+        "close_timer",
+        "config",
+        "conn",
+        "connections",
+        "curr_msg_data_type",
+        "default_headers",
+        "disconnected",
+        "frames",
+        "handle",
+        "handshake_complete",
+        "handshake_initiated",
+        "initial_response",
+        "last_ping_rtt",
+        "logger",
+        "loop",
+        "pending_ping_payload",
+        "ping_interval",
+        "ping_sent_at",
+        "ping_timeout",
+        "ping_timer",
+        "pong_timer",
+        "queue",
+        "read_paused",
+        "request",
+        "response",
+        "root_path",
+        "scheme",
+        "scope",
+        "server",
+        "tasks",
+        "transport",
+        "writable",
+    )
     handle: TransportHandle
     send_buffer_bytes: int | None = None  # set by `serve` from --send-buffer-bytes
-    _ping_sent_perf = 0.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ping_sent_perf = 0.0
+        self.queue = _Inbox()  # type: ignore[assignment]
+        self.writable = _Writable()  # type: ignore[assignment]
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -145,6 +274,15 @@ class SidecarWebSocketProtocol(WebSocketsSansIOProtocol):
         if scope is not None:
             # The ASGI task was created but has not run yet, so it sees the extension.
             scope["extensions"][EXTENSION] = self.handle
+
+    def start_keepalive(self) -> None:
+        # Called once the 101 response is written: the handshake's request and response are
+        # never read again. The parser generator keeps a reference to the request, so its
+        # headers are emptied too; the app read what it needed from the scope before accepting.
+        self.request.headers.clear()
+        del self.request, self.response
+        self.scope["headers"] = []
+        super().start_keepalive()
 
     def handle_pong(self, event: Frame) -> None:
         expected = self.pending_ping_payload

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import secrets
 import uuid
+from array import array
 from collections import deque
 from typing import Any
 
@@ -33,6 +34,8 @@ log = logging.getLogger("sidecar.session")
 
 RESUMABLE = frozenset({"client_closed", "heartbeat_timeout", "send_timeout"})
 HEARTBEAT_MODEL = "all"  # heartbeats are per connection, not per model
+RTT_WINDOW = 256  # heartbeat RTTs kept per session for its median
+TRACE_HEADERS = frozenset({b"traceparent", b"tracestate"})
 GONE_OUTCOMES = frozenset({Outcome.CLIENT_GONE, Outcome.CLIENT_CANCELLED, Outcome.CLIENT_TOO_SLOW})
 
 
@@ -52,8 +55,10 @@ class WebSocketSession:
         "missed",
         "park_timer",
         "parked",
+        "peer",
         "receive",
         "rtt_max",
+        "rtt_next",
         "rtts",
         "scope",
         "send_asgi",
@@ -67,15 +72,21 @@ class WebSocketSession:
     )
 
     def __init__(self, scope: dict[str, Any], receive: Any, send: Any, ctx: ServerContext):
-        self.scope, self.receive, self.send_asgi, self.ctx = scope, receive, send, ctx
+        self.receive, self.send_asgi, self.ctx = receive, send, ctx
+        # Kept only until the upgrade is accepted (see `run`).
+        self.scope: dict[str, Any] | None = scope
         self.id = uuid.uuid4().hex
         self.tenant = tenant_of(scope)
+        self.peer = client_addr(scope)
         self.handle: TransportHandle | None = scope.get("extensions", {}).get(EXTENSION)
         self.live: dict[str, LiveStream] = {}
         self.started_at = ctx.wall_clock()
         self.streams_started = 0
         # Created on first use: an idle connection should cost as little as possible.
-        self.rtts: deque[float] | None = None  # the latest pongs, for the median
+        # The latest pongs, for the median: a ring of doubles (a deque of floats would
+        # cost ~9 KiB per connection once full).
+        self.rtts: array[float] | None = None
+        self.rtt_next = 0
         self.rtt_max = 0.0
         self.missed = 0
         self.disconnect_reason: str | None = None
@@ -99,26 +110,29 @@ class WebSocketSession:
         message = await self.receive()
         if message["type"] != "websocket.connect":
             return
+        # Read the upgrade request before accepting and keep none of it: this coroutine lives
+        # as long as the connection, and the server drops the request headers once accepted.
+        assert self.scope is not None
+        token = query_param(self.scope, "resume_token")
+        trace_headers = [(k, v) for k, v in self.scope.get("headers", ()) if k in TRACE_HEADERS]
+        self.scope = None
         await self.send_asgi({"type": "websocket.accept"})
         ctx = self.ctx
-        token = query_param(self.scope, "resume_token")
         if token is not None:
             parked = ctx.parked.pop(token, None)
             if parked is not None and parked.tenant == self.tenant:
-                await parked.attach(self.scope, self.receive, self.send_asgi, self.handle)
+                await parked.attach(self.peer, self.receive, self.send_asgi, self.handle)
                 return
-        self.trace = ctx.tracing.session_span(
-            self.scope.get("headers", ()), self.id, self.tenant, client_addr(self.scope)
-        )
+        self.trace = ctx.tracing.session_span(trace_headers, self.id, self.tenant, self.peer)
         ctx.recorder.submit_session(self._session_row(None))
         await self._serve(resume_failed=token is not None)
 
-    async def attach(self, scope: dict[str, Any], receive: Any, send: Any, handle: Any) -> None:
+    async def attach(self, peer: str | None, receive: Any, send: Any, handle: Any) -> None:
         """A reconnect with this session's resume token: the new connection takes over."""
         if self.park_timer is not None:
             self.park_timer.cancel()
         self.parked = False
-        self.scope, self.receive, self.send_asgi, self.handle = scope, receive, send, handle
+        self.peer, self.receive, self.send_asgi, self.handle = peer, receive, send, handle
         self.closed = False
         self.disconnect_reason = None
         self.writes = None
@@ -255,7 +269,7 @@ class WebSocketSession:
             "instance_id": self.ctx.instance_id,
             "tenant": self.tenant,
             "ingress": "ws",
-            "client_addr": client_addr(self.scope),
+            "client_addr": self.peer,
             "started_at": self.started_at,
             "ended_at": self.ctx.wall_clock() if self.closed else None,
             "disconnect_reason": reason,
@@ -279,8 +293,12 @@ class WebSocketSession:
 
     def _on_rtt(self, rtt: float) -> None:
         if self.rtts is None:
-            self.rtts = deque(maxlen=256)
-        self.rtts.append(rtt)
+            self.rtts = array("d")
+        if len(self.rtts) < RTT_WINDOW:
+            self.rtts.append(rtt)
+        else:
+            self.rtts[self.rtt_next] = rtt
+            self.rtt_next = (self.rtt_next + 1) % RTT_WINDOW
         self.rtt_max = max(self.rtt_max, rtt)
         self.ctx.metrics.heartbeat_rtt.observe(rtt)
         assert self.ctx.observer is not None
@@ -506,6 +524,8 @@ class WebSocketSession:
         if not account.finish(outcome, now, error_code=error_code, unsent=unsent):
             return
         self.live.pop(account.request_id, None)
+        if not self.live:  # byte offsets only map unsent bytes to running streams
+            self.writes = None
         if outcome in GONE_OUTCOMES or outcome is Outcome.SHUTDOWN:
             if outcome in GONE_OUTCOMES:
                 live.trace.client_gone()

@@ -111,9 +111,14 @@ class Gate:
             await _ws_refuse(scope, send, refused.status, refused.code, refused.message)
             return
         try:
-            inner = credentials.scrubbed(dict(scope), who.tenant if who else None)
             connection = _Connection(self, scope, receive, send, first)
-            await self.app(inner, connection.receive, connection.send)
+            # No local keeps the app's scope: this frame lives as long as the connection,
+            # and the app lets go of the scope's headers once it has accepted.
+            await self.app(
+                credentials.scrubbed(dict(scope), who.tenant if who else None),
+                connection.receive,
+                connection.send,
+            )
         finally:
             self.connections.release(tenant)
 

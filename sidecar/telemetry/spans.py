@@ -180,11 +180,10 @@ class Tracing:
 
 
 class _RecordingSession(SessionTrace):
-    __slots__ = ("_context", "_ended", "_settings", "_span", "_streams")
+    __slots__ = ("_ended", "_settings", "_span", "_streams")
 
     def __init__(self, settings: _Settings, span: Span) -> None:
         self._settings, self._span = settings, span
-        self._context = trace.set_span_in_context(span)
         self._streams = 0
         self._ended = False
 
@@ -192,7 +191,10 @@ class _RecordingSession(SessionTrace):
         self, account: StreamAccount, request_body: Mapping[str, Any]
     ) -> StreamTrace:
         self._streams += 1
-        return _start_stream(self._settings, self._context, account, request_body)
+        # The parent context is built per stream, not kept: an idle session should hold
+        # nothing but its span.
+        parent = trace.set_span_in_context(self._span)
+        return _start_stream(self._settings, parent, account, request_body)
 
     def heartbeat_missed(self) -> None:
         if not self._ended:

@@ -131,7 +131,11 @@ class _HttpOnly:
         if scope["type"] == "http":
             await self.traced(scope, receive, send)
         else:
-            await self.app(scope, receive, send)
+            call = self.app(scope, receive, send)
+            # This frame lives as long as a WebSocket: it must not keep the scope, whose
+            # headers the session lets go of after the handshake.
+            del scope
+            await call
 
 
 def instrument_http(app: Any, provider: TracerProvider | None) -> Any:

@@ -1,0 +1,133 @@
+"""The WebSocket protocol subclass keeps little per idle connection, and still behaves.
+
+The light queue and flag stand in for uvicorn's `asyncio.Queue` and `asyncio.Event`; the
+protocol's attributes live in slots; the handshake's request, response and scope headers are
+dropped once the upgrade is accepted. A real uvicorn server checks the last two, so that a
+uvicorn upgrade that adds attributes or reads the handshake later is noticed here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import aiohttp
+import pytest
+import uvicorn
+
+from sidecar.ingress.transport import (
+    EXTENSION,
+    SidecarWebSocketProtocol,
+    TransportHandle,
+    _Inbox,
+    _Writable,
+)
+from tests.support.ports import async_wait_for_port, free_port
+
+
+def test_inbox_is_fifo_and_wakes_a_waiting_get() -> None:
+    async def main() -> None:
+        inbox = _Inbox()
+        assert inbox.empty()
+        getter = asyncio.create_task(inbox.get())
+        await asyncio.sleep(0)
+        inbox.put_nowait(1)
+        inbox.put_nowait(2)
+        assert await getter == 1
+        assert inbox.qsize() == 1
+        assert await inbox.get() == 2
+        assert inbox.empty()
+
+    asyncio.run(main())
+
+
+def test_inbox_passes_an_item_on_when_the_woken_getter_is_cancelled() -> None:
+    async def main() -> None:
+        inbox = _Inbox()
+        first = asyncio.create_task(inbox.get())
+        second = asyncio.create_task(inbox.get())
+        await asyncio.sleep(0)
+        inbox.put_nowait("x")  # wakes `first`
+        first.cancel()
+        assert await asyncio.wait_for(second, 1) == "x"
+        with pytest.raises(asyncio.CancelledError):
+            await first
+
+    asyncio.run(main())
+
+
+def test_writable_waits_only_while_cleared() -> None:
+    async def main() -> None:
+        flag = _Writable()
+        assert flag.is_set()
+        assert await flag.wait()
+        flag.clear()
+        waiters = [asyncio.create_task(flag.wait()) for _ in range(2)]
+        await asyncio.sleep(0)
+        assert not any(w.done() for w in waiters)
+        flag.set()
+        assert await asyncio.gather(*waiters) == [True, True]
+
+    asyncio.run(main())
+
+
+def test_an_open_connection_keeps_no_handshake_state_and_no_instance_dict() -> None:
+    seen: dict[str, Any] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        seen["headers_before_accept"] = list(scope["headers"])
+        await send({"type": "websocket.accept"})
+        seen["scope"] = scope
+        seen["handle"] = scope["extensions"][EXTENSION]
+        while (await receive())["type"] != "websocket.disconnect":
+            await send({"type": "websocket.send", "text": "echo"})
+
+    async def main() -> None:
+        port = free_port()
+        config = uvicorn.Config(
+            app,
+            port=port,
+            ws=SidecarWebSocketProtocol,
+            ws_ping_interval=0.05,
+            ws_ping_timeout=5,
+            lifespan="off",
+            log_level="warning",
+        )
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve())
+        try:
+            await async_wait_for_port("127.0.0.1", port)
+            rtts: list[float] = []
+            async with aiohttp.ClientSession() as http:
+                url = f"ws://127.0.0.1:{port}/"
+                async with http.ws_connect(url, headers={"X-Long": "v" * 500}) as ws:
+                    handle: TransportHandle = await _eventually(lambda: seen.get("handle"))
+                    handle.on_rtt = rtts.append
+                    reader = asyncio.create_task(ws.receive())  # answers pings meanwhile
+                    await _eventually(lambda: rtts)  # heartbeats still measure RTTs
+                    await ws.send_str("hi")
+                    assert (await reader).data == "echo"
+                    protocol = handle._protocol
+                    assert vars(protocol) == {}  # every attribute is in a slot
+                    assert not hasattr(protocol, "request")
+                    assert not hasattr(protocol, "response")
+                    assert seen["scope"]["headers"] == []
+                    assert (b"x-long", b"v" * 500) in seen["headers_before_accept"]
+                    assert isinstance(protocol.queue, _Inbox)
+        finally:
+            server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(serving, 10)
+
+    asyncio.run(main())
+
+
+async def _eventually(probe: Any, timeout: float = 5.0) -> Any:
+    async with asyncio.timeout(timeout):
+        while not (value := probe()):  # noqa: ASYNC110 - state set by server callbacks
+            await asyncio.sleep(0.01)
+    return value
