@@ -93,24 +93,30 @@ class _HttpRelay:
         self.scope, self.receive, self.send, self.ctx = scope, receive, send, ctx
         self.account, self.shaped, self.trace = account, shaped, trace
         self.started = False
+        self.relay_done = False
+        self.t_gone: float | None = None  # when the client was seen leaving mid-relay
         self.chunks: list[bytes] = []
         self.strip_usage = not shaped.client_wants_usage
         # OpenAI clients cannot ask for continuous usage: when present, the sidecar added it.
         self.strip_continuous = ctx.flavour.continuous_usage
 
     async def run(self) -> None:
-        watcher = asyncio.get_running_loop().create_task(self._watch_disconnect())
-        relay = asyncio.get_running_loop().create_task(self._relay())
-        done, _ = await asyncio.wait({watcher, relay}, return_when=asyncio.FIRST_COMPLETED)
+        """Relay in this task (the request goes upstream without waiting for another task to be
+        scheduled) while a watcher task notices the client leaving and cancels it."""
         account, ctx = self.account, self.ctx
-        if watcher in done and not relay.done():
-            t_gone = ctx.clock()
-            account.finish(Outcome.CLIENT_GONE, t_gone)
-            self.trace.client_gone()
-            relay.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await relay
-            elapsed = ctx.clock() - t_gone
+        relay = asyncio.current_task()
+        assert relay is not None
+        watcher = asyncio.get_running_loop().create_task(self._watch(relay))
+        try:
+            await self._relay()
+        except asyncio.CancelledError:
+            if self.t_gone is None:
+                raise  # cancelled from outside: the server is stopping
+            relay.uncancel()
+        finally:
+            self.relay_done = True
+        if self.t_gone is not None:
+            elapsed = ctx.clock() - self.t_gone
             ctx.metrics.upstream_cancel.observe(elapsed)
             self.trace.upstream_cancelled(elapsed)
             ctx.metrics.disconnects.labels("client_closed").inc()
@@ -126,6 +132,14 @@ class _HttpRelay:
             ctx.edge.charge(
                 account.tenant, account.prompt_tokens, account.generated_tokens, ctx.wall_clock()
             )
+
+    async def _watch(self, relay: asyncio.Task[Any]) -> None:
+        await self._watch_disconnect()
+        if not self.relay_done:
+            self.t_gone = self.ctx.clock()
+            self.account.finish(Outcome.CLIENT_GONE, self.t_gone)
+            self.trace.client_gone()
+            relay.cancel()
 
     async def _watch_disconnect(self) -> None:
         while (await self.receive())["type"] != "http.disconnect":
