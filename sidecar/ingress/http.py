@@ -74,7 +74,6 @@ async def relay_http(scope: dict[str, Any], receive: Any, send: Any, ctx: Server
     shaped = shape_request(request, ctx.flavour, account.stream_id)
     trace = ctx.tracing.http_stream(account, request)
     account.trace_id = trace.trace_id_hex or account.trace_id
-    ctx.recorder.started(account)
     relay = _HttpRelay(scope, receive, send, ctx, account, shaped, trace)
     await relay.run()
 
@@ -153,6 +152,7 @@ class _HttpRelay:
             headers: dict[str, str] = {}
             self.trace.inject(headers)
             response = await ctx.upstream.stream(account.path, body, account.stream_id, headers)
+            ctx.recorder.started(account)  # after the request left: not on its critical path
             assert ctx.observer is not None
             finished = await pump(response.chunks(), account, self, ctx.observer, ctx.clock)
             if self.shaped.client_wants_stream:
