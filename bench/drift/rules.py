@@ -1,8 +1,9 @@
-"""The contenders, all fed the same samples: our detector (normalised and raw) and two baselines.
+"""The contenders, all fed the same samples: our detector and two simple rules.
 
-Ours runs the shipped defaults (persistence included) unless told otherwise. Each contender gets
-`feed(t, ttft, prompt, inflight)` and reports `pages`: the times a new page went out (flaps within
-10 min of the last firing merged, as ours does).
+Each contender gets `feed(t, ttft, prompt, inflight)` and keeps `pages`: for each setting it
+runs, the times a new page went out (flaps within 10 min of the last firing merged, as ours
+does). Ours runs one detector per setting; a window rule computes its 1-min p95 once and checks
+every setting's limit against it, so sweeping a rule's knob costs almost nothing.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from sidecar.drift.events import AlertFired
 
 FLAP = 600.0
 DEFAULT_H = DetectorConfig().threshold
+# Ours as the previous round shipped it: persistence clock from S >= 5, no tail CUSUM.
+PREVIOUS = {"onset_level": None, "tail_quantile": None}
 
 
 class Ours:
     def __init__(
-        self, *, threshold: float = 10.0, normalize: bool = True, **overrides: Any
+        self, name: str, *, threshold: float = 10.0, normalize: bool = True, **overrides: Any
     ) -> None:
         config = DetectorConfig(
             floor=0.020,
@@ -30,7 +33,8 @@ class Ours:
             **overrides,
         )
         self.detector = Detector(config, signal="ttft", model="bench")
-        self.pages: list[float] = []
+        self._pages: list[float] = []
+        self.pages = {name: self._pages}
         self._next = 0.0
 
     def feed(self, t: float, v: float, p: int, n: int) -> None:
@@ -39,7 +43,7 @@ class Ours:
             self._next = t + 1.0
             for change in self.detector.evaluate(t):
                 if isinstance(change, AlertFired) and not change.reopened:
-                    self.pages.append(change.alert.fired_at)
+                    self._pages.append(change.alert.fired_at)
 
 
 def _p95(values: list[float]) -> float:
@@ -48,22 +52,22 @@ def _p95(values: list[float]) -> float:
 
 
 class WindowRule:
-    """Every 10 s: page when the last minute's exact p95 (n >= 50) exceeds `limit()`.
+    """Every 10 s: page when the last minute's exact p95 (n >= 50) exceeds a limit.
 
-    `ratio` > 0: limit = ratio x p95 of [t - 65 min, t - 5 min] (recomputed each minute);
-    otherwise a fixed limit in seconds.
+    `ratio=True`: each limit is a ratio to the p95 of [t - 65 min, t - 5 min] (recomputed each
+    minute, needs 2,000 samples); otherwise limits are fixed, in seconds.
     """
 
-    def __init__(self, *, ratio: float = 0.0, fixed: float = math.inf) -> None:
-        self.ratio, self.fixed = ratio, fixed
-        self.pages: list[float] = []
+    def __init__(self, limits: dict[str, float], *, ratio: bool) -> None:
+        self.limits, self.ratio = limits, ratio
+        self.pages: dict[str, list[float]] = {name: [] for name in limits}
         self.max_p95 = 0.0
         self._slots: deque[list[float]] = deque(maxlen=6)
         self._minutes: deque[list[float]] = deque(maxlen=66)
         self._slot = -1
         self._minute = -1
         self._baseline = math.inf
-        self._last_true = -math.inf
+        self._last_true = dict.fromkeys(limits, -math.inf)
 
     def feed(self, t: float, v: float, p: int, n: int) -> None:
         slot = int(t // 10)
@@ -88,25 +92,42 @@ class WindowRule:
             return
         p95 = _p95(recent)
         self.max_p95 = max(self.max_p95, p95)
-        limit = self.ratio * self._baseline if self.ratio else self.fixed
-        if p95 > limit:
-            if t - self._last_true > FLAP:
-                self.pages.append(t)
-            self._last_true = t
+        scale = self._baseline if self.ratio else 1.0
+        for name, limit in self.limits.items():
+            if p95 > limit * scale:
+                if t - self._last_true[name] > FLAP:
+                    self.pages[name].append(t)
+                self._last_true[name] = t
 
 
-def contenders(threshold: float, ratio: float, fixed: float) -> dict[str, object]:
-    label = "tuned = default" if threshold == DEFAULT_H else "tuned"
-    ours: dict[str, object] = {f"ours h={threshold:g} ({label})": Ours(threshold=threshold)}
-    if threshold != DEFAULT_H:
-        ours[f"ours h={DEFAULT_H:g} (default)"] = Ours(threshold=DEFAULT_H)
-    return {
-        **ours,
-        "ours h=10, no persistence (before)": Ours(threshold=10.0, persist_seconds=0.0),
-        "ours h=10 (raw TTFT)": Ours(threshold=10.0, normalize=False),
-        f"p95 ratio > {ratio:g}": WindowRule(ratio=ratio),
-        f"fixed p95 > {fixed:.2f}s": WindowRule(fixed=fixed),
-    }
+def ours_name(h: float, chosen: float) -> str:
+    return f"ours h={h:g}" + (" (tuned = default)" if h == chosen == DEFAULT_H else "")
+
+
+def ratio_name(r: float) -> str:
+    return f"p95 ratio > {r:g}"
+
+
+def fixed_name(x: float) -> str:
+    return f"fixed p95 > {x:.2f}s"
+
+
+def contenders(
+    h_sweep: tuple[float, ...],
+    chosen_h: float,
+    ratios: tuple[float, ...],
+    fixed: tuple[float, ...],
+) -> list[Any]:
+    """Every setting of every family, plus ours as the previous round and the first one had it."""
+    feeders: list[Any] = [Ours(ours_name(h, chosen_h), threshold=h) for h in h_sweep]
+    feeders.append(Ours(f"ours h={DEFAULT_H:g}, previous round", threshold=DEFAULT_H, **PREVIOUS))
+    feeders.append(
+        Ours("ours h=10, no persistence (first round)", threshold=10.0, persist_seconds=0.0,
+             **PREVIOUS)
+    )  # fmt: skip
+    feeders.append(WindowRule({ratio_name(r): r for r in ratios}, ratio=True))
+    feeders.append(WindowRule({fixed_name(x): x for x in fixed}, ratio=False))
+    return feeders
 
 
 __all__ = ["Ours", "WindowRule", "contenders"]

@@ -8,7 +8,7 @@ Input is a CSV of `timestamp,value[,prompt_tokens,inflight]` (timestamps as epoc
   10 s slot and a 2,000-sample arming rule would never arm on 60 samples an hour, so windows,
   arming and minimum counts are scaled to the step, the CUSUM threshold is lowered so the
   expected time between false alarms stays about four weeks (each sample carries more time), and
-  the persistence test is off (each point already summarises a step).
+  the persistence test and the tail CUSUM are off (each point already summarises a step).
 """
 
 from __future__ import annotations
@@ -131,6 +131,8 @@ def config_for_step(step: float, base: DetectorConfig) -> DetectorConfig:
         # Each point already summarises a step; the per-sample persistence test would need
         # several steps of extra evidence, so an aggregated series pages on the crossing alone.
         persist_seconds=0.0,
+        # A p99 of the ~100-240 aggregated points in a baseline rests on 1-2 of them.
+        tail_quantile=None,
         slot_seconds=slot,
         short_seconds=span(max(base.short_seconds, 10 * slot)),
         medium_seconds=span(max(base.medium_seconds, 10 * slot)),

@@ -2,8 +2,9 @@
 
 Defaults are the production design (docs/drift.md): 10 s slots, 1 min short window, 5 min medium
 window, baseline [t - 65 min, t - 5 min] refreshed each minute, CUSUM on exceedances of
-q_ref = max(1.05 * p95, p95 + floor) with p0 = 5 % -> p1 = 10 % and threshold h = 12, paging only
-on changes that persist 50 s (shorter bursts are non-events). Tests and the
+q_ref = max(1.05 * p95, p95 + floor) with p0 = 5 % -> p1 = 10 % and threshold h = 12, a second
+one on exceedances of the baseline p99 (1 % -> 4 %), paging only on changes that persist 50 s
+from their estimated start (shorter bursts are non-events). Tests and the
 backtest of pre-aggregated series build smaller configs (a 20 s baseline, arming at 100 samples).
 """
 
@@ -48,6 +49,20 @@ class DetectorConfig:
     persist_seconds: float | None = None
     persist_from: float = 5.0
     persist_threshold: float = 4.0
+    # Where the persistence clock starts once S reaches `persist_from`: the last sample at which
+    # S was <= `onset_level` (about where the change began, not where its evidence piled up),
+    # but at most `onset_lookback` seconds before S reached `persist_from`, so noise that had
+    # lifted S before a burst cannot start the clock long before the burst. None: the clock
+    # starts where S reaches `persist_from` (the previous behaviour; ~5 s later on a +50 % step).
+    onset_level: float | None = 1.0
+    onset_lookback: float = 5.0
+    # A second CUSUM on exceedances of q_tail = max(margin * baseline p99, p99 + floor): tail
+    # mass 1 % -> `tail_p1`, threshold `tail_threshold` (None: `threshold`), same persistence.
+    # It catches changes confined to a few % of requests (a slow replica, a cold cache) that
+    # barely move the p95-level CUSUM. None: off.
+    tail_quantile: float | None = 0.99
+    tail_p1: float = 0.04
+    tail_threshold: float | None = None
     p0: float = 0.05  # exceedance probability with no change
     p1: float = 0.10  # exceedance probability the CUSUM is tuned to detect
     margin: float = 1.05  # q_ref = max(margin * p95, p95 + floor)
@@ -87,6 +102,10 @@ class DetectorConfig:
             raise ValueError("need persist_seconds >= 0 and persist_threshold >= 0")
         if self.persist_from <= 0:
             raise ValueError("need persist_from > 0")
+        if self.tail_quantile is not None and not 0 < 1 - self.tail_quantile < self.tail_p1 < 1:
+            raise ValueError("need 0 < 1 - tail_quantile < tail_p1 < 1")
+        if self.onset_lookback < 0 or not 0 <= (self.onset_level or 0.0) < self.persist_from:
+            raise ValueError("need onset_lookback >= 0 and 0 <= onset_level < persist_from")
 
     @property
     def up(self) -> float:

@@ -65,6 +65,56 @@ class WindowP95:
     baseline: float | None
 
 
+class _Cusum:
+    """S <- max(0, S + up | down) with its persistence clock (module docstring)."""
+
+    __slots__ = (
+        "crossed", "down", "episode", "h", "last_zero", "late", "lookback", "low", "onset_level",
+        "persist", "persist_from", "persist_threshold", "s", "up",
+    )  # fmt: skip
+
+    def __init__(self, config: DetectorConfig, up: float, down: float, h: float) -> None:
+        self.up, self.down, self.h = up, down, h
+        self.persist = config.persist
+        self.persist_from, self.persist_threshold = config.persist_from, config.persist_threshold
+        level = config.onset_level
+        # "Back near 0" is below one up-step: a CUSUM with bigger steps (the tail one) gets a
+        # proportionally higher onset level.
+        self.onset_level = -1.0 if level is None else level * up / config.up
+        self.lookback = 0.0 if level is None else min(config.onset_lookback, self.persist)
+        self.s = 0.0
+        self.last_zero: float | None = None  # the alert's onset estimate
+        self.low = -math.inf  # last sample with S <= onset_level: the clock's earliest start
+        self.episode: float | None = None  # where the persistence clock started
+        self.late = 0.0  # evidence from samples >= `persist` seconds after `episode`
+        self.crossed: tuple[float, float] | None = None  # (time S crossed h, onset)
+
+    def reset(self, t: float) -> None:
+        self.s, self.last_zero, self.low, self.episode, self.late = 0.0, t, t, None, 0.0
+        self.crossed = None
+
+    def step(self, t: float, exceeded: bool) -> None:
+        step = self.up if exceeded else self.down
+        s = self.s + step
+        if s <= 0.0:
+            self.s, self.last_zero, self.low, self.episode, self.late = 0.0, t, t, None, 0.0
+            return
+        episode = self.episode
+        if episode is None:
+            if s >= self.persist_from:
+                self.episode = max(self.low, t - self.lookback)
+            elif s <= self.onset_level:
+                self.low = t
+        elif t >= episode + self.persist:
+            self.late += step
+        h = self.h
+        if s >= h:
+            s = min(s, 2 * h)  # bounded: only the crossing matters
+            if self.crossed is None and (self.late >= self.persist_threshold or self.persist <= 0):
+                self.crossed = (t, t if self.last_zero is None else self.last_zero)
+        self.s = s
+
+
 class Detector:
     def __init__(self, config: DetectorConfig, *, signal: str = "", model: str = "") -> None:
         self.config = config
@@ -81,16 +131,17 @@ class Detector:
             if config.normalization is Normalization.NONE
             else CovariateHistory(config.refresh_seconds, config.history_seconds)
         )
-        self._up, self._down = config.up, config.down
-        self.statistic = 0.0
-        self._last_zero: float | None = None
-        # Persistence: when S first reached `persist_from` in this excursion, and the evidence
-        # (sum of increments) from samples at least `persist` seconds later.
-        self._persist = config.persist
-        self._episode: float | None = None
-        self._late = 0.0
+        self._cusum = _Cusum(config, config.up, config.down, config.threshold)
+        # Optional second CUSUM on exceedances of the baseline's tail quantile (p99): catches a
+        # change confined to a few % of requests (a slow replica, a cold cache) sooner.
+        tail = config.tail_quantile
+        self._tail: _Cusum | None = None
+        if tail is not None:
+            p0, p1 = 1 - tail, config.tail_p1
+            up, down = math.log(p1 / p0), math.log((1 - p1) / (1 - p0))
+            self._tail = _Cusum(config, up, down, config.tail_threshold or config.threshold)
+        self._q_tail = math.inf
         self._fast_since: float | None = None  # first evaluation of the current fast-path run
-        self._crossed: tuple[float, float] | None = None  # (time S crossed h, onset)
         self._q_ref: float | None = None  # exceedances are counted once a baseline exists
         self._crit_level = self._fast_level = math.inf
         self._armed = False
@@ -145,27 +196,26 @@ class Detector:
                     slot.over_fast += 1
         if not self._armed:
             return
-        step = self._up if exceeded else self._down
-        s = self.statistic + step
-        if s <= 0.0:
-            s = 0.0
-            self._last_zero, self._episode, self._late = t, None, 0.0
-        else:
-            cfg = self.config
-            h = cfg.threshold
-            episode = self._episode
-            if episode is None:
-                if s >= cfg.persist_from:
-                    self._episode = t
-            elif t >= episode + self._persist:
-                self._late += step
-            if s >= h:
-                s = min(s, 2 * h)  # bounded: only the crossing matters
-                if self._crossed is None and (
-                    self._late >= cfg.persist_threshold or self._persist <= 0
-                ):
-                    self._crossed = (t, t if self._last_zero is None else self._last_zero)
-        self.statistic = s
+        self._cusum.step(t, exceeded)
+        tail = self._tail
+        if tail is not None:
+            tail.step(t, failed or norm > self._q_tail)
+
+    @property
+    def statistic(self) -> float:
+        """The main CUSUM's statistic S (log-likelihood units)."""
+        return self._cusum.s
+
+    @property
+    def tail_statistic(self) -> float | None:
+        return None if self._tail is None else self._tail.s
+
+    def _cusums(self) -> tuple[_Cusum, ...]:
+        return (self._cusum,) if self._tail is None else (self._cusum, self._tail)
+
+    def _suspicious(self) -> bool:
+        """Some statistic above half its threshold: the baseline stays frozen."""
+        return any(c.s > c.h / 2 for c in self._cusums())
 
     # -- periodic ---------------------------------------------------------------------------
 
@@ -179,18 +229,19 @@ class Detector:
             boundary = index * cfg.refresh_seconds
             if self.alert is not None:
                 changes.extend(self._check_clear(now))
-            if self.alert is None and self.statistic <= cfg.threshold / 2:
+            if self.alert is None and not self._suspicious():
                 self._rebaseline(boundary)
         if self.alert is None:
-            if self._crossed is not None:
-                fired_at, onset = self._crossed
+            crossed = min((c.crossed for c in self._cusums() if c.crossed), default=None)
+            if crossed is not None:
+                fired_at, onset = crossed
                 severity = Severity.CRIT if self._fast_path(now) else Severity.WARN
                 changes.append(self._fire(now, severity, fired_at, onset))
             elif self._fast_path_persists(now):
                 since = self._fast_since
                 assert since is not None
                 start = self._windows.slot_start(since) - cfg.short_seconds + cfg.slot_seconds
-                zero = self._last_zero
+                zero = self._cusum.last_zero
                 onset = zero if self._armed and zero is not None and zero <= since else start
                 changes.append(self._fire(now, Severity.CRIT, now, onset))
         elif self.alert.severity is Severity.WARN and (
@@ -229,10 +280,13 @@ class Detector:
         self._q_ref = q_ref if fast else None
         self._crit_level = max(cfg.crit_ratio * p95, q_ref)
         self._fast_level = max(cfg.fast_ratio * p95, q_ref)
+        if self._tail is not None and cfg.tail_quantile is not None:
+            tail = quantile(total.norm, cfg.tail_quantile)
+            self._q_tail = math.inf if tail is None else max(cfg.margin * tail, tail + cfg.floor)
         armed = fast and total.n >= cfg.arm_samples and span >= cfg.arm_span_seconds - 1e-9
         if armed and not self._armed:
-            self.statistic, self._last_zero = 0.0, boundary
-            self._episode, self._late = None, 0.0
+            for cusum in self._cusums():
+                cusum.reset(boundary)
         self._armed = armed
 
     def _fast_path(self, now: float) -> bool:
@@ -252,7 +306,7 @@ class Detector:
             return False
         if self._fast_since is None:
             self._fast_since = now
-        return now - self._fast_since >= self._persist - 1e-9
+        return now - self._fast_since >= self.config.persist - 1e-9
 
     def _medium_rule(self, now: float) -> bool:
         counts = self._windows.counts(now, self.config.medium_seconds)
@@ -270,13 +324,16 @@ class Detector:
         resolved = replace(self._measure(now, alert), resolved_at=now)
         self._excluded.append((alert.onset, now))
         self.alert, self._last_resolved = None, resolved
-        self.statistic, self._crossed, self._clear_streak, self._last_zero = 0.0, None, 0, now
-        self._episode, self._late, self._fast_since = None, 0.0, None
+        self._clear_streak, self._fast_since = 0, None
+        for cusum in self._cusums():
+            cusum.reset(now)
         return [AlertResolved(resolved)]
 
     def _fire(self, now: float, severity: Severity, fired_at: float, onset: float) -> AlertChange:
         last = self._last_resolved
-        self._crossed, self._clear_streak, self._fast_since = None, 0, None
+        self._clear_streak, self._fast_since = 0, None
+        for cusum in self._cusums():
+            cusum.crossed = None
         if (
             last is not None
             and last.resolved_at is not None

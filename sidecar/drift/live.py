@@ -45,6 +45,7 @@ FAST_PROFILE = DetectorConfig(
     clear_min_samples=40,
     clear_evaluations=2,
     flap_seconds=30,
+    onset_lookback=0.5,
 )
 PROFILES = {"production": DetectorConfig(), "fast": FAST_PROFILE}
 

@@ -10,7 +10,8 @@ from sidecar.drift.detector import Detector
 from sidecar.drift.events import AlertChange
 
 # The production design scaled down 10x in time: 1 s slots, a 6 s short and 30 s medium window,
-# a 120 s baseline ending 30 s ago, refreshed every 6 s. Arming rules are kept in samples.
+# a 120 s baseline ending 30 s ago, refreshed every 6 s, the persistence clock's lookback 0.5 s.
+# Arming rules are kept in samples.
 FAST = DetectorConfig(
     slot_seconds=1.0,
     short_seconds=6.0,
@@ -26,6 +27,7 @@ FAST = DetectorConfig(
     clear_min_samples=200,
     flap_seconds=60.0,
     floor=0.0,
+    onset_lookback=0.5,
 )
 RATE = 40.0  # samples per second
 

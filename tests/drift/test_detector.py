@@ -7,7 +7,7 @@ import pytest
 
 from sidecar.drift.backtest import config_for_step
 from sidecar.drift.config import DetectorConfig
-from sidecar.drift.detector import Detector
+from sidecar.drift.detector import Detector, _Cusum
 from sidecar.drift.events import AlertEscalated, AlertFired, AlertResolved, Severity
 from tests.drift.streams import DISTRIBUTIONS, FAST, RATE, run
 
@@ -81,6 +81,9 @@ def test_burst_shorter_than_persist_is_a_non_event(cusum: bool) -> None:
 def test_backtest_of_an_aggregated_series_has_no_persistence_test() -> None:
     assert config_for_step(60.0, DetectorConfig()).persist == 0.0
     assert config_for_step(0.2, DetectorConfig()).persist == 50.0
+    # nor a tail CUSUM: a p99 of ~100-240 aggregated points rests on 1-2 of them
+    assert config_for_step(60.0, DetectorConfig()).tail_quantile is None
+    assert config_for_step(0.2, DetectorConfig()).tail_quantile == 0.99
 
 
 def test_persist_zero_pages_on_the_crossing() -> None:
@@ -214,3 +217,109 @@ def test_deterministic() -> None:
     a = run(DISTRIBUTIONS["pareto"], 500.0, factor=lambda t: 1.3 if t > 300 else 1.0, seed=5)[1]
     b = run(DISTRIBUTIONS["pareto"], 500.0, factor=lambda t: 1.3 if t > 300 else 1.0, seed=5)[1]
     assert a == b and random.Random(5).random() == random.Random(5).random()
+
+
+# -- persistence clock from the change's start; tail CUSUM ------------------------------------
+
+ONSET_CLOCK = replace(FAST, onset_level=1.0, onset_lookback=1.0, tail_quantile=None)
+NO_TAIL = replace(FAST, tail_quantile=None)
+PREVIOUS = replace(NO_TAIL, onset_level=None)  # the clock from S >= 5, no tail CUSUM
+
+
+def _cusum_clock(config: DetectorConfig, pre_lifted: bool) -> float | None:
+    """Where the persistence clock starts for 8 exceedances from t = 10 s (0.1 s apart)."""
+    cusum = _Cusum(config, config.up, config.down, config.threshold)
+    cusum.reset(0.0)
+    if pre_lifted:  # noise lifted S above the onset level long before the burst
+        cusum.step(2.0, True)
+        cusum.step(2.1, True)
+    for i in range(8):
+        cusum.step(10.0 + i / 10, True)
+    return cusum.episode
+
+
+def test_persistence_clock_starts_at_the_last_low_point_within_the_lookback() -> None:
+    # from S = 0: the last sample with S <= 1 is the first exceedance, 10.0 s
+    assert _cusum_clock(ONSET_CLOCK, pre_lifted=False) == pytest.approx(10.0)
+    # without onset_level the clock starts where S reached 5 (the behaviour before)
+    assert _cusum_clock(PREVIOUS, pre_lifted=False) == pytest.approx(10.7)
+    # S was lifted to 1.4 at 2.1 s and never fell back to 1; it reached 5 at 10.5 s: the clock
+    # starts 1 s (the lookback) before that, not at 2.0 s
+    assert _cusum_clock(ONSET_CLOCK, pre_lifted=True) == pytest.approx(9.5)
+    wide = replace(ONSET_CLOCK, onset_lookback=100.0)  # clamped to `persist` (5 s)
+    assert _cusum_clock(wide, pre_lifted=True) == pytest.approx(5.5)
+
+
+@pytest.mark.parametrize("name", ["lognormal", "gamma", "pareto"])
+def test_onset_clock_pages_a_step_sooner_but_not_before_it_persisted(name: str) -> None:
+    def first_fire(config: DetectorConfig) -> float:
+        _, changes = run(DISTRIBUTIONS[name], 500.0, factor=lambda t: 1.5 if t >= 400 else 1.0,
+                         config=config)  # fmt: skip
+        return next(c.alert.fired_at for _, c in changes if isinstance(c, AlertFired))
+
+    before, after = first_fire(PREVIOUS), first_fire(ONSET_CLOCK)
+    assert 400 + FAST.persist <= after < before
+    # the test config's 0.5 s lookback (5 s in production) is as short as S's climb to 5 here
+    assert 400 + FAST.persist <= first_fire(NO_TAIL) <= before
+
+
+@pytest.mark.parametrize("length", [3.0, 4.0])
+def test_onset_clock_still_ignores_bursts_shorter_than_persist(length: float) -> None:
+    _, changes = run(
+        DISTRIBUTIONS["lognormal"],
+        600.0,
+        factor=lambda t: 3.0 if 400 <= t < 400 + length else 1.0,
+        config=NO_TAIL,
+    )
+    assert changes == []
+    _, changes = run(
+        DISTRIBUTIONS["lognormal"],
+        600.0,
+        factor=lambda t: 3.0 if 400 <= t < 400 + length else 1.0,
+        config=FAST,  # the tail CUSUM has the same persistence
+    )
+    assert changes == []
+
+
+TAIL = FAST  # on by default: p99, 1 % -> 4 %
+
+
+@pytest.mark.parametrize("name", sorted(DISTRIBUTIONS))
+def test_tail_cusum_is_quiet_on_stationary_series(name: str) -> None:
+    det, changes = run(DISTRIBUTIONS[name], 1500.0, seed=7, config=TAIL)
+    assert det.armed and changes == []
+    assert det.tail_statistic is not None and det.tail_statistic < TAIL.threshold
+
+
+def test_tail_cusum_catches_a_tail_only_change_sooner() -> None:
+    # 6 % of requests x4 from 400 s: the p95-level CUSUM barely moves, the p99-level one does
+    def first_fire(config: DetectorConfig, seed: int) -> float:
+        rng = random.Random(seed)
+        factor = lambda t: 4.0 if t >= 400 and rng.random() < 0.06 else 1.0  # noqa: E731
+        _, changes = run(DISTRIBUTIONS["lognormal"], 700.0, factor=factor, config=config)
+        fired = [c.alert for _, c in changes if isinstance(c, AlertFired)]
+        assert fired, "missed"
+        assert 400 + config.persist <= fired[0].fired_at
+        return fired[0].fired_at
+
+    gains = [first_fire(NO_TAIL, seed) - first_fire(TAIL, seed) for seed in (11, 12, 13)]
+    assert min(gains) > 0 and sum(gains) > 20  # production: 10x the seconds
+
+
+def test_tail_reference_is_just_above_the_baseline_p99() -> None:
+    det, _ = run(DISTRIBUTIONS["lognormal"], 300.0, config=TAIL)
+    assert det.baseline is not None
+    rng = random.Random(0)
+    values = sorted(max(rng.lognormvariate(-1.0, 0.6), 1e-4) for _ in range(200_000))
+    p99 = values[int(0.99 * len(values))]
+    assert det._q_tail == pytest.approx(1.05 * p99, rel=0.05)
+    assert Detector(NO_TAIL).tail_statistic is None
+
+
+def test_config_rejects_bad_onset_and_tail_settings() -> None:
+    with pytest.raises(ValueError, match="onset_level"):
+        DetectorConfig(onset_level=5.0)
+    with pytest.raises(ValueError, match="onset_lookback"):
+        DetectorConfig(onset_level=1.0, onset_lookback=-1.0)
+    with pytest.raises(ValueError, match="tail_quantile"):
+        DetectorConfig(tail_quantile=0.99, tail_p1=0.005)
