@@ -150,17 +150,22 @@ class WebSocketSession:
             await self._write([protocol.hello(self.id, self.token, ctx.heartbeat_interval)])
             if resume_failed:
                 self._error(None, "resume_expired", "that session is gone; this is a new one")
-            while True:
-                message = await self.receive()
-                if message["type"] == "websocket.receive":
-                    data = message.get("text")
-                    self._on_frame(data if data is not None else message.get("bytes", b""))
-                elif message["type"] == "websocket.disconnect":
-                    break
+            # No local holds a message while waiting for the next: a client's last frame
+            # (up to the size limit) would stay in memory for as long as it idles.
+            while self._on_message(await self.receive()):
+                pass
         except ClientGone:
             pass
         finally:
             self._end_connection(self.disconnect_reason or "client_closed")
+
+    def _on_message(self, message: dict[str, Any]) -> bool:
+        """Handle one ASGI message; False once the client is gone."""
+        kind: str = message["type"]
+        if kind == "websocket.receive":
+            data = message.get("text")
+            self._on_frame(data if data is not None else message.get("bytes", b""))
+        return kind != "websocket.disconnect"
 
     def _end_connection(self, reason: str) -> None:
         if self.closed:
