@@ -2,17 +2,23 @@
 
 Idle memory is measured on a fresh server per count (freed memory from earlier load would be
 reused and hide the cost), as the RSS growth from a warmed-up baseline divided by connections.
+
+`python -m bench.relay.connections --baseline COMMIT [--commit COMMIT]` measures idle memory
+only, for two sidecar versions and the minimal relay side by side in one run.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.relay.env import Env
-from bench.relay.procs import Proc, rss_bytes
+from bench.relay.env import SIM_BASE_TPS, Config, Env
+from bench.relay.loadgen import Workers
+from bench.relay.procs import Proc, Procs, raise_fd_limit, rss_bytes
 from bench.relay.stats import median, percentile, ratio
 
 CONNS_PER_SOURCE_ADDR = 10_000  # well under the ephemeral port range per (src, dst) pair
@@ -181,3 +187,72 @@ def _close_latencies(result: dict[str, Any], log: Path) -> dict[str, Any]:
         "p99_ms": percentile(ms, 99),
         "max_ms": max(ms) if ms else None,
     }
+
+
+def compare_idle(
+    baseline: str, commit: str | None, counts: tuple[int, ...]
+) -> list[dict[str, Any]]:
+    """Idle memory of the sidecar at `baseline` and at `commit` (default: the working tree)
+    and of the minimal relay, each on a fresh server per count, in one run."""
+    config = replace(Config.full(), idle_counts=counts, commit=commit)
+    raise_fd_limit()
+    procs = Procs(commit)
+    before: Procs | None = None
+    workers: Workers | None = None
+    rows = []
+    try:
+        before = Procs(baseline)
+        workers = Workers(config.workers)
+        sim = procs.simulator(config.ttft, SIM_BASE_TPS, config.seed)
+        env = Env(config, procs, workers, sim)
+        owners = {"before": before, "after": procs, "minimal": procs}
+        for count in counts:
+            row: dict[str, Any] = {"connections": count}
+            for name, owner in owners.items():
+                env.progress(f"idle: {count} connections, {name}")
+                if name == "minimal":
+                    proc = owner.minimal(sim.url, config.idle_heartbeat)
+                else:
+                    proc = owner.sidecar(sim.url, config.idle_heartbeat, name=f"sidecar-{name}")
+                try:
+                    row[name] = _idle_once(env, proc, count)
+                finally:
+                    owner.stop(proc)
+            rows.append(row)
+        env.progress_done()
+    finally:
+        if workers is not None:
+            workers.close()
+        procs.close()
+        if before is not None:
+            before.close()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.relay.connections")
+    parser.add_argument("--baseline", required=True, help="the sidecar commit to compare with")
+    parser.add_argument("--commit", default=None, help="default: the working tree")
+    parser.add_argument("--counts", default="1000,10000")
+    args = parser.parse_args()
+    counts = tuple(int(n) for n in args.counts.split(","))
+    rows = compare_idle(args.baseline, args.commit, counts)
+    print("| connections | sidecar before | sidecar after | minimal relay | alive (after) |")
+    print("|---:|---:|---:|---:|---:|")
+    for row in rows:
+        kib = [
+            f"{row[name]['kib_per_connection']:.1f} KiB" for name in ("before", "after", "minimal")
+        ]
+        alive = f"{row['after']['alive_after_hold']}/{row['after']['opened']}"
+        print(f"| {row['connections']} | {' | '.join(kib)} | {alive} |")
+    for row in rows:
+        for name in ("before", "after", "minimal"):
+            r = row[name]
+            print(
+                f"{row['connections']} {name}: RSS {r['rss_before_mib']:.0f} → "
+                f"{r['rss_after_mib']:.0f} MiB, idle CPU {r['idle_cpu_percent']:.1f} %"
+            )
+
+
+if __name__ == "__main__":
+    main()
