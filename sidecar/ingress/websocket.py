@@ -15,8 +15,6 @@ from array import array
 from collections import deque
 from typing import Any
 
-import aiohttp
-
 from sidecar.accounting.stream import Outcome, StreamAccount
 from sidecar.context import ServerContext
 from sidecar.errors import UpstreamError
@@ -463,7 +461,6 @@ class WebSocketSession:
         live.trace = self.trace.stream_started(account, event.body)
         account.trace_id = live.trace.trace_id_hex or account.trace_id
         self.live[event.id] = live
-        ctx.recorder.started(account)
         self.streams_started += 1
         live.task = asyncio.get_running_loop().create_task(self._relay(live, event))
         live.task.add_done_callback(lambda _task: live.release() if live.account.ended else None)
@@ -479,6 +476,7 @@ class WebSocketSession:
             live.response = await ctx.upstream.stream(
                 event.path, shaped.body, account.stream_id, headers
             )
+            ctx.recorder.started(account)  # after the request left: not on its critical path
             await self._write([protocol.start(account.request_id, account.trace_id or "")])
             assert ctx.observer is not None
             finished = await pump(
@@ -505,7 +503,7 @@ class WebSocketSession:
                 self._fail(live, "upstream_truncated", "model server closed the stream early")
         except UpstreamError as exc:
             self._fail(live, exc.code, str(exc))
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError) as exc:
             self._fail(live, "upstream_error", f"model server connection failed: {exc}")
         except ClientGone:
             self._end_stream(live, Outcome.CLIENT_GONE)
