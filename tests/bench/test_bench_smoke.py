@@ -82,3 +82,12 @@ def test_cli_rejects_unknown_scenario(capsys: pytest.CaptureFixture[str]) -> Non
         bench_main(["--only", "nope"])
     assert exit_info.value.code == 2
     assert "unknown scenario" in capsys.readouterr().err
+
+
+def test_per_token_logic_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.relay.pertoken import main as pertoken_main
+
+    assert pertoken_main(["--tokens", "640", "--repeat", "1"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert [row.split("|")[1].strip() for row in rows[1:]] == ["1", "4", "16"]
+    assert all(float(row.split("|")[2]) > 0 for row in rows[1:])
