@@ -68,6 +68,31 @@ def test_console_and_service_name(monkeypatch: pytest.MonkeyPatch) -> None:
         provider.shutdown()
 
 
+def batching(provider: TracerProvider) -> tuple[int, float]:
+    processor = provider._active_span_processor._span_processors[0]._batch_processor  # type: ignore[attr-defined]
+    return processor._max_export_batch_size, processor._schedule_delay
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, (64, 0.5)),  # small batches often: encoding one holds the GIL
+        ({"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "256", "OTEL_BSP_SCHEDULE_DELAY": "2000"}, (256, 2.0)),
+    ],
+)
+def test_export_batching_defaults_yield_to_the_standard_variables(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: tuple[int, float]
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    provider = build_tracer_provider(console=True)
+    assert provider is not None
+    try:
+        assert batching(provider) == expected
+    finally:
+        provider.shutdown()
+
+
 @pytest.mark.parametrize(
     ("env", "provider_expected"),
     [
