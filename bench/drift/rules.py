@@ -100,6 +100,16 @@ class WindowRule:
                 self._last_true[name] = t
 
 
+# Ours has a second knob besides h: how long a change must last before it pages. Shorter is
+# faster and pages bursts; the curve includes it so ours also has points where the simple rules
+# trade many false alarms for speed.
+PERSIST_SWEEP = (0.0, 25.0)
+
+
+def persist_name(h: float, seconds: float) -> str:
+    return f"ours h={h:g}, persist {seconds:g} s"
+
+
 def ours_name(h: float, chosen: float) -> str:
     return f"ours h={h:g}" + (" (tuned = default)" if h == chosen == DEFAULT_H else "")
 
@@ -120,6 +130,10 @@ def contenders(
 ) -> list[Any]:
     """Every setting of every family, plus ours as the previous round and the first one had it."""
     feeders: list[Any] = [Ours(ours_name(h, chosen_h), threshold=h) for h in h_sweep]
+    feeders += [
+        Ours(persist_name(chosen_h, s), threshold=chosen_h, persist_seconds=s)
+        for s in PERSIST_SWEEP
+    ]
     feeders.append(Ours(f"ours h={DEFAULT_H:g}, previous round", threshold=DEFAULT_H, **PREVIOUS))
     feeders.append(
         Ours("ours h=10, no persistence (first round)", threshold=10.0, persist_seconds=0.0,
