@@ -65,7 +65,6 @@ class Response:
         "_waiter",
         "complete",
         "eof",
-        "headers",
         "keep_alive",
         "status",
     )
@@ -78,7 +77,6 @@ class Response:
         self._waiter: asyncio.Future[None] | None = None
         self._headers_waiter: asyncio.Future[None] = conn.loop.create_future()
         self.status = 0
-        self.headers: list[tuple[bytes, bytes]] = []
         self.keep_alive = False
         self.complete = False  # the whole message arrived (the connection may be reused)
         self.eof = False  # no more body will come (complete, or the connection ended)
@@ -231,10 +229,6 @@ class Connection(asyncio.Protocol):
             response._end(False)
 
     # httptools callbacks --------------------------------------------------------------------------
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        assert self.response is not None
-        self.response.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         assert self.parser is not None and self.response is not None
