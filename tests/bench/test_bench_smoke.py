@@ -91,3 +91,28 @@ def test_per_token_logic_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> N
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     assert [row.split("|")[1].strip() for row in rows[1:]] == ["1", "4", "16"]
     assert all(float(row.split("|")[2]) > 0 for row in rows[1:])
+
+
+def test_ab_driver_gives_b_alone_the_tracing_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+    import os
+
+    from bench.relay.ab import _b_environment
+    from bench.relay.procs import Procs
+
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    procs = Procs(None)
+    try:
+        args = argparse.Namespace(tracing_b=True, bsp_b="64,500")
+        with _b_environment(procs, args):
+            inside = {k: os.environ.get(k) for k in ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE",)}
+            endpoint = os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"]
+        assert inside == {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "64"}
+        assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in os.environ
+        import urllib.request
+
+        request = urllib.request.Request(endpoint + "/v1/traces", b"\x00", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:  # the receiver accepts
+            assert response.status == 200
+    finally:
+        procs.close()

@@ -1,0 +1,145 @@
+"""Two sidecar versions side by side: `python -m bench.relay.ab COMMIT_A COMMIT_B`.
+
+Both run against one simulator and are measured in rotating order with the direct connection
+and the minimal relay (WebSocket), as `python -m bench` does for one version. `wt` stands for the
+working tree. `--tracing-b` turns tracing on for B only (OTLP/HTTP to a receiver on loopback
+started here), `--bsp-b 64,500` also sets B's export batch size and delay (ms). This is how the
+before/after figures of a change in docs/benchmarks.md were measured.
+
+    python -m bench.relay.ab 4148767 f96901c --streams 200 --rounds 3
+    python -m bench.relay.ab HEAD HEAD --tracing-b
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from bench.relay.env import Config, Env
+from bench.relay.loadgen import Workers
+from bench.relay.procs import Procs, free_port, wait_http
+from bench.relay.streams import Target, max_tokens_for, measure
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.relay.ab", description=__doc__)
+    parser.add_argument("a")
+    parser.add_argument("b")
+    parser.add_argument("--streams", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--kind", choices=("ws", "sse"), default="ws")
+    parser.add_argument("--tracing-b", action="store_true")
+    parser.add_argument("--bsp-b", default=None, help="BATCH,DELAY_MS for B's span exports")
+    parser.add_argument("--serve-otlp", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve_otlp:
+        return _serve_otlp(args.serve_otlp)
+    cfg = Config.full()
+    procs_a, procs_b = Procs(_commit(args.a)), Procs(_commit(args.b))
+    workers = Workers(cfg.workers)
+    try:
+        sim = procs_a.simulator(cfg.ttft, 50.0, cfg.seed)
+        env = Env(cfg, procs_a, workers, sim)
+        rate = cfg.rate_per_stream(args.streams)
+        env.set_rate(rate)
+        side_a = procs_a.sidecar(sim.url, 20.0, "A")
+        with _b_environment(procs_b, args):
+            side_b = procs_b.sidecar(sim.url, 20.0, "B")
+        targets = [Target("direct", "sse", sim.url + "/v1/chat/completions", None)]
+        for name, proc in (("A", side_a), ("B", side_b)):
+            url = f"ws://{proc.url}/v1/stream" if args.kind == "ws" else f"http://{proc.url}"
+            suffix = "" if args.kind == "ws" else "/v1/chat/completions"
+            targets.append(Target(name, args.kind, url + suffix, proc))
+        if args.kind == "ws":
+            minimal = procs_a.minimal(sim.url, 20.0)
+            targets.append(Target("minimal", "ws", f"ws://{minimal.url}/v1/stream", minimal))
+        max_tokens = max_tokens_for(rate, cfg.answer_seconds)
+        for target in targets[1:]:
+            measure(env, target, args.streams, max_tokens, 2.0)  # warm-up
+        results: dict[str, list[dict[str, Any]]] = {t.name: [] for t in targets}
+        for r in range(args.rounds):
+            k = r % len(targets)
+            for target in targets[k:] + targets[:k]:
+                result = measure(env, target, args.streams, max_tokens, args.seconds)
+                results[target.name].append(result)
+        _print(results, {"A": args.a, "B": args.b})
+    finally:
+        workers.close()
+        procs_b.close()
+        procs_a.close()
+    return 0
+
+
+def _commit(ref: str) -> str | None:
+    return None if ref == "wt" else ref
+
+
+@contextmanager
+def _b_environment(procs: Procs, args: argparse.Namespace) -> Iterator[None]:
+    """Tracing settings seen by B's process only (children inherit the environment)."""
+    extra: dict[str, str] = {}
+    if args.tracing_b:
+        port = free_port()
+        sink = procs.start("otlp", [sys.executable, "-m", "bench.relay.ab", "x", "x",
+                                    "--serve-otlp", str(port)])  # fmt: skip
+        wait_http(f"http://127.0.0.1:{port}/", 20, sink.popen)
+        extra["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{port}"
+        if args.bsp_b:
+            batch, delay = args.bsp_b.split(",")
+            extra |= {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": batch, "OTEL_BSP_SCHEDULE_DELAY": delay}
+    saved = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _print(results: dict[str, list[dict[str, Any]]], refs: dict[str, str]) -> None:
+    direct = results["direct"]
+    for name, runs in results.items():
+        if name == "direct":
+            continue
+
+        def added(key: str, runs: list[dict[str, Any]] = runs) -> float:
+            return statistics.median(x[key] - d[key] for x, d in zip(runs, direct, strict=True))
+
+        cpu = statistics.median(x["cpu_us_per_token"] for x in runs)
+        rate = statistics.median(x["token_rate"] for x in runs)
+        print(
+            f"{name} {refs.get(name, '')}: +TTFT p50 {added('ttft_p50_ms'):.2f} "
+            f"p99 {added('ttft_p99_ms'):.2f} +ITL p99 {added('itl_p99_ms'):.2f} ms; "
+            f"CPU {cpu:.1f} µs/token; {rate:.0f} tok/s; errors {sum(x['errors'] for x in runs)}"
+        )
+
+
+def _serve_otlp(port: int) -> int:
+    """A receiver that accepts OTLP/HTTP trace exports and drops them."""
+    from aiohttp import web
+
+    async def accept(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(content_type="application/x-protobuf")
+
+    async def health(_request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/v1/traces", accept)
+    app.router.add_get("/", health)
+    web.run_app(app, host="127.0.0.1", port=port, print=None)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
