@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bench.relay.env import Config
 from bench.relay.procs import nginx_available
+from bench.relay.quota import available as quota_available
 from bench.relay.suite import SCENARIOS, run
 
 
@@ -44,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(config, levels=tuple(int(n) for n in args.levels.split(",")))
     if args.duration:
         config = replace(config, duration=args.duration)
+    if "capacity" in config.scenarios and not quota_available():
+        print(
+            "no writable cgroup cpu controller (needs root): the capacity scenario is left out",
+            file=sys.stderr,
+        )
+        config = replace(config, scenarios=tuple(n for n in config.scenarios if n != "capacity"))
     if not config.nginx:
         print("nginx not found at /usr/sbin/nginx: the HTTP path runs without it", file=sys.stderr)
     try:

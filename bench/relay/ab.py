@@ -6,8 +6,14 @@ working tree. `--tracing-b` turns tracing on for B only (OTLP/HTTP to a receiver
 started here), `--bsp-b 64,500` also sets B's export batch size and delay (ms). This is how the
 before/after figures of a change in docs/benchmarks.md were measured.
 
+`--answer-tokens N` fixes the answer length (CPU per token = per-request work ÷ N + per-token
+work; two lengths separate the two). `--cpu-quota 0.1` runs each relay at a tenth of a core
+(bench/relay/quota.py, needs root) so that it is saturated: tokens/s ÷ quota is then its
+capacity per core.
+
     python -m bench.relay.ab 4148767 f96901c --streams 200 --rounds 3
     python -m bench.relay.ab HEAD HEAD --tracing-b
+    python -m bench.relay.ab HEAD wt --answer-tokens 60 --cpu-quota 0.1
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from typing import Any
 
 from bench.relay.env import Config, Env
 from bench.relay.loadgen import Workers
-from bench.relay.procs import Procs, free_port, wait_http
+from bench.relay.procs import Procs
+from bench.relay.quota import CpuQuota, QuotaUnavailable
 from bench.relay.streams import Target, max_tokens_for, measure
 
 
@@ -34,19 +41,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--kind", choices=("ws", "sse"), default="ws")
+    parser.add_argument(
+        "--answer-tokens", type=int, default=None, help="tokens per answer (default: about 1 s)"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=None, help="tokens/s per stream (default: as python -m bench)"
+    )
+    parser.add_argument(
+        "--cpu-quota", type=float, default=None, help="fraction of a core for each relay (root)"
+    )
     parser.add_argument("--tracing-b", action="store_true")
     parser.add_argument("--bsp-b", default=None, help="BATCH,DELAY_MS for B's span exports")
-    parser.add_argument("--serve-otlp", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.serve_otlp:
-        return _serve_otlp(args.serve_otlp)
     cfg = Config.full()
     procs_a, procs_b = Procs(_commit(args.a)), Procs(_commit(args.b))
     workers = Workers(cfg.workers)
+    quotas: list[CpuQuota] = []
     try:
         sim = procs_a.simulator(cfg.ttft, 50.0, cfg.seed)
         env = Env(cfg, procs_a, workers, sim)
-        rate = cfg.rate_per_stream(args.streams)
+        rate = args.rate or cfg.rate_per_stream(args.streams)
         env.set_rate(rate)
         side_a = procs_a.sidecar(sim.url, 20.0, "A")
         with _b_environment(procs_b, args):
@@ -59,7 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.kind == "ws":
             minimal = procs_a.minimal(sim.url, 20.0)
             targets.append(Target("minimal", "ws", f"ws://{minimal.url}/v1/stream", minimal))
-        max_tokens = max_tokens_for(rate, cfg.answer_seconds)
+        max_tokens = args.answer_tokens or max_tokens_for(rate, cfg.answer_seconds)
+        if args.cpu_quota:
+            for target in targets[1:]:
+                assert target.proc is not None
+                quotas.append(CpuQuota(target.name, args.cpu_quota))
+                quotas[-1].add(target.proc.pid)
         for target in targets[1:]:
             measure(env, target, args.streams, max_tokens, 2.0)  # warm-up
         results: dict[str, list[dict[str, Any]]] = {t.name: [] for t in targets}
@@ -68,11 +87,16 @@ def main(argv: list[str] | None = None) -> int:
             for target in targets[k:] + targets[:k]:
                 result = measure(env, target, args.streams, max_tokens, args.seconds)
                 results[target.name].append(result)
-        _print(results, {"A": args.a, "B": args.b})
+        _print(results, {"A": args.a, "B": args.b}, quotas[0].fraction if quotas else None)
+    except QuotaUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         workers.close()
         procs_b.close()
         procs_a.close()
+        for quota in quotas:
+            quota.close()
     return 0
 
 
@@ -85,11 +109,7 @@ def _b_environment(procs: Procs, args: argparse.Namespace) -> Iterator[None]:
     """Tracing settings seen by B's process only (children inherit the environment)."""
     extra: dict[str, str] = {}
     if args.tracing_b:
-        port = free_port()
-        sink = procs.start("otlp", [sys.executable, "-m", "bench.relay.ab", "x", "x",
-                                    "--serve-otlp", str(port)])  # fmt: skip
-        wait_http(f"http://127.0.0.1:{port}/", 20, sink.popen)
-        extra["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{port}"
+        extra["OTEL_EXPORTER_OTLP_ENDPOINT"] = procs.otlp_sink().url
         if args.bsp_b:
             batch, delay = args.bsp_b.split(",")
             extra |= {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": batch, "OTEL_BSP_SCHEDULE_DELAY": delay}
@@ -105,7 +125,9 @@ def _b_environment(procs: Procs, args: argparse.Namespace) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _print(results: dict[str, list[dict[str, Any]]], refs: dict[str, str]) -> None:
+def _print(
+    results: dict[str, list[dict[str, Any]]], refs: dict[str, str], quota: float | None
+) -> None:
     direct = results["direct"]
     for name, runs in results.items():
         if name == "direct":
@@ -121,24 +143,13 @@ def _print(results: dict[str, list[dict[str, Any]]], refs: dict[str, str]) -> No
             f"p99 {added('ttft_p99_ms'):.2f} +ITL p99 {added('itl_p99_ms'):.2f} ms; "
             f"CPU {cpu:.1f} µs/token; {rate:.0f} tok/s; errors {sum(x['errors'] for x in runs)}"
         )
-
-
-def _serve_otlp(port: int) -> int:
-    """A receiver that accepts OTLP/HTTP trace exports and drops them."""
-    from aiohttp import web
-
-    async def accept(request: web.Request) -> web.Response:
-        await request.read()
-        return web.Response(content_type="application/x-protobuf")
-
-    async def health(_request: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_post("/v1/traces", accept)
-    app.router.add_get("/", health)
-    web.run_app(app, host="127.0.0.1", port=port, print=None)
-    return 0
+        if quota:
+            busy = cpu * rate / 1e6 / quota  # share of its quota the relay used
+            print(
+                f"  at {quota:g} of a core: {rate / quota:,.0f} tokens/s per core, "
+                f"{quota / rate * 1e6:.1f} µs/token saturated (quota {busy:.0%} used; "
+                f"direct delivered {statistics.median(x['token_rate'] for x in direct):.0f} tok/s)"
+            )
 
 
 if __name__ == "__main__":

@@ -40,10 +40,17 @@ class Config:
     ramp_rates: tuple[float, ...] = (250, 500, 1000, 1500, 2250, 3400, 5000, 7600, 11400)
     ramp_seconds: float = 3.0
     probes: int = 200
+    capacity_quota: float = 0.1  # fraction of a core each relay gets in the capacity scenario
+    # (streams, tokens/s per stream, tokens per answer), from one token per read to several
+    capacity_shapes: tuple[tuple[int, float, int], ...] = (
+        (200, 15.0, 60),
+        (64, 100.0, 200),
+        (16, 400.0, 400),
+    )
     workers: int = 2
     seed: int = 1
     nginx: bool = True
-    scenarios: tuple[str, ...] = ("ws", "http", "ramp", "handshakes", "idle", "close")
+    scenarios: tuple[str, ...] = ("ws", "http", "ramp", "capacity", "handshakes", "idle", "close")
     out_dir: Path = Path("bench/results")
     commit: str | None = None  # measure this commit's sidecar/ instead of the working tree
 
@@ -70,6 +77,7 @@ class Config:
             ramp_rates=(800, 3200),
             ramp_seconds=0.4,
             probes=15,
+            capacity_shapes=((16, 200.0, 40),),
         )
 
     def rate_per_stream(self, streams: int) -> float:

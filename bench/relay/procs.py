@@ -136,7 +136,9 @@ class Procs:
             shutil.rmtree(self.tmp, ignore_errors=True)
             raise
 
-    def start(self, name: str, args: list[str], url: str = "") -> Proc:
+    def start(
+        self, name: str, args: list[str], url: str = "", env: dict[str, str] | None = None
+    ) -> Proc:
         log = self.tmp / f"{name}.log"
         with log.open("wb") as handle:
             popen = subprocess.Popen(
@@ -145,7 +147,7 @@ class Procs:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=self.tmp,
-                env=child_env(self.code),
+                env={**child_env(self.code), **(env or {})},
                 preexec_fn=_child_setup,  # setsid + pdeathsig; no threads yet
             )
         proc = Proc(name, popen, log, url)
@@ -187,7 +189,10 @@ class Procs:
         wait_http(proc.url + "/health", 20, proc.popen)
         return proc
 
-    def sidecar(self, upstream: str, heartbeat: float, name: str = "sidecar") -> Proc:
+    def sidecar(
+        self, upstream: str, heartbeat: float, name: str = "sidecar", otlp: str | None = None
+    ) -> Proc:
+        """`otlp`: an OTLP/HTTP endpoint to export spans to (tracing on), e.g. `otlp_sink()`'s."""
         port, admin = free_port(), free_port()
         template = self.tmp / "migrated.db"
         if not template.exists():  # migrate once (about a second), then copy the empty ledger
@@ -203,7 +208,8 @@ class Procs:
         args += ["--admin-listen", f"127.0.0.1:{admin}", "--upstream", upstream, "--db", db]
         args += ["--spool-dir", str(spool), "--heartbeat-interval", str(heartbeat)]
         args += ["--heartbeat-timeout", str(heartbeat)]
-        proc = self.start(name, args, f"127.0.0.1:{port}")
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp} if otlp else None
+        proc = self.start(name, args, f"127.0.0.1:{port}", env)
         wait_http(f"http://127.0.0.1:{admin}/healthz", 30, proc.popen)
         return proc
 
@@ -213,6 +219,13 @@ class Procs:
         args += [f"127.0.0.1:{port}", "--upstream", upstream, "--heartbeat", str(heartbeat)]
         proc = self.start("minimal", args, f"127.0.0.1:{port}")
         wait_http(f"http://127.0.0.1:{port}/", 20, proc.popen)
+        return proc
+
+    def otlp_sink(self) -> Proc:
+        port = free_port()
+        args = [sys.executable, "-m", "bench.relay.otlp_sink", "--listen", f"127.0.0.1:{port}"]
+        proc = self.start("otlp-sink", args, f"http://127.0.0.1:{port}")
+        wait_http(proc.url + "/", 20, proc.popen)
         return proc
 
     def tracer(self) -> tuple[Proc, Path]:

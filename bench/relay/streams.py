@@ -91,17 +91,8 @@ def compare(env: Env, label: str, targets: list[Target], levels: tuple[int, ...]
         rate = cfg.rate_per_stream(streams)
         max_tokens = max_tokens_for(rate, cfg.answer_seconds)
         env.set_rate(rate)
-        rounds = []
-        for r in range(cfg.rounds):
-            row = {}
-            for k in range(len(targets)):
-                target = targets[(k + r) % len(targets)]
-                env.progress(
-                    f"{label}: {streams} streams x {rate:g} tok/s, round {r + 1}/{cfg.rounds}, "
-                    f"{target.name}"
-                )
-                row[target.name] = measure(env, target, streams, max_tokens, cfg.duration)
-            rounds.append({t.name: row[t.name] for t in targets})
+        where = f"{label}: {streams} streams x {rate:g} tok/s"
+        rounds = rotating_rounds(env, where, targets, streams, max_tokens)
         out.append(
             {
                 "streams": streams,
@@ -113,6 +104,23 @@ def compare(env: Env, label: str, targets: list[Target], levels: tuple[int, ...]
         )
     env.progress_done()
     return out
+
+
+def rotating_rounds(
+    env: Env, label: str, targets: list[Target], streams: int, max_tokens: int
+) -> list[dict[str, Any]]:
+    """Every target `rounds` times, the order rotated each round (so no variant always runs
+    first or last); one {target name: result} dict per round."""
+    cfg = env.config
+    rounds = []
+    for r in range(cfg.rounds):
+        row = {}
+        for k in range(len(targets)):
+            target = targets[(k + r) % len(targets)]
+            env.progress(f"{label}, round {r + 1}/{cfg.rounds}, {target.name}")
+            row[target.name] = measure(env, target, streams, max_tokens, cfg.duration)
+        rounds.append({t.name: row[t.name] for t in targets})
+    return rounds
 
 
 def websocket_targets(env: Env) -> list[Target]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench.relay import connections, streams
+from bench.relay import capacity, connections, streams
 from bench.relay.env import SIM_BASE_TPS, Config, Env
 from bench.relay.loadgen import Workers
 from bench.relay.procs import REPO, Procs, raise_fd_limit
@@ -28,6 +28,7 @@ SCENARIOS: dict[str, Callable[[Env], dict[str, Any]]] = {
     "ws": streams.ws_scenario,
     "http": streams.http_scenario,
     "ramp": streams.ramp_scenario,
+    "capacity": capacity.capacity_scenario,
     "handshakes": connections.handshake_scenario,
     "idle": connections.idle_scenario,
     "close": connections.close_scenario,

@@ -4,6 +4,7 @@ writes well-formed JSON and Markdown. Tiny parameters; the timings themselves ar
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,9 +13,11 @@ import pytest
 from bench.__main__ import main as bench_main
 from bench.relay.env import Config
 from bench.relay.procs import nginx_available
+from bench.relay.quota import available as quota_available
 from bench.relay.suite import SCENARIOS, run
 from tests.support.unavailable import in_ci, service_unavailable
 
+CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
 
@@ -35,6 +38,7 @@ def tiny(out: Path, nginx: bool) -> Config:
         ramp_rates=(100.0,),
         ramp_seconds=0.3,
         probes=3,
+        capacity_shapes=((2, 100.0, 10),),
         nginx=nginx,
         out_dir=out,
     )
@@ -44,10 +48,17 @@ def test_quick_path_produces_well_formed_results(tmp_path: Path) -> None:
     nginx = nginx_available()
     if not nginx and in_ci():
         service_unavailable("nginx is not installed at /usr/sbin/nginx (nginx-light)")
-    results = run(tiny(tmp_path, nginx))
+    config = tiny(tmp_path, nginx)
+    expected_scenarios = set(SCENARIOS)
+    if not quota_available():
+        if in_ci():
+            service_unavailable("no writable cgroup cpu controller for the capacity scenario")
+        expected_scenarios.discard("capacity")
+        config = replace(config, scenarios=tuple(expected_scenarios))
+    results = run(config)
 
     assert results["errors"] == {}
-    assert set(results["scenarios"]) == set(SCENARIOS)
+    assert set(results["scenarios"]) == expected_scenarios
     assert json.loads((tmp_path / "relay-smoke.json").read_text())["config"]["name"] == "smoke"
     markdown = (tmp_path / "relay-smoke.md").read_text()
     for heading in ("## Targets", "## WebSocket path", "## HTTP path", "## Rate ramp"):
@@ -69,6 +80,17 @@ def test_quick_path_produces_well_formed_results(tmp_path: Path) -> None:
         "sidecar",
         "minimal",
     }
+    if "capacity" in scenarios:
+        (shape,) = scenarios["capacity"]["shapes"]
+        relays = {"sidecar", "sidecar+tracing", "minimal"}
+        assert set(shape["summary"]) == relays | {"direct"}
+        for name in relays:
+            row = shape["summary"][name]
+            assert row["errors"] == 0 and row["tokens_per_s_per_core"] > 0, (name, row)
+        assert "## Capacity" in markdown
+        assert scenarios["capacity"]["otlp_received"]["exports"] > 0  # tracing really was on
+        leftovers = [p.name for p in CGROUP_CPU.glob("bench-*")] if CGROUP_CPU.exists() else []
+        assert not [name for name in leftovers if name.endswith(f"-{os.getpid()}")]
     assert scenarios["handshakes"]["summary"]["sidecar"]["handshakes"] > 0
     (idle,) = scenarios["idle"]["counts"]
     assert idle["sidecar"]["opened"] == idle["minimal"]["opened"] == 20
