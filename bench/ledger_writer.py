@@ -6,11 +6,16 @@
 Submits final stream rows (the shape `serve` writes) to a real `LedgerWriter` as fast as the
 caller can, and times until every row is committed. Target (issue 4): ≥ 10,000 rows/s into
 PostgreSQL. The caller's side (`submit`) is also timed: it is what the relay pays per stream.
+
+`--aged 300000` instead measures CPU per row (the whole process: caller and writer thread) for
+20,000 rows into an empty SQLite ledger and again after that many rows, with random (UUIDv4)
+stream ids and with the time-ordered ids the sidecar uses (sidecar/accounting/ids.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import tempfile
 import time
@@ -19,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sidecar.accounting.ids import time_ordered_id
 from sidecar.ledger import db
 from sidecar.ledger.writer import LedgerWriter, Row
 
@@ -75,13 +81,67 @@ def measure(url: str, rows: int) -> tuple[float, float]:
     return rows / (done - start), (submitted - start) / rows * 1e6
 
 
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def aged(rows_before: int, ordered: bool, batch: int = 20_000) -> tuple[float, float]:
+    """CPU µs per row for `batch` rows into an empty ledger, then after `rows_before` rows.
+    Sessions as the sidecar makes them: 20 streams share a session id."""
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/aged.db"
+        db.upgrade(url)
+        engine = db.make_engine(url)
+        writer = LedgerWriter(engine, Path(tmp) / "spool.jsonl", batch_size=1000)
+        writer.start()
+        now, written, session = datetime.now(UTC), 0, ""
+
+        def write(count: int) -> float:
+            nonlocal written, session
+            rows = []
+            for n in range(written, written + count):
+                if n % 20 == 0:
+                    session = time_ordered_id() if ordered else uuid.uuid4().hex
+                values = row(n, now) | {"session_id": session}
+                if ordered:
+                    values["id"] = time_ordered_id()
+                rows.append(Row("streams", values))
+            written += count
+            start = _cpu()
+            for item in rows:
+                writer.submit(item)
+            while writer.stats.written < written:
+                time.sleep(0.005)
+            return (_cpu() - start) / count * 1e6
+
+        empty = write(batch)
+        for _ in range(rows_before // batch):
+            write(batch)
+        later = write(batch)
+        writer.close(timeout=600)
+        engine.dispose()
+    return empty, later
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--pg-url", default=None)
     parser.add_argument("--backend", choices=["both", "sqlite", "postgresql"], default="both")
+    parser.add_argument("--aged", type=int, default=None, metavar="ROWS")
     args = parser.parse_args()
+    if args.aged:
+        print(f"| stream ids | CPU µs per row, empty ledger | after {args.aged:,} rows |")
+        print("|---|---:|---:|")
+        for ordered in (False, True):
+            runs = [aged(args.aged, ordered) for _ in range(args.repeat)]
+            empty = statistics.median(r[0] for r in runs)
+            later = statistics.median(r[1] for r in runs)
+            name = "time-ordered (UUIDv7 layout)" if ordered else "random (UUIDv4)"
+            print(f"| {name} | {empty:.1f} | {later:.1f} |")
+        return
     results: dict[str, list[tuple[float, float]]] = {}
     if args.backend in ("both", "sqlite"):
         for _ in range(args.repeat):

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from sidecar.accounting.ids import time_ordered_id
 from sidecar.accounting.stream import Outcome, StreamAccount
 from sidecar.context import ServerContext
 from sidecar.errors import UpstreamError
@@ -51,7 +52,7 @@ async def relay_http(scope: dict[str, Any], receive: Any, send: Any, ctx: Server
         return
     model = request.get("model")
     account = StreamAccount(
-        stream_id=uuid.uuid4().hex,
+        stream_id=time_ordered_id(),
         request_id=uuid.uuid4().hex,
         session_id=None,
         model=model if isinstance(model, str) and model else ctx.default_model,

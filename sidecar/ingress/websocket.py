@@ -10,11 +10,11 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import uuid
 from array import array
 from collections import deque
 from typing import Any
 
+from sidecar.accounting.ids import time_ordered_id
 from sidecar.accounting.stream import Outcome, StreamAccount
 from sidecar.context import ServerContext
 from sidecar.errors import UpstreamError
@@ -73,7 +73,7 @@ class WebSocketSession:
         self.receive, self.send_asgi, self.ctx = receive, send, ctx
         # Kept only until the upgrade is accepted (see `run`).
         self.scope: dict[str, Any] | None = scope
-        self.id = uuid.uuid4().hex
+        self.id = time_ordered_id()
         self.tenant = tenant_of(scope)
         self.peer = client_addr(scope)
         self.handle: TransportHandle | None = scope.get("extensions", {}).get(EXTENSION)
@@ -438,7 +438,7 @@ class WebSocketSession:
         admitted = ctx.edge.admit(event.body, self.tenant, ctx.wall_clock()) if ctx.edge else None
         model = event.body.get("model")
         account = StreamAccount(
-            stream_id=uuid.uuid4().hex,
+            stream_id=time_ordered_id(),
             request_id=event.id,
             session_id=self.id,
             model=model if isinstance(model, str) and model else ctx.default_model,
