@@ -153,6 +153,11 @@ class _HttpRelay:
             headers: dict[str, str] = {}
             self.trace.inject(headers)
             response = await ctx.upstream.stream(account.path, body, account.stream_id, headers)
+            if self.shaped.client_wants_stream:
+                # Headers as soon as the model server sent its own, as a plain proxy would: the
+                # client then reads them while the model works on the first token, not after
+                # it (that cost about 0.5 ms of time to first token on a 2-core machine).
+                await self._start_response()
             ctx.recorder.started(account)  # after the request left: not on its critical path
             assert ctx.observer is not None
             finished = await pump(response.chunks(), account, self, ctx.observer, ctx.clock)
@@ -198,11 +203,14 @@ class _HttpRelay:
         if not self.shaped.client_wants_stream or not self.chunks:
             return
         if not self.started:
-            self.started = True
-            await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+            await self._start_response()
         data, self.chunks = b"".join(self.chunks), []
         await self.send({"type": "http.response.body", "body": data, "more_body": True})
         self.account.written = self.account.deltas
+
+    async def _start_response(self) -> None:
+        self.started = True
+        await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
 
     def _assembled(self) -> dict[str, Any]:
         """A non-streaming answer rebuilt from the stream the sidecar read."""

@@ -233,3 +233,25 @@ def test_application_level_pings_both_ways(tmp_path: Path) -> None:
         ping, pong = asyncio.run(exchange())
         assert ping["type"] == "ping" and isinstance(ping["t"], int)
         assert pong == {"type": "pong", "t": "mine"}
+
+
+def test_http_stream_headers_go_out_before_the_first_token(tmp_path: Path) -> None:
+    """The client gets its 200 while the model still works on the first token, as from the model
+    server directly, so reading the headers does not add to its time to first token."""
+    with running_stack(tmp_path) as stack:
+        stack.start_sim("--ttft", "1.0", "--tokens-per-second", "200")
+        stack.start_serve()
+        conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=scaled(10))
+        body = {"model": "sim-small", "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 3, "stream": True}  # fmt: skip
+        started = time.monotonic()
+        conn.request("POST", "/v1/chat/completions", json.dumps(body))
+        response = conn.getresponse()
+        headers_after = time.monotonic() - started
+        assert response.status == 200
+        assert response.getheader("content-type") == "text/event-stream"
+        text = response.read().decode()
+        answered_after = time.monotonic() - started
+        conn.close()
+        assert headers_after < 0.5 <= 1.0 <= answered_after, (headers_after, answered_after)
+        assert text.rstrip().endswith("data: [DONE]")
