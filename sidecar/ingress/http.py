@@ -161,25 +161,25 @@ class _HttpRelay:
             ctx.recorder.started(account)  # after the request left: not on its critical path
             assert ctx.observer is not None
             finished = await pump(response.chunks(), account, self, ctx.observer, ctx.clock)
-            if self.shaped.client_wants_stream:
+            complete = finished or account.finish_reason is not None
+            if not self.shaped.client_wants_stream:
+                await respond_json(self.send, 200, self._assembled())
+            elif complete:
                 await self.send({"type": "http.response.body", "body": b""})
             else:
-                await respond_json(self.send, 200, self._assembled())
+                await self._fail(502, "upstream_truncated", "model server closed the stream early")
             account.on_written(account.deltas - account.written)
-            outcome = Outcome.COMPLETED if finished or account.finish_reason else None
             account.finish(
-                outcome or Outcome.UPSTREAM_ERROR,
+                Outcome.COMPLETED if complete else Outcome.UPSTREAM_ERROR,
                 ctx.clock(),
-                error_code=None if outcome else "upstream_truncated",
+                error_code=None if complete else "upstream_truncated",
             )
         except UpstreamError as exc:
             account.finish(Outcome.UPSTREAM_ERROR, ctx.clock(), error_code=exc.code)
-            if not self.started:
-                await _error(self.send, exc.status or 502, str(exc), exc.code)
+            await self._fail(exc.status or 502, exc.code, str(exc))
         except (OSError, TimeoutError) as exc:
             account.finish(Outcome.UPSTREAM_ERROR, ctx.clock(), error_code="upstream_error")
-            if not self.started:
-                await _error(self.send, 502, f"model server connection failed: {exc}")
+            await self._fail(502, "upstream_error", f"model server connection failed: {exc}")
         finally:
             if response is not None:
                 response.close()
@@ -207,6 +207,19 @@ class _HttpRelay:
         data, self.chunks = b"".join(self.chunks), []
         await self.send({"type": "http.response.body", "body": data, "more_body": True})
         self.account.written = self.account.deltas
+
+    async def _fail(self, status: int, code: str, message: str) -> None:
+        """Tell the client why its answer ends: an error status if the headers have not gone
+        out yet; after them, an error event in the stream (as OpenAI sends them, and as its
+        clients raise them) and the end of the body, never a silently shortened answer."""
+        if not self.started:
+            await _error(self.send, status, message, code)
+            return
+        event = orjson.dumps({"error": {"message": message, "type": code, "code": status}})
+        await self.send(
+            {"type": "http.response.body", "body": b"data: " + event + b"\n\n", "more_body": True}
+        )
+        await self.send({"type": "http.response.body", "body": b""})
 
     async def _start_response(self) -> None:
         self.started = True

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import signal
 import socket
+import threading
 import time
 from pathlib import Path
 
 import openai
+import pytest
 from websockets.asyncio.client import connect
 
 from tests.e2e.ledger import session_rows, stream_rows, wait_for_rows
 from tests.e2e.wsclient import Client, chat
+from tests.support.ports import wait_for_port
 from tests.support.stack import running_stack
 from tests.support.timeouts import scaled
 
@@ -255,3 +259,60 @@ def test_http_stream_headers_go_out_before_the_first_token(tmp_path: Path) -> No
         conn.close()
         assert headers_after < 0.5 <= 1.0 <= answered_after, (headers_after, answered_after)
         assert text.rstrip().endswith("data: [DONE]")
+
+
+def _truncating_upstream(port: int, stop: threading.Event) -> None:
+    """A model server that answers 200, streams one token, and ends the body without `[DONE]`
+    or a finish reason (as one does when it crashes between chunks behind a proxy)."""
+    chunk = b'data: {"choices":[{"index":0,"delta":{"content":"Hel"}}]}\n\n'
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+    with socket.create_server(("127.0.0.1", port)) as server:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn, contextlib.suppress(OSError):
+                conn.settimeout(5)
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    data = conn.recv(65536)
+                    if not data:
+                        break  # a port probe, not a request
+                    request += data
+                else:
+                    conn.sendall(head + b"Connection: close\r\n\r\n")
+                    conn.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(chunk), chunk))
+
+
+def test_http_stream_cut_short_by_the_model_server_ends_with_an_error_event(
+    tmp_path: Path,
+) -> None:
+    """Once the 200 has gone out, the client learns of an upstream failure from an error event
+    in the stream, which the OpenAI client raises, instead of an answer that just stops."""
+    with running_stack(tmp_path) as stack:
+        stop = threading.Event()
+        upstream = threading.Thread(
+            target=_truncating_upstream, args=(stack.sim_port, stop), daemon=True
+        )
+        upstream.start()
+        try:
+            wait_for_port("127.0.0.1", stack.sim_port, timeout=10)
+            stack.start_serve()
+            client = openai.OpenAI(base_url=stack.http_url + "/v1", api_key="x", max_retries=0)
+            received: list[str] = []
+            stream = client.chat.completions.create(
+                model="m",
+                messages=[{"role": "user", "content": "hi"}],
+                stream=True,  # type: ignore[arg-type]
+            )
+            with pytest.raises(openai.APIError, match="closed the stream early"):
+                received.extend(chunk.choices[0].delta.content or "" for chunk in stream)
+            client.close()
+            assert received == ["Hel"]  # what the model server did send got through first
+            (row,) = wait_for_rows(stack.db_url, 1)
+            assert (row["outcome"], row["error_code"]) == ("upstream_error", "upstream_truncated")
+        finally:
+            stop.set()
+            upstream.join(5)
