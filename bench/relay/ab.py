@@ -29,7 +29,7 @@ from typing import Any
 from bench.relay.env import Config, Env
 from bench.relay.loadgen import Workers
 from bench.relay.procs import Procs
-from bench.relay.quota import CpuQuota, QuotaUnavailable
+from bench.relay.quota import CpuQuota, QuotaUnavailable, saturation
 from bench.relay.streams import Target, max_tokens_for, measure
 
 
@@ -144,11 +144,11 @@ def _print(
             f"CPU {cpu:.1f} µs/token; {rate:.0f} tok/s; errors {sum(x['errors'] for x in runs)}"
         )
         if quota:
-            busy = cpu * rate / 1e6 / quota  # share of its quota the relay used
+            saturated = saturation(cpu, rate, quota)
             print(
-                f"  at {quota:g} of a core: {rate / quota:,.0f} tokens/s per core, "
-                f"{quota / rate * 1e6:.1f} µs/token saturated (quota {busy:.0%} used; "
-                f"direct delivered {statistics.median(x['token_rate'] for x in direct):.0f} tok/s)"
+                f"  at {quota:g} of a core: {saturated['tokens_per_s_per_core']:,.0f} tokens/s "
+                f"per core (quota {saturated['quota_used']:.0%} used; direct delivered "
+                f"{statistics.median(x['token_rate'] for x in direct):.0f} tok/s)"
             )
 
 

@@ -25,7 +25,7 @@ import urllib.request
 from typing import Any
 
 from bench.relay.env import Env
-from bench.relay.quota import CpuQuota
+from bench.relay.quota import CpuQuota, saturation
 from bench.relay.stats import median
 from bench.relay.streams import Target, measure, rotating_rounds
 
@@ -91,12 +91,12 @@ def _shape(
         runs = [row[target.name] for row in rounds]
         delivered = median([x["token_rate"] for x in runs]) or 0.0
         cpu = median([x["cpu_us_per_token"] for x in runs])
+        saturated = saturation(cpu, delivered, quota) if cpu is not None else {}
         summary[target.name] = {
             "token_rate": delivered,
             "cpu_us_per_token": cpu,
-            "tokens_per_s_per_core": delivered / quota if target.proc and delivered else None,
-            # below ~90 % the relay kept up with the offer, so it was not saturated
-            "quota_used": cpu * delivered / 1e6 / quota if cpu is not None else None,
+            "tokens_per_s_per_core": saturated.get("tokens_per_s_per_core"),
+            "quota_used": saturated.get("quota_used"),
             "errors": sum(x["errors"] for x in runs),
         }
     return {

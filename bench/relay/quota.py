@@ -1,11 +1,12 @@
 """A CPU quota for one benchmark process, to measure a relay when it is saturated.
 
 At the benchmark's usual rates the relay's event loop sleeps between tokens, so CPU per token
-includes a wake-up for nearly every token (on this VM a sleep and wake-up alone costs ~20 µs of
-CPU). A saturated relay never sleeps. The simulator and the load clients cannot saturate a
-relay on two shared cores, so the relay gets a small CFS quota instead (a fraction of one core,
-enforced every 10 ms): with more load offered than it can carry, tokens/s delivered ÷ quota is
-its capacity per core, and the quota ÷ tokens/s its CPU per token when saturated.
+includes a wake-up for nearly every token (on this VM a sleep and wake-up alone costs ~25 µs of
+CPU, `python -m bench.relay.oscost`). A saturated relay never sleeps. The simulator and the load
+clients cannot saturate a relay on two shared cores, so the relay gets a small CFS quota instead
+(a fraction of one core, enforced every 10 ms): with more load offered than it can carry,
+tokens/s delivered ÷ quota is its capacity per core, and its CPU ÷ tokens its cost per token
+when saturated.
 
 Needs root and a cgroup v1 `cpu` hierarchy or a cgroup v2 tree with the `cpu` controller.
 """
@@ -75,6 +76,15 @@ class CpuQuota:
         """Processes must have exited (or moved) before the group can be removed."""
         with contextlib.suppress(OSError):
             self.path.rmdir()
+
+
+def saturation(cpu_us_per_token: float, token_rate: float, fraction: float) -> dict[str, float]:
+    """What a run under a quota says: tokens/s one whole core would carry, and the share of its
+    quota the relay used (below ~90 % it kept up with the offer: it was not saturated)."""
+    return {
+        "tokens_per_s_per_core": token_rate / fraction,
+        "quota_used": cpu_us_per_token * token_rate / 1e6 / fraction,
+    }
 
 
 def _read(path: Path) -> str:

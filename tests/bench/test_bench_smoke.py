@@ -54,7 +54,7 @@ def test_quick_path_produces_well_formed_results(tmp_path: Path) -> None:
         if in_ci():
             service_unavailable("no writable cgroup cpu controller for the capacity scenario")
         expected_scenarios.discard("capacity")
-        config = replace(config, scenarios=tuple(expected_scenarios))
+        config = replace(config, scenarios=tuple(n for n in config.scenarios if n != "capacity"))
     results = run(config)
 
     assert results["errors"] == {}

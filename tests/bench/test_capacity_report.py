@@ -6,18 +6,17 @@ from typing import Any
 
 import pytest
 
-from bench.relay.quota import CpuQuota, QuotaUnavailable
+from bench.relay.quota import CpuQuota, QuotaUnavailable, saturation
 from bench.relay.report import markdown, targets
 
 
 def _row(rate: float, cpu: float | None, quota: float = 0.1) -> dict[str, Any]:
-    per_core = rate / quota if cpu is not None else None
-    used = cpu * rate / 1e6 / quota if cpu is not None else None
+    saturated = saturation(cpu, rate, quota) if cpu is not None else {}
     return {
         "token_rate": rate,
         "cpu_us_per_token": cpu,
-        "tokens_per_s_per_core": per_core,
-        "quota_used": used,
+        "tokens_per_s_per_core": saturated.get("tokens_per_s_per_core"),
+        "quota_used": saturated.get("quota_used"),
         "errors": 0,
     }
 
@@ -64,6 +63,13 @@ def test_capacity_table_shows_rate_per_core_and_quota_use() -> None:
     assert "## Capacity (each relay held to 0.1 of a core, saturated)" in text
     assert "| 16 × 400 | 400 | sidecar+tracing | 4800 | 20.0 | 48000 | 96% |" in text
     assert "| 16 × 400 | 400 | direct | 6100 | – | – | – |" in text
+
+
+def test_saturation_figures() -> None:
+    # 1,400 tokens/s at a tenth of a core, 68 µs each: 14,000 per core, 95 % of the quota used
+    figures = saturation(68.0, 1400.0, 0.1)
+    assert figures["tokens_per_s_per_core"] == pytest.approx(14_000)
+    assert figures["quota_used"] == pytest.approx(0.952)
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.5])
