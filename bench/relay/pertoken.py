@@ -68,7 +68,7 @@ class FramingSink:
     def passthrough(self, payload: str, usage_only: bool) -> None:
         pass
 
-    async def flush(self) -> None:
+    async def flush(self, finished: bool = False) -> None:
         if not self.frames:
             return
         frames, self.frames = self.frames, []

@@ -199,7 +199,7 @@ class _HttpRelay:
             payload = orjson.dumps(chunk).decode()
         self.chunks.append(b"data: " + payload.encode() + b"\n\n")
 
-    async def flush(self) -> None:
+    async def flush(self, finished: bool = False) -> None:
         if not self.shaped.client_wants_stream or not self.chunks:
             return
         if not self.started:

@@ -54,33 +54,56 @@ class LiveStream:
 
 
 class WebSocketSink:
-    """Collects the deltas of one upstream read and writes them as one batch."""
+    """Collects the deltas of one upstream read and writes them as one batch.
 
-    __slots__ = ("account", "frames", "live", "request_id", "session")
+    A `start` frame given as `head` and the `done` frame go out in the same write as the
+    deltas next to them: one send per upstream read is the main cost per token (DESIGN §10).
+    """
 
-    def __init__(self, session: WebSocketSession, live: LiveStream) -> None:
+    __slots__ = ("account", "deltas", "done_sent", "frames", "live", "request_id", "session")
+
+    def __init__(self, session: WebSocketSession, live: LiveStream, head: bytes | None) -> None:
         self.session = session
         self.live = live
         account = self.account = live.account
         self.request_id = account.request_id
-        self.frames: list[bytes] = []
+        self.frames: list[bytes] = [head] if head is not None else []
+        self.deltas = 0
+        self.done_sent = False
 
     def delta(self, seq: int, text: str) -> None:
         frame = protocol.delta(self.request_id, seq, text)
         self.frames.append(frame)
+        self.deltas += 1
         if self.live.replay is not None:
             self.live.replay.append((seq, frame))
 
     def passthrough(self, payload: str, usage_only: bool) -> None:
         pass
 
-    async def flush(self) -> None:
-        if not self.frames:
+    async def flush(self, finished: bool = False) -> None:
+        with_done = finished and not self.done_sent and not self.live.held
+        if with_done and not self.session.parked:
+            self.frames.append(done_frame(self.account))
+        elif not self.frames:
             return
-        frames, self.frames = self.frames, []
+        else:
+            with_done = False
+        frames, deltas = self.frames, self.deltas
+        self.frames, self.deltas = [], 0
         try:
-            await self.session._write(frames, self.live, len(frames))
+            await self.session._write(frames, self.live, deltas)
         except ClientGone:
             if self.live.replay is None:
                 raise
             self.live.held = True  # the connection died; a resume will replay these
+            return
+        if with_done:
+            self.done_sent = True
+            self.session.answered(self.live)
+
+
+def done_frame(account: StreamAccount) -> bytes:
+    return protocol.done(
+        account.request_id, account.finish_reason, account.prompt_tokens, account.generated_tokens
+    )

@@ -21,7 +21,7 @@ from sidecar.errors import UpstreamError
 from sidecar.ingress import protocol
 from sidecar.ingress.protocol import Ack, Cancel, Generate, Ping, Pong, ProtocolError, Resume
 from sidecar.ingress.scope import client_addr, prompt_chars, query_param, tenant_of
-from sidecar.ingress.stream import LiveStream, WebSocketSink
+from sidecar.ingress.stream import LiveStream, WebSocketSink, done_frame
 from sidecar.ingress.transport import EXTENSION, ClientGone, TransportHandle
 from sidecar.relay.pump import count_unrelayed, pump
 from sidecar.security.limits import Refusal
@@ -477,27 +477,23 @@ class WebSocketSession:
                 event.path, shaped.body, account.stream_id, headers
             )
             ctx.recorder.started(account)  # after the request left: not on its critical path
-            await self._write([protocol.start(account.request_id, account.trace_id or "")])
+            start = protocol.start(account.request_id, account.trace_id or "")
+            if live.response.body_ready():  # the first chunk came with the headers: one write
+                sink = WebSocketSink(self, live, start)
+            else:  # the model server is still thinking: tell the client it has accepted
+                await self._write([start])
+                sink = WebSocketSink(self, live, None)
             assert ctx.observer is not None
             finished = await pump(
-                live.response.chunks(),
-                account,
-                WebSocketSink(self, live),
-                ctx.observer,
-                ctx.clock,
-                live.decoder,
+                live.response.chunks(), account, sink, ctx.observer, ctx.clock, live.decoder
             )
             if finished or account.finish_reason:
-                done = protocol.done(
-                    account.request_id,
-                    account.finish_reason,
-                    account.prompt_tokens,
-                    account.generated_tokens,
-                )
-                if live.held:  # the client is away: deliver the end when it resumes
-                    live.pending_done = done
-                    return
-                await self._write([done])
+                if not sink.done_sent:
+                    done = done_frame(account)
+                    if live.held:  # the client is away: deliver the end when it resumes
+                        live.pending_done = done
+                        return
+                    await self._write([done])
                 self._end_stream(live, Outcome.COMPLETED)
             else:
                 self._fail(live, "upstream_truncated", "model server closed the stream early")
@@ -513,6 +509,14 @@ class WebSocketSession:
         finally:
             self._close_upstream(live)
 
+    def answered(self, live: LiveStream) -> None:
+        """Its `done` went out: the client may reuse the id at once, while the relay still
+        reads the end of the upstream body (which returns the connection to the pool)."""
+        if self.live.get(live.account.request_id) is live:
+            del self.live[live.account.request_id]
+            if not self.live:
+                self.writes = None
+
     def _fail(self, live: LiveStream, code: str, message: str) -> None:
         assert self.ctx.observer is not None
         self.ctx.observer.failed_before_first_token(live.account, self.ctx.clock())
@@ -526,7 +530,8 @@ class WebSocketSession:
         now = ctx.clock()
         if not account.finish(outcome, now, error_code=error_code, unsent=unsent):
             return
-        self.live.pop(account.request_id, None)
+        if self.live.get(account.request_id) is live:
+            del self.live[account.request_id]
         if not self.live:  # byte offsets only map unsent bytes to running streams
             self.writes = None
         if outcome in GONE_OUTCOMES or outcome is Outcome.SHUTDOWN:

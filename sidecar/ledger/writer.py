@@ -245,17 +245,22 @@ def read_spool(path: Path) -> list[Row]:
 
 
 def _group(batch: list[Row]) -> list[tuple[str, bool, list[dict[str, Any]]]]:
-    """Consecutive rows of one table and kind become one executemany; later rows win."""
-    groups: list[tuple[str, bool, list[dict[str, Any]]]] = []
+    """One executemany per table and kind, checkpoints first; later rows win.
+
+    A checkpoint whose stream also has a final row in this batch is dropped: the final row
+    replaces all of it, in the same transaction. A short stream's start row and final row
+    usually share a batch, and alternating kinds used to cost an executemany each.
+    """
+    groups: dict[tuple[str, bool], dict[str, dict[str, Any]]] = {}
     for row in batch:
-        if groups and groups[-1][0] == row.table and groups[-1][1] == row.final:
-            groups[-1][2].append(row.values)
-        else:
-            groups.append((row.table, row.final, [row.values]))
+        groups.setdefault((row.table, row.final), {})[row.values["id"]] = row.values
     merged = []
-    for table_name, final, values in groups:
-        by_id = {v["id"]: v for v in values}  # an executemany upsert must not repeat a key
-        merged.append((table_name, final, list(by_id.values())))
+    for (table_name, final), by_id in sorted(groups.items(), key=lambda item: item[0][1]):
+        if not final:
+            superseded = groups.get((table_name, True), {})
+            by_id = {key: values for key, values in by_id.items() if key not in superseded}
+        if by_id:
+            merged.append((table_name, final, list(by_id.values())))
     return merged
 
 

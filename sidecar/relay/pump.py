@@ -30,7 +30,9 @@ class Sink(Protocol):
 
     def passthrough(self, payload: str, usage_only: bool) -> None: ...
 
-    async def flush(self) -> None: ...
+    async def flush(self, finished: bool = False) -> None:
+        """Write what the last read produced; `finished`: the upstream just sent its end, so a
+        sink may add its own closing frame to the same write."""
 
 
 class Observer(Protocol):
@@ -56,10 +58,10 @@ async def pump(
         now = clock()
         for payload in decoder.feed(data):
             finished = _handle(payload, account, sink, observer, now) or finished
-        await sink.flush()
+        await sink.flush(finished)
     for payload in decoder.flush():
         finished = _handle(payload, account, sink, observer, clock()) or finished
-    await sink.flush()
+    await sink.flush(finished)
     return finished
 
 

@@ -35,6 +35,9 @@ class UpstreamResponse:
     def chunks(self) -> AsyncIterator[bytes]:
         return self._response.chunks()
 
+    def body_ready(self) -> bool:
+        return self._response.body_ready()
+
     def take_buffered(self) -> bytes:
         """Bytes that already arrived but were not read yet (they count as generated)."""
         return self._response.take_buffered()

@@ -108,6 +108,10 @@ class Response:
                 break
         return data[:limit]
 
+    def body_ready(self) -> bool:
+        """Body bytes (or its end) arrived and wait to be read."""
+        return bool(self._buffer) or self.eof
+
     def take_buffered(self) -> bytes:
         """Bytes that arrived and were not read yet."""
         data = self._buffer[0] if len(self._buffer) == 1 else b"".join(self._buffer)

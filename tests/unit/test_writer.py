@@ -97,3 +97,30 @@ def test_backlog_beyond_the_bound_goes_to_the_spool(tmp_path: Path) -> None:
     assert writer.stats.spooled > 0  # memory stayed bounded
     with engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(Stream)).scalar() == 500
+
+
+def test_interleaved_start_and_final_rows_take_one_statement_per_kind(tmp_path: Path) -> None:
+    from sqlalchemy import event
+
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    statements: list[int] = []
+    event.listen(
+        engine,
+        "before_cursor_execute",
+        lambda _conn, _cur, _sql, params, _ctx, many: statements.append(len(params) if many else 1),
+    )
+    writer = LedgerWriter(engine, tmp_path / "spool.jsonl", flush_interval=0.01)
+    # As short streams produce them: start 1, start 2, end 1, start 3, end 2, checkpoint 3.
+    batch = [
+        Row("streams", stream(1, None, 0), final=False),
+        Row("streams", stream(2, None, 0), final=False),
+        Row("streams", stream(1, generated=5)),
+        Row("streams", stream(3, None, 0), final=False),
+        Row("streams", stream(2, generated=7)),
+        Row("streams", stream(3, None, 4), final=False),
+    ]
+    assert writer._write(batch)
+    assert statements == [1, 2]  # stream 3's latest checkpoint; the two final rows
+    assert sorted(rows_in(url)) == [("s1", "completed", 5), ("s2", "completed", 7), ("s3", None, 4)]

@@ -1,0 +1,112 @@
+"""The WebSocket sink writes what one upstream read produced as one write, with the `start`
+frame before the first deltas and the `done` frame after the last ones when they are ready
+together (a send per frame was the largest per-stream cost on the relay's thread)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from sidecar.accounting.stream import StreamAccount
+from sidecar.ingress import protocol
+from sidecar.ingress.stream import LiveStream, WebSocketSink
+from sidecar.ingress.transport import ClientGone
+from sidecar.relay.pump import pump
+
+
+class FakeSession:
+    def __init__(self, fail: bool = False) -> None:
+        self.writes: list[list[dict[str, Any]]] = []
+        self.parked = False
+        self.fail = fail
+        self.answered_streams: list[LiveStream] = []
+
+    async def _write(self, frames: list[bytes], live: LiveStream, deltas: int) -> None:
+        if self.fail:
+            raise ClientGone
+        self.writes.append([orjson.loads(f) for f in frames])
+        live.account.on_written(deltas)
+
+    def answered(self, live: LiveStream) -> None:
+        self.answered_streams.append(live)
+
+
+class Observer:
+    def first_token(self, account: StreamAccount, ttft: float) -> None:
+        pass
+
+    def gap(self, account: StreamAccount, seconds: float) -> None:
+        pass
+
+
+def _account() -> StreamAccount:
+    return StreamAccount(
+        stream_id="s1",
+        request_id="r1",
+        session_id=None,
+        model="m",
+        tenant="t",
+        ingress="ws",
+        path="/v1/chat/completions",
+        started_at=0.0,
+        t_start=0.0,
+        prompt_chars=10,
+    )
+
+
+def _event(text: str, reason: str | None = None) -> bytes:
+    choice = {"index": 0, "delta": {"content": text}, "finish_reason": reason}
+    return b"data: " + orjson.dumps({"choices": [choice]}) + b"\n\n"
+
+
+USAGE = b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":3}}\n\n'
+
+
+async def _chunks(reads: list[bytes]) -> AsyncIterator[bytes]:
+    for data in reads:
+        yield data
+
+
+def _relay(reads: list[bytes], head: bytes | None, session: FakeSession, replay: int = 0) -> Any:
+    live = LiveStream(_account(), replay)
+    sink = WebSocketSink(session, live, head)  # type: ignore[arg-type]
+    finished = asyncio.run(pump(_chunks(reads), live.account, sink, Observer(), lambda: 1.0))
+    return finished, sink, live
+
+
+def test_start_first_deltas_and_done_each_share_a_write() -> None:
+    session = FakeSession()
+    reads = [_event("a") + _event("b"), _event("c", "stop") + USAGE + b"data: [DONE]\n\n"]
+    finished, sink, live = _relay(reads, protocol.start("r1", "t"), session)
+    assert finished and sink.done_sent and session.answered_streams == [live]
+    kinds = [[frame["type"] for frame in write] for write in session.writes]
+    assert kinds == [["start", "delta", "delta"], ["delta", "done"]]
+    assert session.writes[1][1]["usage"] == {"prompt_tokens": 3, "completion_tokens": 3}
+    assert live.account.written == 3  # deltas only: start and done are not counted
+
+
+def test_done_alone_when_the_end_comes_in_its_own_read() -> None:
+    session = FakeSession()
+    reads = [_event("a", "stop"), b"data: [DONE]\n\n"]
+    _finished, sink, _live = _relay(reads, None, session)
+    kinds = [[frame["type"] for frame in write] for write in session.writes]
+    assert kinds == [["delta"], ["done"]] and sink.done_sent
+
+
+def test_no_done_without_the_upstream_end() -> None:
+    session = FakeSession()
+    finished, sink, _live = _relay([_event("a")], None, session)
+    assert not finished and not sink.done_sent
+    assert [[frame["type"] for frame in write] for write in session.writes] == [["delta"]]
+
+
+def test_a_failed_write_with_a_replay_buffer_holds_the_stream_and_its_done() -> None:
+    session = FakeSession(fail=True)
+    reads = [_event("a", "stop") + b"data: [DONE]\n\n"]
+    finished, sink, live = _relay(reads, None, session, replay=8)
+    assert finished and live.held
+    assert not sink.done_sent  # the relay keeps `done` for the resume
+    assert live.replay is not None and [seq for seq, _frame in live.replay] == [1]
