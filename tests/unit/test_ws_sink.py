@@ -15,6 +15,7 @@ from sidecar.ingress import protocol
 from sidecar.ingress.stream import LiveStream, WebSocketSink
 from sidecar.ingress.transport import ClientGone
 from sidecar.relay.pump import pump
+from tests.unit.test_accounting import account
 
 
 class FakeSession:
@@ -42,21 +43,6 @@ class Observer:
         pass
 
 
-def _account() -> StreamAccount:
-    return StreamAccount(
-        stream_id="s1",
-        request_id="r1",
-        session_id=None,
-        model="m",
-        tenant="t",
-        ingress="ws",
-        path="/v1/chat/completions",
-        started_at=0.0,
-        t_start=0.0,
-        prompt_chars=10,
-    )
-
-
 def _event(text: str, reason: str | None = None) -> bytes:
     choice = {"index": 0, "delta": {"content": text}, "finish_reason": reason}
     return b"data: " + orjson.dumps({"choices": [choice]}) + b"\n\n"
@@ -71,7 +57,7 @@ async def _chunks(reads: list[bytes]) -> AsyncIterator[bytes]:
 
 
 def _relay(reads: list[bytes], head: bytes | None, session: FakeSession, replay: int = 0) -> Any:
-    live = LiveStream(_account(), replay)
+    live = LiveStream(account(request_id="r1", t_start=0.0), replay)
     sink = WebSocketSink(session, live, head)  # type: ignore[arg-type]
     finished = asyncio.run(pump(_chunks(reads), live.account, sink, Observer(), lambda: 1.0))
     return finished, sink, live
