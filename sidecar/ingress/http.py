@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
-import uuid
 from typing import Any
 
 import orjson
 
-from sidecar.accounting.ids import time_ordered_id
+from sidecar.accounting.ids import random_hex_id, time_ordered_id
 from sidecar.accounting.stream import Outcome, StreamAccount
 from sidecar.context import ServerContext
 from sidecar.errors import UpstreamError
@@ -53,7 +51,7 @@ async def relay_http(scope: dict[str, Any], receive: Any, send: Any, ctx: Server
     model = request.get("model")
     account = StreamAccount(
         stream_id=time_ordered_id(),
-        request_id=uuid.uuid4().hex,
+        request_id=random_hex_id(),
         session_id=None,
         model=model if isinstance(model, str) and model else ctx.default_model,
         tenant=tenant_of(scope),
@@ -62,7 +60,7 @@ async def relay_http(scope: dict[str, Any], receive: Any, send: Any, ctx: Server
         started_at=ctx.wall_clock(),
         t_start=ctx.clock(),
         prompt_chars=prompt_chars(request),
-        trace_id=secrets.token_hex(16),
+        trace_id=random_hex_id(),
     )
     admitted = ctx.edge.admit(request, account.tenant, ctx.wall_clock()) if ctx.edge else None
     if isinstance(admitted, Refusal):  # max_tokens cap or the tenant's daily budget

@@ -14,7 +14,7 @@ from array import array
 from collections import deque
 from typing import Any
 
-from sidecar.accounting.ids import time_ordered_id
+from sidecar.accounting.ids import random_hex_id, time_ordered_id
 from sidecar.accounting.stream import Outcome, StreamAccount
 from sidecar.context import ServerContext
 from sidecar.errors import UpstreamError
@@ -448,7 +448,7 @@ class WebSocketSession:
             started_at=ctx.wall_clock(),
             t_start=ctx.clock(),
             prompt_chars=prompt_chars(event.body),
-            trace_id=secrets.token_hex(16),
+            trace_id=random_hex_id(),
         )
         if isinstance(admitted, Refusal):  # max_tokens cap or the tenant's daily budget
             self._error(event.id, admitted.code, admitted.message)

@@ -51,22 +51,49 @@ async def pump(
     clock: Callable[[], float],
     decoder: SSEDecoder | None = None,
 ) -> bool:
-    """Relay until `[DONE]` or the end of the body; True if the upstream finished properly."""
+    """Relay until `[DONE]` or the end of the body; True if the upstream finished properly.
+
+    Latency samples go to the observer after the write, not before: metrics and drift are
+    then off the path from the upstream's bytes to the client's.
+    """
     decoder = decoder or SSEDecoder()
     finished = False
+    latencies: list[float] = []
     async for data in chunks:
         now = clock()
+        first = account.t_first is None
         for payload in decoder.feed(data):
-            finished = _handle(payload, account, sink, observer, now) or finished
-        await sink.flush(finished)
+            finished = _handle(payload, account, sink, latencies, now) or finished
+        try:
+            await sink.flush(finished)
+        finally:
+            if latencies:
+                _observe(account, observer, latencies, first)
+    first = account.t_first is None
     for payload in decoder.flush():
-        finished = _handle(payload, account, sink, observer, clock()) or finished
-    await sink.flush(finished)
+        finished = _handle(payload, account, sink, latencies, clock()) or finished
+    try:
+        await sink.flush(finished)
+    finally:
+        if latencies:
+            _observe(account, observer, latencies, first)
     return finished
 
 
+def _observe(
+    account: StreamAccount, observer: Observer, latencies: list[float], first: bool
+) -> None:
+    """`latencies`: this read's deltas, time to first token first if `first`, else gaps."""
+    for index, seconds in enumerate(latencies):
+        if first and index == 0:
+            observer.first_token(account, seconds)
+        else:
+            observer.gap(account, seconds)
+    latencies.clear()
+
+
 def _handle(
-    payload: str, account: StreamAccount, sink: Sink, observer: Observer, now: float
+    payload: str, account: StreamAccount, sink: Sink, latencies: list[float], now: float
 ) -> bool:
     usage_only = False
     finished = False
@@ -75,10 +102,7 @@ def _handle(
             case Content(text, reason):
                 seq, gap = account.on_content(now, text)
                 sink.delta(seq, text)
-                if gap is None:
-                    observer.first_token(account, now - account.t_start)
-                else:
-                    observer.gap(account, gap)
+                latencies.append(now - account.t_start if gap is None else gap)
                 if reason:
                     account.finish_reason = reason
             case Usage(prompt, completion, final):

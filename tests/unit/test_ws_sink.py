@@ -96,3 +96,22 @@ def test_a_failed_write_with_a_replay_buffer_holds_the_stream_and_its_done() -> 
     assert finished and live.held
     assert not sink.done_sent  # the relay keeps `done` for the resume
     assert live.replay is not None and [seq for seq, _frame in live.replay] == [1]
+
+
+def test_latency_samples_are_taken_after_the_write_and_keep_first_token_apart() -> None:
+    session = FakeSession()
+    seen: list[tuple[str, float, int]] = []  # (kind, seconds, writes done when observed)
+
+    class Recording:
+        def first_token(self, account: StreamAccount, ttft: float) -> None:
+            seen.append(("ttft", ttft, len(session.writes)))
+
+        def gap(self, account: StreamAccount, seconds: float) -> None:
+            seen.append(("gap", seconds, len(session.writes)))
+
+    times = iter([1.5, 1.75])
+    live = LiveStream(account(request_id="r1", t_start=1.0), 0)
+    sink = WebSocketSink(session, live, None)  # type: ignore[arg-type]
+    reads = [_event("a") + _event("b"), _event("c")]
+    asyncio.run(pump(_chunks(reads), live.account, sink, Recording(), lambda: next(times)))
+    assert seen == [("ttft", 0.5, 1), ("gap", 0.0, 1), ("gap", 0.25, 2)]
