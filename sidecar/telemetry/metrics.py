@@ -6,9 +6,31 @@ read back with `histogram_quantile` stays within a few percent.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from bisect import bisect_left
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import Histogram as _Histogram
 
 from sidecar.telemetry import names
+
+
+class Histogram(_Histogram):
+    """`prometheus_client.Histogram` whose `observe` finds the bucket by bisection.
+
+    The library scans the bounds in order: with the 40-odd buckets these signals need, an
+    inter-token gap of 60 ms took some twenty comparisons in Python, once per relayed token
+    (1.06 → 0.64 µs per observation here). Exposition and every other method are the
+    library's own; tests/telemetry/test_histogram.py compares the two expositions.
+    """
+
+    def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
+        if exemplar or amount != amount:  # exemplars and NaN: exactly as the library does it
+            super().observe(amount, exemplar)
+            return
+        self._raise_if_not_observable()  # type: ignore[no-untyped-call]
+        self._sum.inc(amount)
+        # The first bound >= amount, as the library's `amount <= bound`; the last is +Inf.
+        self._buckets[bisect_left(self._upper_bounds, amount)].inc(1)
 
 
 def geometric(start: float, stop: float, factor: float) -> tuple[float, ...]:

@@ -1,0 +1,32 @@
+"""The bisecting histogram exposes exactly what `prometheus_client.Histogram` does."""
+
+from __future__ import annotations
+
+import math
+import random
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import Histogram as LibraryHistogram
+
+from sidecar.telemetry.metrics import ITL_BUCKETS, Histogram
+
+
+def _exposition(cls: type[LibraryHistogram], values: list[float]) -> list[str]:
+    registry = CollectorRegistry()
+    histogram = cls("gap_seconds", "Gaps.", ["model"], buckets=ITL_BUCKETS, registry=registry)
+    child = histogram.labels("m")
+    for value in values:
+        child.observe(value)
+    lines = generate_latest(registry).decode().splitlines()
+    return [line for line in lines if "_created" not in line]  # creation times differ
+
+
+def test_same_buckets_as_the_library_on_bounds_between_and_beyond_them() -> None:
+    rng = random.Random(7)
+    values = [0.0, -1.0, math.inf, math.nan, 1e-9, 5.0, 5.000001, 1e6]
+    values += list(ITL_BUCKETS)  # exactly on a bound: that bucket, not the next
+    values += [b * (1 + 1e-12) for b in ITL_BUCKETS]  # just above: the next one
+    values += [rng.lognormvariate(math.log(0.05), 1.5) for _ in range(5_000)]
+    ours = _exposition(Histogram, values)
+    assert ours == _exposition(LibraryHistogram, values)
+    assert any(line.startswith('gap_seconds_count{model="m"} 5') for line in ours)
