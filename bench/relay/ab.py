@@ -133,14 +133,16 @@ def _print(
         if name == "direct":
             continue
 
-        def added(key: str, runs: list[dict[str, Any]] = runs) -> float:
-            return statistics.median(x[key] - d[key] for x, d in zip(runs, direct, strict=True))
+        def added(key: str, runs: list[dict[str, Any]] = runs) -> str:
+            pairs = zip(runs, direct, strict=True)
+            diffs = [x[key] - d[key] for x, d in pairs if x[key] is not None and d[key] is not None]
+            return f"{statistics.median(diffs):.2f}" if diffs else "–"  # 1-token answers: no ITL
 
         cpu = statistics.median(x["cpu_us_per_token"] for x in runs)
         rate = statistics.median(x["token_rate"] for x in runs)
         print(
-            f"{name} {refs.get(name, '')}: +TTFT p50 {added('ttft_p50_ms'):.2f} "
-            f"p99 {added('ttft_p99_ms'):.2f} +ITL p99 {added('itl_p99_ms'):.2f} ms; "
+            f"{name} {refs.get(name, '')}: +TTFT p50 {added('ttft_p50_ms')} "
+            f"p99 {added('ttft_p99_ms')} +ITL p99 {added('itl_p99_ms')} ms; "
             f"CPU {cpu:.1f} µs/token; {rate:.0f} tok/s; errors {sum(x['errors'] for x in runs)}"
         )
         if quota:
