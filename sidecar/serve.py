@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import signal
@@ -164,6 +165,7 @@ async def run(
             settings.max_streams_per_connection, settings.max_buffered_bytes, settings.send_timeout
         ),
     )
+    edge.on_revoked = functools.partial(_close_revoked, ctx)
     client_app = edge.gate(instrument_http(ClientApp(ctx), provider))
     client = _Server(_config(client_app, settings, **edge.uvicorn_options()))
     if settings.send_buffer_bytes:
@@ -238,6 +240,13 @@ async def drain(ctx: ServerContext, client: uvicorn.Server, timeout: float) -> N
 
 
 TICK_SLICES = 10  # the once-a-second session tick runs a tenth of the sessions every 100 ms
+
+
+def _close_revoked(ctx: ServerContext, key_ids: frozenset[str]) -> None:
+    """Connections admitted by a key that has since been revoked: end them now."""
+    for session in [*ctx.sessions, *ctx.parked.values()]:
+        if session.key_id in key_ids:
+            session.revoke()
 
 
 async def _tick_sessions(ctx: ServerContext) -> None:

@@ -24,12 +24,14 @@ from sidecar.ingress.scope import client_addr, prompt_chars, query_param, tenant
 from sidecar.ingress.stream import LiveStream, WebSocketSink, done_frame
 from sidecar.ingress.transport import EXTENSION, ClientGone, TransportHandle
 from sidecar.relay.pump import count_unrelayed, pump
+from sidecar.security.credentials import KEY_ID
 from sidecar.security.limits import Refusal
 from sidecar.telemetry.spans import NOOP_SESSION, SessionTrace
 from sidecar.upstream.flavour import shape_request
 
 log = logging.getLogger("sidecar.session")
 
+REVOKED = "revoked_api_key"  # the code the gate refuses a revoked key with, too
 RESUMABLE = frozenset({"client_closed", "heartbeat_timeout", "send_timeout"})
 HEARTBEAT_MODEL = "all"  # heartbeats are per connection, not per model
 RTT_WINDOW = 256  # heartbeat RTTs kept per session for its median
@@ -47,6 +49,7 @@ class WebSocketSession:
         "handle",
         "id",
         "idle",
+        "key_id",
         "last_acked",
         "last_app_ping",
         "live",
@@ -75,6 +78,7 @@ class WebSocketSession:
         self.scope: dict[str, Any] | None = scope
         self.id = time_ordered_id()
         self.tenant = tenant_of(scope)
+        self.key_id: str | None = scope.get(KEY_ID)  # the API key that admitted it, if any
         self.peer = client_addr(scope)
         self.handle: TransportHandle | None = scope.get("extensions", {}).get(EXTENSION)
         self.live: dict[str, LiveStream] = {}
@@ -291,6 +295,25 @@ class WebSocketSession:
         self._end_connection("server_drain")
         task = asyncio.get_running_loop().create_task(
             self.send_asgi({"type": "websocket.close", "code": 1001, "reason": "server draining"})
+        )
+        task.add_done_callback(_ignore_result)
+
+    def revoke(self) -> None:
+        """Its API key was revoked: its streams end as `rejected` (the upstream is stopped),
+        the client is told why, and the connection closes with 1008. A session parked for a
+        resume just ends: reconnecting with a revoked key is refused at the gate."""
+        if self.parked:
+            self.expire("key_revoked")
+            return
+        if self.closed:
+            return
+        for live in list(self.live.values()):
+            self._error(live.account.request_id, REVOKED, "this connection's API key was revoked")
+            self._end_stream(live, Outcome.REJECTED, error_code=REVOKED)
+        self.disconnect_reason = "key_revoked"
+        self._end_connection("key_revoked")
+        task = asyncio.get_running_loop().create_task(
+            self.send_asgi({"type": "websocket.close", "code": 1008, "reason": "key revoked"})
         )
         task.add_done_callback(_ignore_result)
 

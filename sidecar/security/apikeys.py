@@ -94,6 +94,10 @@ class KeyCache:
             return KeyVerdict.REVOKED, None
         return KeyVerdict.OK, entry.tenant
 
+    def usable_ids(self) -> frozenset[str]:
+        """Ids of the keys that admit a client now (known and not revoked)."""
+        return frozenset(k for k, entry in self._entries.items() if not entry.revoked)
+
     def __len__(self) -> int:
         return len(self._entries)
 

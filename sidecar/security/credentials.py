@@ -21,6 +21,8 @@ BEARER_SUBPROTOCOL: Final = "bearer."
 # entry itself would be legal, but would put the token in the response headers.
 SUBPROTOCOL: Final = "sidecar.v1"
 QUERY_KEYS: Final = ("token", "api_key")
+# Scope key of the API key id that admitted a connection (not a secret): revocation closes it.
+KEY_ID: Final = "sidecar.key_id"
 MAX_TOKEN: Final = 8192
 
 Source = Literal["header", "subprotocol", "query"]
@@ -75,9 +77,12 @@ def _bounded(token: str, source: Source) -> Credential:
     return Credential(token[:MAX_TOKEN], source)
 
 
-def scrubbed(scope: dict[str, Any], tenant: str | None) -> dict[str, Any]:
+def scrubbed(
+    scope: dict[str, Any], tenant: str | None, key_id: str | None = None
+) -> dict[str, Any]:
     """A copy of `scope` without credentials; `tenant` (when given) replaces any the client
-    chose, as the `X-Sidecar-Tenant` header the session reads."""
+    chose, as the `X-Sidecar-Tenant` header the session reads; `key_id` (an API key's public
+    id) goes in as `scope[KEY_ID]`."""
     strip_query = {*QUERY_KEYS, *(("tenant",) if tenant is not None else ())}
     drop = {b"authorization", b"sec-websocket-protocol"}
     if tenant is not None:
@@ -94,6 +99,8 @@ def scrubbed(scope: dict[str, Any], tenant: str | None) -> dict[str, Any]:
     if tenant is not None:
         headers.append((b"x-sidecar-tenant", tenant.encode("latin-1", "replace")))
     new["headers"] = headers
+    if key_id is not None:
+        new[KEY_ID] = key_id
     pairs = _query(scope)
     if any(k in strip_query for k, _ in pairs):
         new["query_string"] = urlencode([(k, v) for k, v in pairs if k not in strip_query]).encode(

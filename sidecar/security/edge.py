@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,6 +99,9 @@ class Edge:
             self.budget.seed(spent_today(engine, time.time()), time.time())
         self._last_refresh = time.monotonic()
         self._refresh_lock = asyncio.Lock()
+        # Called with the ids of keys revoked (or deleted) since the last refresh, so that
+        # connections they admitted are closed, not only new ones refused.
+        self.on_revoked: Callable[[frozenset[str]], None] = lambda _ids: None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -183,7 +187,12 @@ class Edge:
             except SQLAlchemyError as exc:  # keep the last good snapshot
                 log.warning("API keys not refreshed: %s", type(exc).__name__)
                 return
+            usable = self.keys.usable_ids()
             self.keys.replace(rows)
+            revoked = usable - self.keys.usable_ids()
+            if revoked:
+                log.warning("API keys revoked: %s; closing their connections", sorted(revoked))
+                self.on_revoked(revoked)
 
     async def refresh_soon(self) -> None:
         """On an unknown key: refresh now, at most once a second (bounds database reads)."""

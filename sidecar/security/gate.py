@@ -115,7 +115,7 @@ class Gate:
             # No local keeps the app's scope: this frame lives as long as the connection,
             # and the app lets go of the scope's headers once it has accepted.
             await self.app(
-                credentials.scrubbed(dict(scope), who.tenant if who else None),
+                credentials.scrubbed(dict(scope), *_identity(who)),
                 connection.receive,
                 connection.send,
             )
@@ -130,7 +130,7 @@ class Gate:
             self.metrics.refused(who.reason)
             await _http_refuse(send, who.status, who.reason, who.message, _challenge(who))
             return
-        inner = credentials.scrubbed(dict(scope), who.tenant if who else None)
+        inner = credentials.scrubbed(dict(scope), *_identity(who))
         if scope.get("path") not in RELAY_ROUTES:
             await self.app(inner, receive, send)
             return
@@ -204,6 +204,11 @@ class _Connection:
             await self.inner_send(message)
         except (OSError, RuntimeError):  # the connection is already gone
             self.closed = True
+
+
+def _identity(who: Principal | None) -> tuple[str | None, str | None]:
+    """(tenant, API key id) for the scrubbed scope; (None, None) with auth off."""
+    return (who.tenant, who.key_id) if who is not None else (None, None)
 
 
 def _origin(scope: Scope) -> str | None:

@@ -45,6 +45,7 @@ DISCONNECT_REASONS: Final = (
     "server_drain",
     "protocol_error",
     "idle_timeout",
+    "key_revoked",
 )
 DRIFT_SIGNALS: Final = ("ttft", "itl", "heartbeat_rtt", "upstream_cancel")
 DRIFT_WINDOWS: Final = ("short", "medium", "baseline")

@@ -157,14 +157,36 @@ def test_jwt_refusals(edge: Edge) -> None:
 def test_revoked_key_is_refused_and_other_keys_still_work(edge: Edge) -> None:
     key_id, key = edge.revoke_me
     asyncio.run(served(edge.url, key))
-    out = subprocess.run(
-        [*sidecar_cmd("keys", "revoke", key_id), "--db", edge.stack.db_url],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert out.stdout.strip() == f"revoked {key_id}"
-    time.sleep(scaled(1.5))  # --key-refresh 0.5
+
+    async def open_stream_then_revoke() -> tuple[dict[str, Any], int | None]:
+        # A connection the key admitted, with an answer still streaming (10 s at 400 tok/s).
+        client = await Client.connect(edge.url, **bearer(key))
+        await client.generate("long", chat(4000))
+        assert (await client.next("long"))["type"] == "start"
+        out = await asyncio.to_thread(
+            subprocess.run,
+            [*sidecar_cmd("keys", "revoke", key_id), "--db", edge.stack.db_url],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert out.stdout.strip() == f"revoked {key_id}"
+        frame = await client.next("long")
+        while frame["type"] == "delta":
+            frame = await client.next("long", timeout=5.0)  # --key-refresh 0.5
+        await asyncio.wait_for(client.ws.wait_closed(), scaled(5))
+        await client.close()
+        return frame, client.ws.close_code
+
+    frame, close_code = asyncio.run(open_stream_then_revoke())
+    assert (frame["type"], frame.get("code")) == ("error", "revoked_api_key")
+    assert close_code == 1008
+    rows = rows_until(edge.stack.db_url, lambda rs: any(r["request_id"] == "long" for r in rs))
+    row = next(r for r in rows if r["request_id"] == "long")
+    assert (row["outcome"], row["error_code"]) == ("rejected", "revoked_api_key")
+    assert 0 < row["generated_tokens"] < 4000  # the model server was stopped, not left running
+    assert edge.metric("sidecar_disconnects_total", reason="key_revoked") == 1
+
     status, body, _ = asyncio.run(with_bystander(edge, refused(edge.url, **bearer(key))))
     assert (status, body["error"]["code"]) == (401, "revoked_api_key")
     assert edge.metric("sidecar_auth_failures_total", reason="revoked_api_key") >= 1

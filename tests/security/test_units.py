@@ -164,11 +164,13 @@ def test_api_key_store_create_list_revoke(tmp_path: Path) -> None:
         store.create("no spaces please")
     cache = KeyCache(store.snapshot())
     assert cache.verify(key) == (KeyVerdict.OK, "acme")
+    assert cache.usable_ids() == {info.id}
     assert cache.verify(key[:-1] + ("A" if key[-1] != "A" else "B"))[0] == KeyVerdict.UNKNOWN
     assert cache.verify("sk_sc_nonsense")[0] == KeyVerdict.UNKNOWN
     assert store.revoke(info.id) and not store.revoke(info.id)
     cache.replace(store.snapshot())
     assert cache.verify(key) == (KeyVerdict.REVOKED, None)
+    assert cache.usable_ids() == set()  # what a refresh compares to find connections to close
     listed = store.all()
     assert [(k.id, k.tenant, k.revoked_at is not None) for k in listed] == [(info.id, "acme", True)]
     assert store.all(include_revoked=False) == []
