@@ -82,13 +82,12 @@ class WebSocketSink:
         pass
 
     async def flush(self, finished: bool = False) -> None:
-        with_done = finished and not self.done_sent and not self.live.held
-        if with_done and not self.session.parked:
+        # Not while the client is away: the relay keeps `done` for the resume.
+        with_done = finished and not (self.done_sent or self.live.held or self.session.parked)
+        if with_done:
             self.frames.append(done_frame(self.account))
         elif not self.frames:
             return
-        else:
-            with_done = False
         frames, deltas = self.frames, self.deltas
         self.frames, self.deltas = [], 0
         try:

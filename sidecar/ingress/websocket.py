@@ -37,6 +37,8 @@ HEARTBEAT_MODEL = "all"  # heartbeats are per connection, not per model
 RTT_WINDOW = 256  # heartbeat RTTs kept per session for its median
 TRACE_HEADERS = frozenset({b"traceparent", b"tracestate"})
 GONE_OUTCOMES = frozenset({Outcome.CLIENT_GONE, Outcome.CLIENT_CANCELLED, Outcome.CLIENT_TOO_SLOW})
+# Ends decided here while the model server may still be generating: stop it at once.
+STOPPED_OUTCOMES = GONE_OUTCOMES | {Outcome.SHUTDOWN, Outcome.REJECTED}
 
 
 class WebSocketSession:
@@ -557,7 +559,7 @@ class WebSocketSession:
             del self.live[account.request_id]
         if not self.live:  # byte offsets only map unsent bytes to running streams
             self.writes = None
-        if outcome in GONE_OUTCOMES or outcome is Outcome.SHUTDOWN:
+        if outcome in STOPPED_OUTCOMES:
             if outcome in GONE_OUTCOMES:
                 live.trace.client_gone()
             live.t_gone = now

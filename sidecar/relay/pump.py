@@ -64,32 +64,33 @@ async def pump(
         first = account.t_first is None
         for payload in decoder.feed(data):
             finished = _handle(payload, account, sink, latencies, now) or finished
-        try:
-            await sink.flush(finished)
-        finally:
-            if latencies:
-                _observe(account, observer, latencies, first)
+        await _flush(sink, finished, account, observer, latencies, first)
     first = account.t_first is None
     for payload in decoder.flush():
         finished = _handle(payload, account, sink, latencies, clock()) or finished
-    try:
-        await sink.flush(finished)
-    finally:
-        if latencies:
-            _observe(account, observer, latencies, first)
+    await _flush(sink, finished, account, observer, latencies, first)
     return finished
 
 
-def _observe(
-    account: StreamAccount, observer: Observer, latencies: list[float], first: bool
+async def _flush(
+    sink: Sink,
+    finished: bool,
+    account: StreamAccount,
+    observer: Observer,
+    latencies: list[float],
+    first: bool,
 ) -> None:
-    """`latencies`: this read's deltas, time to first token first if `first`, else gaps."""
-    for index, seconds in enumerate(latencies):
-        if first and index == 0:
-            observer.first_token(account, seconds)
-        else:
-            observer.gap(account, seconds)
-    latencies.clear()
+    """Write, then hand the read's latencies (time to first token first if `first`, else
+    gaps) to the observer, also when the write finds the client gone."""
+    try:
+        await sink.flush(finished)
+    finally:
+        for index, seconds in enumerate(latencies):
+            if first and index == 0:
+                observer.first_token(account, seconds)
+            else:
+                observer.gap(account, seconds)
+        latencies.clear()
 
 
 def _handle(

@@ -163,6 +163,7 @@ def test_revoked_key_is_refused_and_other_keys_still_work(edge: Edge) -> None:
         client = await Client.connect(edge.url, **bearer(key))
         await client.generate("long", chat(4000))
         assert (await client.next("long"))["type"] == "start"
+        cancels.append(edge.metric("sidecar_upstream_cancel_seconds_count"))
         out = await asyncio.to_thread(
             subprocess.run,
             [*sidecar_cmd("keys", "revoke", key_id), "--db", edge.stack.db_url],
@@ -178,6 +179,7 @@ def test_revoked_key_is_refused_and_other_keys_still_work(edge: Edge) -> None:
         await client.close()
         return frame, client.ws.close_code
 
+    cancels: list[float] = []
     frame, close_code = asyncio.run(open_stream_then_revoke())
     assert (frame["type"], frame.get("code")) == ("error", "revoked_api_key")
     assert close_code == 1008
@@ -185,6 +187,8 @@ def test_revoked_key_is_refused_and_other_keys_still_work(edge: Edge) -> None:
     row = next(r for r in rows if r["request_id"] == "long")
     assert (row["outcome"], row["error_code"]) == ("rejected", "revoked_api_key")
     assert 0 < row["generated_tokens"] < 4000  # the model server was stopped, not left running
+    # ... by the revocation itself, not later by a failed write to the closed connection.
+    assert edge.metric("sidecar_upstream_cancel_seconds_count") == cancels[0] + 1
     assert edge.metric("sidecar_disconnects_total", reason="key_revoked") == 1
 
     status, body, _ = asyncio.run(with_bystander(edge, refused(edge.url, **bearer(key))))
