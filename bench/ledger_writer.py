@@ -20,6 +20,8 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -61,13 +63,23 @@ def row(n: int, now: datetime) -> dict[str, Any]:
     }
 
 
-def measure(url: str, rows: int) -> tuple[float, float]:
-    """(rows per second committed, microseconds per submit on the caller's side)."""
+@contextmanager
+def started_writer(url: str, spool_dir: str) -> Iterator[LedgerWriter]:
+    """A migrated ledger at `url` and a running writer; closed (everything written) on exit."""
     db.upgrade(url)
     engine = db.make_engine(url)
-    with tempfile.TemporaryDirectory() as spool_dir:
-        writer = LedgerWriter(engine, Path(spool_dir) / "spool.jsonl", batch_size=1000)
-        writer.start()
+    writer = LedgerWriter(engine, Path(spool_dir) / "spool.jsonl", batch_size=1000)
+    writer.start()
+    try:
+        yield writer
+    finally:
+        writer.close(timeout=600)
+        engine.dispose()
+
+
+def measure(url: str, rows: int) -> tuple[float, float]:
+    """(rows per second committed, microseconds per submit on the caller's side)."""
+    with tempfile.TemporaryDirectory() as spool_dir, started_writer(url, spool_dir) as writer:
         now = datetime.now(UTC)
         prepared = [Row("streams", row(n, now)) for n in range(rows)]
         start = time.perf_counter()
@@ -77,7 +89,6 @@ def measure(url: str, rows: int) -> tuple[float, float]:
         writer.close(timeout=600)
         done = time.perf_counter()
         assert writer.stats.written == rows and not writer.stats.errors, writer.stats
-    engine.dispose()
     return rows / (done - start), (submitted - start) / rows * 1e6
 
 
@@ -89,12 +100,10 @@ def _cpu() -> float:
 def aged(rows_before: int, ordered: bool, batch: int = 20_000) -> tuple[float, float]:
     """CPU µs per row for `batch` rows into an empty ledger, then after `rows_before` rows.
     Sessions as the sidecar makes them: 20 streams share a session id."""
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/aged.db"
-        db.upgrade(url)
-        engine = db.make_engine(url)
-        writer = LedgerWriter(engine, Path(tmp) / "spool.jsonl", batch_size=1000)
-        writer.start()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        started_writer(f"sqlite:///{tmp}/aged.db", tmp) as writer,
+    ):
         now, written, session = datetime.now(UTC), 0, ""
 
         def write(count: int) -> float:
@@ -119,8 +128,6 @@ def aged(rows_before: int, ordered: bool, batch: int = 20_000) -> tuple[float, f
         for _ in range(rows_before // batch):
             write(batch)
         later = write(batch)
-        writer.close(timeout=600)
-        engine.dispose()
     return empty, later
 
 
