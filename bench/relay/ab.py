@@ -139,11 +139,13 @@ def _print(
             return f"{statistics.median(diffs):.2f}" if diffs else "–"  # 1-token answers: no ITL
 
         cpu = statistics.median(x["cpu_us_per_token"] for x in runs)
+        loop = statistics.median(x["loop_cpu_us_per_token"] for x in runs)
         rate = statistics.median(x["token_rate"] for x in runs)
         print(
             f"{name} {refs.get(name, '')}: +TTFT p50 {added('ttft_p50_ms')} "
             f"p99 {added('ttft_p99_ms')} +ITL p99 {added('itl_p99_ms')} ms; "
-            f"CPU {cpu:.1f} µs/token; {rate:.0f} tok/s; errors {sum(x['errors'] for x in runs)}"
+            f"CPU {cpu:.1f} µs/token (event-loop thread {loop:.1f}); {rate:.0f} tok/s; "
+            f"errors {sum(x['errors'] for x in runs)}"
         )
         if quota:
             saturated = saturation(cpu, rate, quota)

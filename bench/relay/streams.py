@@ -55,9 +55,11 @@ def measure(
         for i, share in enumerate(shares)
     ]
     relay0 = target.proc.cpu() if target.proc else 0.0
+    loop0 = target.proc.loop_cpu() if target.proc else 0.0
     sim0 = env.sim.cpu()
     results = env.workers.run(jobs, timeout=cfg.stagger + seconds + 60)
     relay_cpu = target.proc.cpu() - relay0 if target.proc else None
+    loop_cpu = target.proc.loop_cpu() - loop0 if target.proc else None
     sim_cpu = env.sim.cpu() - sim0
     ttft = [x for r in results for x in r["ttft"]]
     itl = [x for r in results for x in r["itl"]]
@@ -75,6 +77,9 @@ def measure(
         "error_kinds": kinds,
         "token_rate": tokens / elapsed if elapsed else 0.0,
         "cpu_us_per_token": relay_cpu / tokens * 1e6 if relay_cpu is not None and tokens else None,
+        "loop_cpu_us_per_token": loop_cpu / tokens * 1e6
+        if loop_cpu is not None and tokens
+        else None,
         "sim_cpu_us_per_token": sim_cpu / tokens * 1e6 if tokens else None,
         "relay_rss_mib": rss_bytes(target.proc.pid) / 2**20 if target.proc else None,
     }
