@@ -14,7 +14,10 @@ def header(scope: dict[str, Any], name: bytes) -> str | None:
 
 
 def query_param(scope: dict[str, Any], name: str) -> str | None:
-    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
+    raw = scope.get("query_string", b"")
+    if not raw:  # most requests: skip the parser
+        return None
+    values = parse_qs(raw.decode("latin-1")).get(name)
     return values[0] if values else None
 
 

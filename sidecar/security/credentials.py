@@ -53,7 +53,7 @@ def offered_subprotocols(scope: dict[str, Any]) -> list[str]:
 
 def _query(scope: dict[str, Any]) -> list[tuple[str, str]]:
     raw = scope.get("query_string", b"")
-    return parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
+    return parse_qsl(raw.decode("latin-1"), keep_blank_values=True) if raw else []
 
 
 def extract(scope: dict[str, Any]) -> Credential | None:

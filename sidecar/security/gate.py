@@ -22,10 +22,11 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
+from sidecar.ingress.scope import tenant_of
 from sidecar.security import credentials
 from sidecar.security.auth import Authenticator, AuthRefusal, Principal
 from sidecar.security.limits import ConnectionLimits, MessageRate, Refusal, Verdict
@@ -217,14 +218,8 @@ def _origin(scope: Scope) -> str | None:
 
 
 def _chosen_tenant(scope: Scope) -> str:
-    """With auth off: the tenant the client names, as the session reads it."""
-    values = credentials.header_values(dict(scope), b"x-sidecar-tenant")
-    if values:
-        return values[0][:128]
-    from urllib.parse import parse_qs
-
-    found = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("tenant")
-    return (found[0] if found else "default")[:128]
+    """With auth off: the tenant the client names, read as the session reads it."""
+    return tenant_of(cast(dict[str, Any], scope))
 
 
 def _limit_name(refused: Refusal) -> str:
