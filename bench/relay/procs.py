@@ -74,10 +74,10 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = N
     raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
 
 
-def cpu_seconds(pid: int, stat_path: str | None = None) -> float:
-    """utime + stime of a process (all its threads), in seconds; of one thread with
-    `stat_path` = /proc/PID/task/TID/stat."""
-    stat = Path(stat_path or f"/proc/{pid}/stat").read_text()
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """utime + stime of a process (all its threads), or of one of its threads, in seconds."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    stat = Path(path).read_text()
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
@@ -119,7 +119,7 @@ class Proc:
     def loop_cpu(self) -> float:
         """CPU seconds of the main thread alone: the event loop's, without the ledger writer's
         or the span exporter's threads (both share the GIL with it)."""
-        return cpu_seconds(self.pid, f"/proc/{self.pid}/task/{self.pid}/stat")
+        return cpu_seconds(self.pid, thread=self.pid)
 
     def tail(self, lines: int = 15) -> str:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""

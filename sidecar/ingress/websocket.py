@@ -537,10 +537,14 @@ class WebSocketSession:
     def answered(self, live: LiveStream) -> None:
         """Its `done` went out: the client may reuse the id at once, while the relay still
         reads the end of the upstream body (which returns the connection to the pool)."""
+        self._forget(live)
+
+    def _forget(self, live: LiveStream) -> None:
+        """No longer a running stream of this session (a newer stream may reuse its id)."""
         if self.live.get(live.account.request_id) is live:
             del self.live[live.account.request_id]
-            if not self.live:
-                self.writes = None
+        if not self.live:  # byte offsets only map unsent bytes to running streams
+            self.writes = None
 
     def _fail(self, live: LiveStream, code: str, message: str) -> None:
         assert self.ctx.observer is not None
@@ -555,10 +559,7 @@ class WebSocketSession:
         now = ctx.clock()
         if not account.finish(outcome, now, error_code=error_code, unsent=unsent):
             return
-        if self.live.get(account.request_id) is live:
-            del self.live[account.request_id]
-        if not self.live:  # byte offsets only map unsent bytes to running streams
-            self.writes = None
+        self._forget(live)
         if outcome in STOPPED_OUTCOMES:
             if outcome in GONE_OUTCOMES:
                 live.trace.client_gone()
