@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sidecar.ledger import db
-from sidecar.security.apikeys import ApiKeyStore
+from sidecar.security.apikeys import PREFIX, ApiKeyStore, key_id_of
 from tests.e2e.wsclient import Client, chat
 from tests.security.helpers import refused, rows_until
 from tests.support.stack import running_stack
@@ -75,8 +75,17 @@ def test_no_prompt_and_no_key_in_ledger_spans_or_logs(tmp_path: Path) -> None:
         artifacts.pop("simulate.log", None)  # the upstream legitimately receives its key
         assert "ledger.db" in artifacts and "serve.log" in artifacts
         needles = {"prompt": PROMPT, "short prompt": "PURPLE-ELEPHANT", "api key": key,
-                   "key secret": key.rsplit("_", 1)[1], "upstream key": UPSTREAM_KEY}  # fmt: skip
+                   "key secret": _secret_of(key), "upstream key": UPSTREAM_KEY}  # fmt: skip
         for name, data in artifacts.items():
             text = data.decode("latin-1")
             for what, needle in needles.items():
                 assert needle not in text, f"{what} found in {name}"
+
+
+def _secret_of(key: str) -> str:
+    """`sk_sc_<id>_<secret>`; the secret may itself contain `_` (URL-safe base64)."""
+    key_id = key_id_of(key)
+    assert key_id is not None
+    secret = key.removeprefix(f"{PREFIX}{key_id}_")
+    assert len(secret) >= 40, secret
+    return secret
