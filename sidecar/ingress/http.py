@@ -158,7 +158,14 @@ class _HttpRelay:
                 await self._start_response()
             ctx.recorder.started(account)  # after the request left: not on its critical path
             assert ctx.observer is not None
-            finished = await pump(response.chunks(), account, self, ctx.observer, ctx.clock)
+            finished = await pump(
+                response.chunks(),
+                account,
+                self,
+                ctx.observer,
+                ctx.clock,
+                first_token_relayed=response.first_token_relayed,
+            )
             complete = finished or account.finish_reason is not None
             if not self.shaped.client_wants_stream:
                 await respond_json(self.send, 200, self._assembled())

@@ -510,7 +510,13 @@ class WebSocketSession:
                 sink = WebSocketSink(self, live, None)
             assert ctx.observer is not None
             finished = await pump(
-                live.response.chunks(), account, sink, ctx.observer, ctx.clock, live.decoder
+                live.response.chunks(),
+                account,
+                sink,
+                ctx.observer,
+                ctx.clock,
+                live.decoder,
+                live.response.first_token_relayed,
             )
             if finished or account.finish_reason:
                 if not sink.done_sent:

@@ -50,11 +50,14 @@ async def pump(
     observer: Observer,
     clock: Callable[[], float],
     decoder: SSEDecoder | None = None,
+    first_token_relayed: Callable[[], None] | None = None,
 ) -> bool:
     """Relay until `[DONE]` or the end of the body; True if the upstream finished properly.
 
     Latency samples go to the observer after the write, not before: metrics and drift are
-    then off the path from the upstream's bytes to the client's.
+    then off the path from the upstream's bytes to the client's. `first_token_relayed` is
+    called once the first token is written (the upstream client then stops giving this
+    stream's reads priority).
     """
     decoder = decoder or SSEDecoder()
     finished = False
@@ -65,6 +68,8 @@ async def pump(
         for payload in decoder.feed(data):
             finished = _handle(payload, account, sink, latencies, now) or finished
         await _flush(sink, finished, account, observer, latencies, first)
+        if first and account.t_first is not None and first_token_relayed is not None:
+            first_token_relayed()
     first = account.t_first is None
     for payload in decoder.flush():
         finished = _handle(payload, account, sink, latencies, clock()) or finished

@@ -5,6 +5,11 @@ general-purpose client on the hot path: the request is written in one `write()` 
 pooled connection is free (no task hop), and each body chunk reaches the relay with one future
 wake-up. What it does not do (redirects, proxies, cookies, compression) a model server's
 streaming endpoint does not need; `Accept-Encoding: identity` keeps bodies plain.
+
+First tokens go first: a response whose first token has not been relayed yet wakes its reader
+at once, while the others' wake-ups wait in a `Lane` released once per loop iteration. When a
+model server's batch step sends a token to many streams at the same moment, the one that starts
+an answer is then relayed before the rest instead of behind them.
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ class Response:
         "eof",
         "keep_alive",
         "status",
+        "urgent",
     )
 
     def __init__(self, conn: Connection) -> None:
@@ -77,6 +83,7 @@ class Response:
         self._waiter: asyncio.Future[None] | None = None
         self._headers_waiter: asyncio.Future[None] = conn.loop.create_future()
         self.status = 0
+        self.urgent = True  # its first token has not been relayed: wake the reader at once
         self.keep_alive = False
         self.complete = False  # the whole message arrived (the connection may be reused)
         self.eof = False  # no more body will come (complete, or the connection ended)
@@ -138,7 +145,10 @@ class Response:
         self._buffered += len(data)
         if self._buffered >= HIGH_WATER:
             self._conn.pause_reading()
-        self._wake()
+        if self.urgent:
+            self._wake()
+        else:
+            self._conn.pool.lane.defer(self)
 
     def _end(self, complete: bool, error: BaseException | None = None) -> None:
         self.complete = self.complete or complete
@@ -152,6 +162,31 @@ class Response:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+
+class Lane:
+    """Wake-ups that may wait: released together by one callback, which runs after the wake-ups
+    (and new requests) already queued in this loop iteration, so their readers run after the
+    urgent ones. The delay is one turn of the loop; a token is never held back longer."""
+
+    __slots__ = ("_loop", "_scheduled", "_waiting")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._waiting: list[Response] = []
+        self._scheduled = False
+
+    def defer(self, response: Response) -> None:
+        self._waiting.append(response)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._release)
+
+    def _release(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        self._scheduled = False
+        for response in waiting:
+            response._wake()
 
 
 class Connection(asyncio.Protocol):
@@ -256,6 +291,7 @@ class Pool:
         self.origin = origin
         self.connect_timeout = connect_timeout
         self.loop = asyncio.get_running_loop()
+        self.lane = Lane(self.loop)
         self._idle: collections.deque[Connection] = collections.deque()
         self._ssl = ssl.create_default_context() if origin.tls else None
 
