@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -120,9 +121,26 @@ class Stack:
         )
         self.processes.append(proc)
         self.serve = proc
-        self._wait(proc, self.admin_port)
+        self._wait_healthy(proc)
         self._wait(proc, self.port, self.host)
         return proc
+
+    def _wait_healthy(self, proc: Process) -> None:
+        """Until `/healthz` answers. The sockets listen (and accept TCP connections) before
+        start-up work such as closing a crashed run's streams, which ends before the servers
+        answer; a TCP probe alone once let a test read the ledger before that work was done."""
+        deadline = time.monotonic() + scaled(20)
+        while True:
+            try:
+                with urllib.request.urlopen(self.admin_url + "/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            if proc.popen.poll() is not None or time.monotonic() >= deadline:
+                proc.stop(signal.SIGKILL)
+                raise AssertionError(f"{proc.name} did not start:\n{proc.output()}")
+            time.sleep(0.05)
 
     def _wait(self, proc: Process, port: int, host: str = "127.0.0.1") -> None:
         try:
