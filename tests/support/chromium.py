@@ -192,6 +192,9 @@ class ChromiumProcess:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     cwd=self.base_dir,
+                    # Its singleton socket directory goes under TMPDIR: here, so that close()
+                    # removes it instead of leaving an org.chromium.Chromium.* in /tmp per run.
+                    env={**os.environ, "TMPDIR": str(self.base_dir)},
                     start_new_session=True,
                 )
             self._wait_for_devtools(scaled(timeout))
