@@ -18,6 +18,7 @@ from sidecar.accounting.stream import Outcome, StreamAccount
 from sidecar.context import ServerContext
 from sidecar.errors import UpstreamError
 from sidecar.ingress.app import respond_json
+from sidecar.ingress.http_delivery import EXTENSION, HttpDelivery
 from sidecar.ingress.scope import prompt_chars, tenant_of
 from sidecar.relay.pump import pump
 from sidecar.security.limits import Refusal
@@ -94,6 +95,8 @@ class _HttpRelay:
         self.relay_done = False
         self.t_gone: float | None = None  # when the client was seen leaving mid-relay
         self.chunks: list[bytes] = []
+        # Absent under another ASGI server: then everything written counts as delivered.
+        self.delivery: HttpDelivery | None = scope.get("extensions", {}).get(EXTENSION)
         self.strip_usage = not shaped.client_wants_usage
         # OpenAI clients cannot ask for continuous usage: when present, the sidecar added it.
         self.strip_continuous = ctx.flavour.continuous_usage
@@ -135,7 +138,9 @@ class _HttpRelay:
         await self._watch_disconnect()
         if not self.relay_done:
             self.t_gone = self.ctx.clock()
-            self.account.finish(Outcome.CLIENT_GONE, self.t_gone)
+            delivered = self.delivery.delivered_deltas() if self.delivery is not None else None
+            unsent = self.account.written - delivered if delivered is not None else 0
+            self.account.finish(Outcome.CLIENT_GONE, self.t_gone, unsent=unsent)
             self.trace.client_gone()
             relay.cancel()
 
@@ -212,6 +217,8 @@ class _HttpRelay:
         data, self.chunks = b"".join(self.chunks), []
         await self.send({"type": "http.response.body", "body": data, "more_body": True})
         self.account.written = self.account.deltas
+        if self.delivery is not None:
+            self.delivery.wrote(len(data), self.account.deltas, self.ctx.clock())
 
     async def _fail(self, status: int, code: str, message: str) -> None:
         """Tell the client why its answer ends: an error status if the headers have not gone

@@ -98,7 +98,7 @@ class TransportHandle:
         p = self._protocol
         if self.unsent_at_close is not None:
             return self.unsent_at_close
-        unacked = p.transport.get_write_buffer_size() + _kernel_unacked(p.transport)
+        unacked = p.transport.get_write_buffer_size() + kernel_unacked(p.transport)
         self.acked_bytes = max(self.acked_bytes, self.bytes_written - unacked)
         return unacked
 
@@ -312,7 +312,7 @@ def _text_header(payload: bytes) -> bytes:
     return b"\x81\x7f" + size.to_bytes(8, "big")
 
 
-def _kernel_unacked(transport: Any) -> int:
+def kernel_unacked(transport: Any) -> int:
     sock = transport.get_extra_info("socket")
     if sock is None:
         return 0

@@ -3,7 +3,8 @@ request, or an HTTP request's headers) within `timeout` seconds of connecting or
 new request on a kept-alive connection; otherwise it is dropped. This bounds what a slowloris
 client (headers trickled byte by byte) can hold: uvicorn has no such timer of its own.
 
-`with_handshake_timeout` returns a subclass of uvicorn's httptools protocol for `Config(http=)`.
+`with_handshake_timeout` returns a subclass of uvicorn's httptools protocol (by way of the
+sidecar's, sidecar.ingress.http_delivery) for `Config(http=)`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from sidecar.ingress.http_delivery import SidecarHttpProtocol
 
 
-class HandshakeTimeoutProtocol(HttpToolsProtocol):
+class HandshakeTimeoutProtocol(SidecarHttpProtocol):
     handshake_timeout: float = 10.0
     on_timeout: Callable[[], None] = staticmethod(lambda: None)
     _handshake_timer: asyncio.TimerHandle | None = None

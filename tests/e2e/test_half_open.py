@@ -102,3 +102,73 @@ def test_half_open_client_idle_and_streaming(netns: NetNamespace, tmp_path: Path
         assert upstream["outcome"] == "aborted"
         # At most the one token on the wire while the upstream was closed goes unseen.
         assert upstream["generated"] - row["generated_tokens"] in (0, 1)
+
+
+HTTP_CLIENT = """
+import http.client, json, sys
+conn = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), timeout=60)
+body = {"model": "sim-small", "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 100000, "stream": True}
+conn.request("POST", "/v1/chat/completions", json.dumps(body), {"content-type": "application/json"})
+response = conn.getresponse()
+seen = 0
+for line in response:
+    if line.startswith(b"data: {") and json.loads(line[6:])["choices"][0]["delta"].get("content"):
+        seen += 1
+        print(seen, flush=True)
+"""
+
+
+async def _read_counts(stream: asyncio.StreamReader, quiet: float, last: int) -> int:
+    """The client's last printed count once it has printed nothing for `quiet` seconds."""
+    while True:
+        try:
+            line = await asyncio.wait_for(stream.readline(), quiet)
+        except TimeoutError:
+            return last
+        if not line:
+            return last
+        last = int(line)
+
+
+def test_half_open_http_client_is_not_charged_for_what_it_never_received(
+    netns: NetNamespace, tmp_path: Path
+) -> None:
+    """Tokens written into a connection whose client lost its network count as wasted, not
+    delivered: the sidecar keeps writing until TCP gives up (here 3 s, ~600 tokens)."""
+    with running_stack(tmp_path) as stack:
+        stack.host = netns.host_addr
+        stack.start_sim("--tokens-per-second", "200")
+        stack.start_serve("--tcp-user-timeout", "3")
+
+        async def scenario() -> int:
+            proc = await netns.spawn_python(
+                "-c", HTTP_CLIENT, stack.host, str(stack.port),
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            assert proc.stdout is not None
+            try:
+                seen = 0
+                while seen < 50:
+                    line = await asyncio.wait_for(proc.stdout.readline(), scaled(15))
+                    assert line, (await proc.stderr.read()).decode() if proc.stderr else "died"
+                    seen = int(line)
+                netns.drop_all()
+                seen = await _read_counts(proc.stdout, 1.0, seen)  # what was already on its side
+                _wait(
+                    lambda: any(r["outcome"] == "client_gone" for r in stream_rows(stack.db_url)),
+                    scaled(3 + 1 + 3),
+                )
+                return seen
+            finally:
+                netns.restore()
+                proc.kill()
+                await proc.wait()
+
+        seen = asyncio.run(scenario())
+        (row,) = stream_rows(stack.db_url)
+        assert row["ingress"] == "http" and row["outcome"] == "client_gone"
+        # What the client's TCP acknowledged; a last segment whose ACK was dropped is not counted.
+        assert seen - 5 <= row["delivered_tokens"] <= seen, (row["delivered_tokens"], seen)
+        assert row["generated_tokens"] - seen >= 200, "tokens went on being written after the drop"
+        assert row["wasted_tokens"] == row["generated_tokens"] - row["delivered_tokens"]

@@ -79,7 +79,7 @@ class Stack:
 
     @property
     def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def sim_url(self) -> str:
