@@ -103,6 +103,8 @@ class ServerContext:
     resume_buffer: int = 4096  # deltas kept per stream for replay
     sessions: set[Any] = field(default_factory=set)
     parked: dict[str, Any] = field(default_factory=dict)  # resume token -> session
+    # HTTP answers in flight that an API key admitted (so that revoking it can end them).
+    keyed_http: set[Any] = field(default_factory=set)
     draining: bool = False
 
     def __post_init__(self) -> None:

@@ -243,10 +243,13 @@ TICK_SLICES = 10  # the once-a-second session tick runs a tenth of the sessions 
 
 
 def _close_revoked(ctx: ServerContext, key_ids: frozenset[str]) -> None:
-    """Connections admitted by a key that has since been revoked: end them now."""
+    """Connections and HTTP answers admitted by a key that has since been revoked: end them."""
     for session in [*ctx.sessions, *ctx.parked.values()]:
         if session.key_id in key_ids:
             session.revoke()
+    for answer in list(ctx.keyed_http):
+        if answer.key_id in key_ids:
+            answer.revoke()
 
 
 async def _tick_sessions(ctx: ServerContext) -> None:

@@ -21,11 +21,13 @@ from sidecar.ingress.app import respond_json
 from sidecar.ingress.http_delivery import EXTENSION, HttpDelivery
 from sidecar.ingress.scope import prompt_chars, tenant_of
 from sidecar.relay.pump import pump
+from sidecar.security.credentials import KEY_ID
 from sidecar.security.limits import Refusal
 from sidecar.telemetry.spans import StreamTrace
 from sidecar.upstream.flavour import ShapedRequest, shape_request
 
 MAX_BODY = 8 * 1024 * 1024
+REVOKED = "revoked_api_key"  # as on the WebSocket path and at the gate
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 
 
@@ -94,6 +96,9 @@ class _HttpRelay:
         self.started = False
         self.relay_done = False
         self.t_gone: float | None = None  # when the client was seen leaving mid-relay
+        self.t_revoked: float | None = None  # when the API key that admitted it was revoked
+        self.key_id: str | None = scope.get(KEY_ID)
+        self.task: asyncio.Task[Any] | None = None
         self.chunks: list[bytes] = []
         # Absent under another ASGI server: then everything written counts as delivered.
         self.delivery: HttpDelivery | None = scope.get("extensions", {}).get(EXTENSION)
@@ -105,17 +110,20 @@ class _HttpRelay:
         """Relay in this task (the request goes upstream without waiting for another task to be
         scheduled) while a watcher task notices the client leaving and cancels it."""
         account, ctx = self.account, self.ctx
-        relay = asyncio.current_task()
+        relay = self.task = asyncio.current_task()
         assert relay is not None
         watcher = asyncio.get_running_loop().create_task(self._watch(relay))
+        if self.key_id is not None:
+            ctx.keyed_http.add(self)
         try:
             await self._relay()
         except asyncio.CancelledError:
-            if self.t_gone is None:
+            if self.t_gone is None and self.t_revoked is None:
                 raise  # cancelled from outside: the server is stopping
             relay.uncancel()
         finally:
             self.relay_done = True
+            ctx.keyed_http.discard(self)
         if self.t_gone is not None:
             elapsed = ctx.clock() - self.t_gone
             ctx.metrics.upstream_cancel.observe(elapsed)
@@ -125,6 +133,11 @@ class _HttpRelay:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+        if self.t_revoked is not None:
+            elapsed = ctx.clock() - self.t_revoked
+            ctx.metrics.upstream_cancel.observe(elapsed)
+            self.trace.upstream_cancelled(elapsed)
+            await self._fail(401, REVOKED, "this request's API key was revoked")
         if not account.ended:
             account.finish(Outcome.UPSTREAM_ERROR, ctx.clock(), error_code="internal")
         self.trace.end(account)
@@ -133,6 +146,16 @@ class _HttpRelay:
             ctx.edge.charge(
                 account.tenant, account.prompt_tokens, account.generated_tokens, ctx.wall_clock()
             )
+
+    def revoke(self) -> None:
+        """Its API key was revoked: the answer ends now as `rejected`, the upstream is stopped
+        (the relay's task is cancelled, which drops the model server's connection) and the
+        client gets an error event (or a 401 if nothing was sent yet)."""
+        if self.relay_done or self.account.ended or self.task is None:
+            return
+        self.t_revoked = self.ctx.clock()
+        self.account.finish(Outcome.REJECTED, self.t_revoked, error_code=REVOKED)
+        self.task.cancel()
 
     async def _watch(self, relay: asyncio.Task[Any]) -> None:
         await self._watch_disconnect()

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import openai
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -45,6 +46,7 @@ class Edge:
     key: str  # tenant "acme"
     other_key: str  # tenant "globex"
     revoke_me: tuple[str, str]  # (id, key), tenant "acme"
+    revoke_me_http: tuple[str, str]  # (id, key), tenant "acme"
     rsa: RsaKeys
 
     @property
@@ -65,6 +67,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
         key = store.create("acme")[1]
         other = store.create("globex")[1]
         info, doomed = store.create("acme", "to revoke")
+        info_http, doomed_http = store.create("acme", "to revoke over HTTP")
         stack.start_sim("--ttft", "0.01", "--tokens-per-second", "400")
         stack.start_serve(
             "--auth", "apikey", "--auth", "jwt",
@@ -80,7 +83,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
             "--max-streams-per-connection", "2",
             env={"SIDECAR_JWT_SECRET": SECRET},
         )  # fmt: skip
-        yield Edge(stack, key, other, (info.id, doomed), rsa)
+        yield Edge(stack, key, other, (info.id, doomed), (info_http.id, doomed_http), rsa)
 
 
 def bearer(token: str) -> dict[str, Any]:
@@ -195,6 +198,45 @@ def test_revoked_key_is_refused_and_other_keys_still_work(edge: Edge) -> None:
     assert (status, body["error"]["code"]) == (401, "revoked_api_key")
     assert edge.metric("sidecar_auth_failures_total", reason="revoked_api_key") >= 1
     asyncio.run(served(edge.url, edge.key))
+
+
+def test_revoking_a_key_ends_its_http_answers_in_flight(edge: Edge) -> None:
+    key_id, key = edge.revoke_me_http
+    client = openai.OpenAI(base_url=edge.stack.http_url + "/v1", api_key=key, max_retries=0)
+    stream = client.chat.completions.create(
+        model="sim-small",
+        messages=[{"role": "user", "content": "a long answer"}],
+        max_tokens=4000,  # 10 s at 400 tokens/s
+        stream=True,
+    )
+    chunks = iter(stream)
+    assert next(chunks).choices  # streaming
+    cancels = edge.metric("sidecar_upstream_cancel_seconds_count")
+    out = subprocess.run(
+        [*sidecar_cmd("keys", "revoke", key_id), "--db", edge.stack.db_url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == f"revoked {key_id}"
+    started = time.monotonic()
+    with pytest.raises(openai.APIError, match="API key was revoked"):
+        for _chunk in chunks:  # the error event the sidecar sends ends the stream
+            assert time.monotonic() - started < scaled(5), "not ended (--key-refresh 0.5)"
+    stream.close()
+
+    def revoked(rows: list[dict[str, Any]]) -> bool:
+        return any(r["ingress"] == "http" and r["error_code"] == "revoked_api_key" for r in rows)
+
+    rows = rows_until(edge.stack.db_url, revoked)
+    row = next(r for r in rows if r["ingress"] == "http" and r["error_code"] == "revoked_api_key")
+    assert row["outcome"] == "rejected"
+    assert 0 < row["generated_tokens"] < 4000  # the model server was stopped
+    assert edge.metric("sidecar_upstream_cancel_seconds_count") == cancels + 1
+    with pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(
+            model="sim-small", messages=[{"role": "user", "content": "again"}], max_tokens=3
+        )
 
 
 def test_browser_credentials_subprotocol_and_query(edge: Edge) -> None:
