@@ -203,6 +203,13 @@ from sidecar.upstream.flavour import Flavour
 @option("--jwt-issuer", default=None, help="Required `iss` of tokens.")
 @option("--jwt-audience", default=None, help="Required `aud` of tokens.")
 @option(
+    "--jwt-leeway",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds of clock skew allowed on `exp` and `nbf`.",
+)
+@option(
     "--jwt-tenant-claim",
     default="tenant",
     show_default=True,
@@ -327,6 +334,7 @@ def _edge_settings(options: dict[str, object]) -> object:
         issuer=o.pop("jwt_issuer") or None,
         audience=o.pop("jwt_audience") or None,
         tenant_claim=str(o.pop("jwt_tenant_claim")),
+        leeway=float(o.pop("jwt_leeway")),
     )
     return EdgeSettings(
         auth=tuple(o.pop("auth")),

@@ -24,7 +24,7 @@ from sidecar.ingress.scope import client_addr, prompt_chars, query_param, tenant
 from sidecar.ingress.stream import LiveStream, WebSocketSink, done_frame
 from sidecar.ingress.transport import EXTENSION, ClientGone, TransportHandle
 from sidecar.relay.pump import count_unrelayed, pump
-from sidecar.security.credentials import KEY_ID
+from sidecar.security.credentials import EXPIRES_AT, KEY_ID
 from sidecar.security.limits import Refusal
 from sidecar.telemetry.spans import NOOP_SESSION, SessionTrace
 from sidecar.upstream.flavour import shape_request
@@ -32,6 +32,7 @@ from sidecar.upstream.flavour import shape_request
 log = logging.getLogger("sidecar.session")
 
 REVOKED = "revoked_api_key"  # the code the gate refuses a revoked key with, too
+EXPIRED = "expired_token"  # likewise for a token past its `exp`
 RESUMABLE = frozenset({"client_closed", "heartbeat_timeout", "send_timeout"})
 HEARTBEAT_MODEL = "all"  # heartbeats are per connection, not per model
 RTT_WINDOW = 256  # heartbeat RTTs kept per session for its median
@@ -47,6 +48,7 @@ class WebSocketSession:
         "closed",
         "ctx",
         "disconnect_reason",
+        "expires_at",
         "finished",
         "handle",
         "id",
@@ -81,6 +83,7 @@ class WebSocketSession:
         self.id = time_ordered_id()
         self.tenant = tenant_of(scope)
         self.key_id: str | None = scope.get(KEY_ID)  # the API key that admitted it, if any
+        self.expires_at: float | None = scope.get(EXPIRES_AT)  # its token's, if one admitted it
         self.peer = client_addr(scope)
         self.handle: TransportHandle | None = scope.get("extensions", {}).get(EXTENSION)
         self.live: dict[str, LiveStream] = {}
@@ -125,18 +128,25 @@ class WebSocketSession:
         if token is not None:
             parked = ctx.parked.pop(token, None)
             if parked is not None and parked.tenant == self.tenant:
-                await parked.attach(self.peer, self.receive, self.send_asgi, self.handle)
+                await parked.attach(self)
                 return
         self.trace = ctx.tracing.session_span(trace_headers, self.id, self.tenant, self.peer)
         ctx.recorder.submit_session(self._session_row(None))
         await self._serve(resume_failed=token is not None)
 
-    async def attach(self, peer: str | None, receive: Any, send: Any, handle: Any) -> None:
-        """A reconnect with this session's resume token: the new connection takes over."""
+    async def attach(self, new: WebSocketSession) -> None:
+        """A reconnect with this session's resume token: the new connection, and the
+        credential that admitted it, take over."""
         if self.park_timer is not None:
             self.park_timer.cancel()
         self.parked = False
-        self.peer, self.receive, self.send_asgi, self.handle = peer, receive, send, handle
+        self.peer, self.receive, self.send_asgi, self.handle = (
+            new.peer,
+            new.receive,
+            new.send_asgi,
+            new.handle,
+        )
+        self.key_id, self.expires_at = new.key_id, new.expires_at
         self.closed = False
         self.disconnect_reason = None
         self.writes = None
@@ -248,6 +258,9 @@ class WebSocketSession:
         if self.idle is not None and self.idle.expired(now, busy=bool(self.live)):
             self._idle_out()
             return
+        if self.expires_at is not None and not self.live and self.token_expired():
+            self._close_expired()
+            return
         acked = self.handle.acked_bytes
         if unacked == 0 or acked != self.last_acked:
             self.stalled_since = None
@@ -268,6 +281,19 @@ class WebSocketSession:
         self._end_connection("idle_timeout")
         task = asyncio.get_running_loop().create_task(
             self.send_asgi({"type": "websocket.close", "code": 1000, "reason": "idle"})
+        )
+        task.add_done_callback(_ignore_result)
+
+    def token_expired(self) -> bool:
+        return self.expires_at is not None and self.ctx.wall_clock() >= self.expires_at
+
+    def _close_expired(self) -> None:
+        """Its token expired and no stream runs any more: close (1008), as the gate would now
+        refuse it. Streams running at the expiry were let finish; new ones were refused."""
+        self.disconnect_reason = "token_expired"
+        self._end_connection("token_expired")
+        task = asyncio.get_running_loop().create_task(
+            self.send_asgi({"type": "websocket.close", "code": 1008, "reason": "token expired"})
         )
         task.add_done_callback(_ignore_result)
 
@@ -453,6 +479,11 @@ class WebSocketSession:
             self._error(event.id, "duplicate_id", f"stream {event.id!r} is already running")
             return
         ctx = self.ctx
+        if self.token_expired():
+            if ctx.edge is not None:
+                ctx.edge.metrics.refused(EXPIRED)
+            self._error(event.id, EXPIRED, "this connection's token has expired; reconnect")
+            return
         if len(self.live) >= ctx.limits.max_streams_per_connection:
             if ctx.edge is not None:
                 ctx.edge.metrics.limited("streams_per_connection")

@@ -20,6 +20,7 @@ class Principal:
     tenant: str
     method: Method
     key_id: str | None = None  # the API key's public id
+    expires_at: float | None = None  # a token's expiry (Unix time, leeway included)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,4 +73,4 @@ class Authenticator:
         check = self.jwt.verify(token)
         if check.tenant is None:
             return refusal(check.reason)
-        return Principal(check.tenant, Method.JWT)
+        return Principal(check.tenant, Method.JWT, expires_at=check.expires_at)

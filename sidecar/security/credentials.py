@@ -23,6 +23,7 @@ SUBPROTOCOL: Final = "sidecar.v1"
 QUERY_KEYS: Final = ("token", "api_key")
 # Scope key of the API key id that admitted a connection (not a secret): revocation closes it.
 KEY_ID: Final = "sidecar.key_id"
+EXPIRES_AT: Final = "sidecar.expires_at"  # the admitting token's expiry, Unix time
 MAX_TOKEN: Final = 8192
 
 Source = Literal["header", "subprotocol", "query"]
@@ -78,11 +79,14 @@ def _bounded(token: str, source: Source) -> Credential:
 
 
 def scrubbed(
-    scope: dict[str, Any], tenant: str | None, key_id: str | None = None
+    scope: dict[str, Any],
+    tenant: str | None,
+    key_id: str | None = None,
+    expires_at: float | None = None,
 ) -> dict[str, Any]:
     """A copy of `scope` without credentials; `tenant` (when given) replaces any the client
     chose, as the `X-Sidecar-Tenant` header the session reads; `key_id` (an API key's public
-    id) goes in as `scope[KEY_ID]`."""
+    id) goes in as `scope[KEY_ID]`, a token's expiry as `scope[EXPIRES_AT]`."""
     strip_query = {*QUERY_KEYS, *(("tenant",) if tenant is not None else ())}
     drop = {b"authorization", b"sec-websocket-protocol"}
     if tenant is not None:
@@ -101,6 +105,8 @@ def scrubbed(
     new["headers"] = headers
     if key_id is not None:
         new[KEY_ID] = key_id
+    if expires_at is not None:
+        new[EXPIRES_AT] = expires_at
     pairs = _query(scope)
     if any(k in strip_query for k, _ in pairs):
         new["query_string"] = urlencode([(k, v) for k, v in pairs if k not in strip_query]).encode(

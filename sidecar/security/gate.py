@@ -207,9 +207,9 @@ class _Connection:
             self.closed = True
 
 
-def _identity(who: Principal | None) -> tuple[str | None, str | None]:
-    """(tenant, API key id) for the scrubbed scope; (None, None) with auth off."""
-    return (who.tenant, who.key_id) if who is not None else (None, None)
+def _identity(who: Principal | None) -> tuple[str | None, str | None, float | None]:
+    """(tenant, API key id, token expiry) for the scrubbed scope; all None with auth off."""
+    return (who.tenant, who.key_id, who.expires_at) if who is not None else (None, None, None)
 
 
 def _origin(scope: Scope) -> str | None:

@@ -39,6 +39,7 @@ class TokenCheck:
     tenant: str | None
     reason: str  # "ok" or a machine-readable refusal code
     subject: str | None = None
+    expires_at: float | None = None  # Unix time after which the gate refuses it (exp + leeway)
 
 
 class JwtVerifier:
@@ -106,7 +107,9 @@ class JwtVerifier:
         if not isinstance(tenant, str) or not valid_tenant(tenant):
             return TokenCheck(None, "no_tenant")
         sub = claims.get("sub")
-        return TokenCheck(tenant, "ok", sub if isinstance(sub, str) else None)
+        exp = claims.get("exp")
+        expires_at = float(exp) + s.leeway if isinstance(exp, int | float) else None
+        return TokenCheck(tenant, "ok", sub if isinstance(sub, str) else None, expires_at)
 
 
 def claim(claims: dict[str, Any], path: str) -> Any:

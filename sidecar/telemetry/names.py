@@ -46,6 +46,7 @@ DISCONNECT_REASONS: Final = (
     "protocol_error",
     "idle_timeout",
     "key_revoked",
+    "token_expired",
 )
 DRIFT_SIGNALS: Final = ("ttft", "itl", "heartbeat_rtt", "upstream_cancel")
 DRIFT_WINDOWS: Final = ("short", "medium", "baseline")

@@ -74,6 +74,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
             "--jwt-jwks", str(jwks),
             "--jwt-issuer", ISSUER,
             "--jwt-audience", AUDIENCE,
+            "--jwt-leeway", "0",
             "--key-refresh", "0.5",
             "--allowed-origin", ORIGIN,
             "--max-connections", "8",
@@ -237,6 +238,32 @@ def test_revoking_a_key_ends_its_http_answers_in_flight(edge: Edge) -> None:
         client.chat.completions.create(
             model="sim-small", messages=[{"role": "user", "content": "again"}], max_tokens=3
         )
+
+
+def test_a_connection_whose_token_expires_takes_no_new_streams_and_then_closes(
+    edge: Edge,
+) -> None:
+    exp = int(time.time()) + 3
+
+    async def run() -> tuple[dict[str, Any], dict[str, Any], int | None]:
+        client = await Client.connect(edge.url, **bearer(hs_token(tenant="expiring", exp=exp)))
+        await client.generate("long", chat(1600))  # 4 s at 400 tokens/s: past the expiry
+        assert (await client.next("long"))["type"] == "start"
+        await asyncio.sleep(max(0.0, exp - time.time()) + 0.3)
+        await client.generate("late", chat(3))
+        late = await client.next("late")
+        last = (await client.read_until_end("long"))[-1]
+        await asyncio.wait_for(client.ws.wait_closed(), scaled(5))
+        await client.close()
+        return late, last, client.ws.close_code
+
+    refusals = edge.metric("sidecar_auth_failures_total", reason="expired_token")
+    late, last, close_code = asyncio.run(run())
+    assert (late["type"], late["code"]) == ("error", "expired_token")
+    assert last["type"] == "done"  # the stream running at the expiry was let finish
+    assert close_code == 1008  # then the connection closed, as the gate now refuses the token
+    assert edge.metric("sidecar_disconnects_total", reason="token_expired") == 1
+    assert edge.metric("sidecar_auth_failures_total", reason="expired_token") == refusals + 1
 
 
 def test_browser_credentials_subprotocol_and_query(edge: Edge) -> None:

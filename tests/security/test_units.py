@@ -242,8 +242,9 @@ def test_authenticator_dispatches_by_shape(tmp_path: Path) -> None:
     assert auth.authenticate(credentials.Credential(key, "header")) == Principal(
         "acme", Method.APIKEY, key_id
     )
-    principal = auth.authenticate(credentials.Credential(rsa.token(), "query"))
-    assert principal == Principal("jwt-tenant", Method.JWT)
+    exp = int(time.time()) + 300
+    principal = auth.authenticate(credentials.Credential(rsa.token(exp=exp), "query"))
+    assert principal == Principal("jwt-tenant", Method.JWT, expires_at=exp + 30.0)
     refused = auth.authenticate(None)
     assert not isinstance(refused, Principal) and refused.status == 401
     only_keys = Authenticator(cache)
@@ -311,3 +312,14 @@ def test_edge_admit_charge_and_idle() -> None:
     assert timer is not None and timer.expired(5.0, busy=False)
     assert Edge(EdgeSettings(), None, CollectorRegistry()).idle_timer(0.0) is None
     assert not Edge(EdgeSettings(), None, CollectorRegistry()).auth_enabled
+
+
+def test_a_tokens_expiry_travels_with_it_leeway_included(tmp_path: Path) -> None:
+    rsa = RsaKeys()
+    exp = int(time.time()) + 120
+    assert verifier(tmp_path, rsa).verify(rsa.token(exp=exp)).expires_at == exp + 30.0
+    strict = verifier(tmp_path, rsa, leeway=0.0)
+    assert strict.verify(hs_token(exp=exp)).expires_at == float(exp)
+    # Within the leeway an expired token still passes, and its expiry says until when.
+    late = verifier(tmp_path, rsa).verify(rsa.token(exp=int(time.time()) - 10))
+    assert late.reason == "ok" and late.expires_at is not None and late.expires_at > time.time()
