@@ -154,7 +154,9 @@ def test_half_open_http_client_is_not_charged_for_what_it_never_received(
                     assert line, (await proc.stderr.read()).decode() if proc.stderr else "died"
                     seen = int(line)
                 netns.drop_all()
-                seen = await _read_counts(proc.stdout, scaled(1.0), seen)  # what was already on its side
+                seen = await _read_counts(
+                    proc.stdout, scaled(1.0), seen
+                )  # what was already on its side
                 _wait(
                     lambda: any(r["outcome"] == "client_gone" for r in stream_rows(stack.db_url)),
                     scaled(3 + 1 + 3),
