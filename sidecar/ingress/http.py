@@ -133,7 +133,7 @@ class _HttpRelay:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-        if self.t_revoked is not None:
+        if self.t_revoked is not None and self.t_gone is None:
             elapsed = ctx.clock() - self.t_revoked
             ctx.metrics.upstream_cancel.observe(elapsed)
             self.trace.upstream_cancelled(elapsed)

@@ -277,10 +277,15 @@ class WebSocketSession:
         """No frame and no stream for --idle-timeout: close politely (code 1000, "idle")."""
         if self.ctx.edge is not None:
             self.ctx.edge.metrics.limited("idle_timeout")
-        self.disconnect_reason = "idle_timeout"
-        self._end_connection("idle_timeout")
+        self._close(1000, "idle", "idle_timeout")
+
+    def _close(self, code: int, why: str, reason: str) -> None:
+        """End the connection for `reason` (the disconnect reason recorded) and tell the client
+        with a close frame; the write happens in the background."""
+        self.disconnect_reason = reason
+        self._end_connection(reason)
         task = asyncio.get_running_loop().create_task(
-            self.send_asgi({"type": "websocket.close", "code": 1000, "reason": "idle"})
+            self.send_asgi({"type": "websocket.close", "code": code, "reason": why})
         )
         task.add_done_callback(_ignore_result)
 
@@ -290,12 +295,7 @@ class WebSocketSession:
     def _close_expired(self) -> None:
         """Its token expired and no stream runs any more: close (1008), as the gate would now
         refuse it. Streams running at the expiry were let finish; new ones were refused."""
-        self.disconnect_reason = "token_expired"
-        self._end_connection("token_expired")
-        task = asyncio.get_running_loop().create_task(
-            self.send_asgi({"type": "websocket.close", "code": 1008, "reason": "token expired"})
-        )
-        task.add_done_callback(_ignore_result)
+        self._close(1008, "token expired", "token_expired")
 
     def _session_row(self, reason: str | None) -> dict[str, Any]:
         rtts = sorted(self.rtts or ())
@@ -319,12 +319,7 @@ class WebSocketSession:
         for live in list(self.live.values()):
             self._error(live.account.request_id, "shutdown", "the sidecar is shutting down")
             self._end_stream(live, Outcome.SHUTDOWN)
-        self.disconnect_reason = "server_drain"
-        self._end_connection("server_drain")
-        task = asyncio.get_running_loop().create_task(
-            self.send_asgi({"type": "websocket.close", "code": 1001, "reason": "server draining"})
-        )
-        task.add_done_callback(_ignore_result)
+        self._close(1001, "server draining", "server_drain")
 
     def revoke(self) -> None:
         """Its API key was revoked: its streams end as `rejected` (the upstream is stopped),
@@ -338,12 +333,7 @@ class WebSocketSession:
         for live in list(self.live.values()):
             self._error(live.account.request_id, REVOKED, "this connection's API key was revoked")
             self._end_stream(live, Outcome.REJECTED, error_code=REVOKED)
-        self.disconnect_reason = "key_revoked"
-        self._end_connection("key_revoked")
-        task = asyncio.get_running_loop().create_task(
-            self.send_asgi({"type": "websocket.close", "code": 1008, "reason": "key revoked"})
-        )
-        task.add_done_callback(_ignore_result)
+        self._close(1008, "key revoked", "key_revoked")
 
     def _on_rtt(self, rtt: float) -> None:
         if self.rtts is None:
