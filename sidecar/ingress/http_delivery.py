@@ -16,7 +16,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from sidecar.ingress.transport import kernel_unacked
+from sidecar.ingress.transport import peer_was_answering, unacknowledged
 
 EXTENSION = "sidecar.http_delivery"
 # Seconds between acknowledgement samples while a response streams: they matter when the
@@ -51,20 +51,16 @@ class HttpDelivery:
     def sample(self) -> None:
         if self.received is not None:
             return
-        unacked = self._transport.get_write_buffer_size() + kernel_unacked(self._transport)
-        self.acked = max(self.acked, self.written - unacked)
+        self.acked = max(self.acked, self.written - unacknowledged(self._transport))
         marks = self._marks
         while len(marks) > 1 and marks[1][0] <= self.acked:
             marks.popleft()
 
     def lost(self, exc: Exception | None) -> None:
-        """The connection is gone. After a close or a reset by the client (a tab closed, a
-        stream cancelled) its TCP was answering until then: what had left the transport's
-        buffer reached it. After a timeout (its network died) only what was acknowledged by the
-        last sample did."""
+        """The connection is gone: what reached the client (see `peer_was_answering`)."""
         if self.received is not None:
             return
-        if exc is None or isinstance(exc, ConnectionResetError | BrokenPipeError):
+        if peer_was_answering(exc):
             self.received = self.written - self._transport.get_write_buffer_size()
         else:
             self.received = self.acked

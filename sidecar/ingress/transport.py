@@ -98,7 +98,7 @@ class TransportHandle:
         p = self._protocol
         if self.unsent_at_close is not None:
             return self.unsent_at_close
-        unacked = p.transport.get_write_buffer_size() + kernel_unacked(p.transport)
+        unacked = unacknowledged(p.transport)
         self.acked_bytes = max(self.acked_bytes, self.bytes_written - unacked)
         return unacked
 
@@ -256,9 +256,9 @@ class SidecarWebSocketProtocol(WebSocketsSansIOProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         handle = getattr(self, "handle", None)
         if handle is not None and handle.unsent_at_close is None:
-            if exc is None:  # an orderly close: what the kernel took, the peer acknowledged
+            if peer_was_answering(exc):
                 handle.unsent_at_close = self.transport.get_write_buffer_size()
-            else:  # reset or timed out: only what was acknowledged by the last sample arrived
+            else:
                 handle.unsent_at_close = handle.bytes_written - handle.acked_bytes
         super().connection_lost(exc)
 
@@ -310,6 +310,20 @@ def _text_header(payload: bytes) -> bytes:
     if size < 65536:
         return b"\x81\x7e" + size.to_bytes(2, "big")
     return b"\x81\x7f" + size.to_bytes(8, "big")
+
+
+def peer_was_answering(exc: Exception | None) -> bool:
+    """How a connection was lost decides what reached the peer. A close or a reset by the peer
+    (a tab closed, a stream cancelled) means its TCP was answering until then: what had left the
+    transport's buffer reached it. A timeout (its network died) means only what was acknowledged
+    by the last sample did."""
+    return exc is None or isinstance(exc, ConnectionResetError | BrokenPipeError)
+
+
+def unacknowledged(transport: Any) -> int:
+    """Bytes written that the peer's TCP has not acknowledged: the transport's own buffer plus
+    the kernel's send queue."""
+    return int(transport.get_write_buffer_size()) + kernel_unacked(transport)
 
 
 def kernel_unacked(transport: Any) -> int:

@@ -5,6 +5,7 @@ the test sets (no socket, so the kernel's share is 0)."""
 from __future__ import annotations
 
 from sidecar.ingress.http_delivery import HttpDelivery
+from sidecar.ingress.transport import peer_was_answering
 
 
 class Transport:
@@ -83,3 +84,10 @@ def test_nothing_acknowledged_means_nothing_delivered() -> None:
     delivery.wrote(100, 1, now=0.0)
     delivery.lost(TimeoutError())
     assert delivery.delivered_deltas() == 0
+
+
+def test_how_a_connection_was_lost_decides_for_both_ingresses() -> None:
+    assert peer_was_answering(None)  # a close
+    assert peer_was_answering(ConnectionResetError()) and peer_was_answering(BrokenPipeError())
+    assert not peer_was_answering(TimeoutError())  # TCP user timeout: the network died
+    assert not peer_was_answering(OSError("no route"))
