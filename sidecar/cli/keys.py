@@ -119,8 +119,8 @@ def list_keys(db: str, include_revoked: bool, fmt: str) -> None:
 @db_option
 @click.argument("key_id")
 def revoke(db: str, key_id: str) -> None:
-    """Revoke the key KEY_ID; running sidecars refuse it, and close the WebSocket
-    connections it opened, within --key-refresh seconds.
+    """Revoke the key KEY_ID; running sidecars refuse it, close the WebSocket
+    connections it opened and end its HTTP answers in flight, within --key-refresh seconds.
 
     \b
     Example:

@@ -169,22 +169,19 @@ class Lane:
     (and new requests) already queued in this loop iteration, so their readers run after the
     urgent ones. The delay is one turn of the loop; a token is never held back longer."""
 
-    __slots__ = ("_loop", "_scheduled", "_waiting")
+    __slots__ = ("_loop", "_waiting")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._waiting: list[Response] = []
-        self._scheduled = False
+        self._waiting: list[Response] = []  # non-empty exactly while a release is scheduled
 
     def defer(self, response: Response) -> None:
-        self._waiting.append(response)
-        if not self._scheduled:
-            self._scheduled = True
+        if not self._waiting:
             self._loop.call_soon(self._release)
+        self._waiting.append(response)
 
     def _release(self) -> None:
         waiting, self._waiting = self._waiting, []
-        self._scheduled = False
         for response in waiting:
             response._wake()
 
