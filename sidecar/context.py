@@ -105,6 +105,9 @@ class ServerContext:
     parked: dict[str, Any] = field(default_factory=dict)  # resume token -> session
     # HTTP answers in flight that an API key admitted (so that revoking it can end them).
     keyed_http: set[Any] = field(default_factory=set)
+    # Every stream not yet ended, on every ingress (sidecar.relay.lifecycle.Stream): the drain
+    # waits for these.
+    streams: set[Any] = field(default_factory=set)
     draining: bool = False
 
     def __post_init__(self) -> None:

@@ -210,32 +210,42 @@ async def run(
         await stop.wait()
         await drain(ctx, client, settings.drain_timeout)
     finally:
-        client.should_exit = admin.should_exit = True
+        # The admin listener goes last: /metrics keeps the final counts for a last scrape and
+        # /readyz says 503 (draining) until the process exits.
+        client.should_exit = True
         for task in servers[2:]:
             task.cancel()
-        await asyncio.gather(*servers, return_exceptions=True)
+        await asyncio.gather(servers[0], *servers[2:], return_exceptions=True)
         await drift.aclose()
         await edge.aclose()
         await upstream.close()
         await asyncio.to_thread(writer.close)
         if provider is not None:
             await asyncio.to_thread(provider.shutdown)
+        admin.should_exit = True
+        await asyncio.gather(servers[1], return_exceptions=True)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
 
 
 async def drain(ctx: ServerContext, client: uvicorn.Server, timeout: float) -> None:
-    """Stop accepting, let running streams finish up to `timeout`, then end them as shutdown."""
+    """Stop accepting, let running streams on every ingress finish up to `timeout`, then end
+    them as `shutdown` with their true counts and tell their clients (DESIGN §8)."""
     ctx.draining = True
     for server in getattr(client, "servers", []):
         server.close()
     deadline = ctx.clock() + timeout
-    while any(s.live for s in ctx.sessions) and ctx.clock() < deadline:  # noqa: ASYNC110
+    while any(s.relaying for s in ctx.streams) and ctx.clock() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     for session in list(ctx.sessions):
         session.shutdown()
     for parked in list(ctx.parked.values()):
         parked.expire("server_drain")
+    stopped = [s.task for s in ctx.streams if s.task is not None]
+    for stream in list(ctx.streams):  # HTTP answers, and anything a session did not own
+        stream.shutdown()
+    if stopped:  # their relays tell the clients why (an error event) before the server closes
+        await asyncio.wait(stopped, timeout=2.0)
     await asyncio.sleep(0)
 
 

@@ -20,6 +20,7 @@ class Outcome(enum.StrEnum):
     REJECTED = "rejected"
     SHUTDOWN = "shutdown"
     INTERRUPTED = "interrupted"
+    INTERNAL_ERROR = "internal_error"  # a fault of the sidecar itself, never the client's doing
 
 
 class CountSource(enum.StrEnum):
@@ -52,6 +53,7 @@ class StreamAccount:
     written: int = 0  # deltas handed to the client's transport
     acked: int | None = None  # highest seq the client acknowledged
     unsent: int = 0  # deltas still in the transport buffer when the client vanished
+    malformed: int = 0  # upstream events that could not be parsed (skipped, counted)
     t_first: float | None = None
     t_last: float | None = None
     t_end: float | None = None

@@ -7,7 +7,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sidecar.context import ServerContext
-from sidecar.ingress.app import lifespan, respond_json
+from sidecar.ingress.asgi import lifespan, respond_json
 
 
 class AdminApp:

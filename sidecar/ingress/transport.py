@@ -22,11 +22,10 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.frames import Frame
 from websockets.protocol import State
 
+from sidecar.relay.pump import ClientGone
+
 EXTENSION = "sidecar.transport"
-
-
-class ClientGone(Exception):
-    """The client's connection is closed or closing; nothing more can be written."""
+__all__ = ["EXTENSION", "ClientGone", "SidecarWebSocketProtocol", "TransportHandle"]
 
 
 def _ignore_rtt(_rtt: float) -> None:

@@ -14,20 +14,18 @@ from array import array
 from collections import deque
 from typing import Any
 
-from sidecar.accounting.ids import random_hex_id, time_ordered_id
-from sidecar.accounting.stream import Outcome, StreamAccount
+from sidecar.accounting.ids import time_ordered_id
+from sidecar.accounting.stream import Outcome
 from sidecar.context import ServerContext
-from sidecar.errors import UpstreamError
 from sidecar.ingress import protocol
 from sidecar.ingress.protocol import Ack, Cancel, Generate, Ping, Pong, ProtocolError, Resume
 from sidecar.ingress.scope import client_addr, prompt_chars, query_param, tenant_of
-from sidecar.ingress.stream import LiveStream, WebSocketSink, done_frame
+from sidecar.ingress.stream import LiveStream, WebSocketSink
 from sidecar.ingress.transport import EXTENSION, ClientGone, TransportHandle
-from sidecar.relay.pump import count_unrelayed, pump
+from sidecar.relay.lifecycle import open_stream
 from sidecar.security.credentials import EXPIRES_AT, KEY_ID
 from sidecar.security.limits import Refusal
 from sidecar.telemetry.spans import NOOP_SESSION, SessionTrace
-from sidecar.upstream.flavour import shape_request
 
 log = logging.getLogger("sidecar.session")
 
@@ -37,9 +35,6 @@ RESUMABLE = frozenset({"client_closed", "heartbeat_timeout", "send_timeout"})
 HEARTBEAT_MODEL = "all"  # heartbeats are per connection, not per model
 RTT_WINDOW = 256  # heartbeat RTTs kept per session for its median
 TRACE_HEADERS = frozenset({b"traceparent", b"tracestate"})
-GONE_OUTCOMES = frozenset({Outcome.CLIENT_GONE, Outcome.CLIENT_CANCELLED, Outcome.CLIENT_TOO_SLOW})
-# Ends decided here while the model server may still be generating: stop it at once.
-STOPPED_OUTCOMES = GONE_OUTCOMES | {Outcome.SHUTDOWN, Outcome.REJECTED}
 
 
 class WebSocketSession:
@@ -481,85 +476,26 @@ class WebSocketSession:
                 event.id, "too_many_streams", "too many concurrent streams on this connection"
             )
             return
-        admitted = ctx.edge.admit(event.body, self.tenant, ctx.wall_clock()) if ctx.edge else None
-        model = event.body.get("model")
-        account = StreamAccount(
-            stream_id=time_ordered_id(),
+        stream = open_stream(
+            ctx,
+            event.body,
             request_id=event.id,
             session_id=self.id,
-            model=model if isinstance(model, str) and model else ctx.default_model,
             tenant=self.tenant,
             ingress="ws",
             path=event.path,
-            started_at=ctx.wall_clock(),
-            t_start=ctx.clock(),
             prompt_chars=prompt_chars(event.body),
-            trace_id=random_hex_id(),
+            trace=self.trace.stream_started,
         )
-        if isinstance(admitted, Refusal):  # max_tokens cap or the tenant's daily budget
-            self._error(event.id, admitted.code, admitted.message)
-            account.finish(Outcome.REJECTED, ctx.clock(), error_code=admitted.code)
-            ctx.recorder.finished(account, ctx.clock())
+        if isinstance(stream, Refusal):  # max_tokens cap or the tenant's daily budget
+            self._error(event.id, stream.code, stream.message)
             return
-        if admitted is not None:
-            event = Generate(event.id, admitted, event.path)
-        live = LiveStream(account, ctx.resume_buffer if ctx.resume_grace > 0 else 0)
-        live.trace = self.trace.stream_started(account, event.body)
-        account.trace_id = live.trace.trace_id_hex or account.trace_id
+        live = LiveStream(stream, ctx.resume_buffer if ctx.resume_grace > 0 else 0)
+        stream.on_end = lambda _stream: self._forget(live)
         self.live[event.id] = live
         self.streams_started += 1
-        live.task = asyncio.get_running_loop().create_task(self._relay(live, event))
-        live.task.add_done_callback(lambda _task: live.release() if live.account.ended else None)
-
-    # One stream ----------------------------------------------------------------------------
-
-    async def _relay(self, live: LiveStream, event: Generate) -> None:
-        account, ctx = live.account, self.ctx
-        shaped = shape_request(event.body, ctx.flavour, account.stream_id)
-        try:
-            headers: dict[str, str] = {}
-            live.trace.inject(headers)
-            live.response = await ctx.upstream.stream(
-                event.path, shaped.body, account.stream_id, headers
-            )
-            ctx.recorder.started(account)  # after the request left: not on its critical path
-            start = protocol.start(account.request_id, account.trace_id or "")
-            if live.response.body_ready():  # the first chunk came with the headers: one write
-                sink = WebSocketSink(self, live, start)
-            else:  # the model server is still thinking: tell the client it has accepted
-                await self._write([start])
-                sink = WebSocketSink(self, live, None)
-            assert ctx.observer is not None
-            finished = await pump(
-                live.response.chunks(),
-                account,
-                sink,
-                ctx.observer,
-                ctx.clock,
-                live.decoder,
-                live.response.first_token_relayed,
-            )
-            if finished or account.finish_reason:
-                if not sink.done_sent:
-                    done = done_frame(account)
-                    if live.held:  # the client is away: deliver the end when it resumes
-                        live.pending_done = done
-                        return
-                    await self._write([done])
-                self._end_stream(live, Outcome.COMPLETED)
-            else:
-                self._fail(live, "upstream_truncated", "model server closed the stream early")
-        except UpstreamError as exc:
-            self._fail(live, exc.code, str(exc))
-        except (OSError, TimeoutError) as exc:
-            self._fail(live, "upstream_error", f"model server connection failed: {exc}")
-        except ClientGone:
-            self._end_stream(live, Outcome.CLIENT_GONE)
-        except asyncio.CancelledError:
-            if not live.account.ended:  # cancelled from outside (shutdown)
-                self._end_stream(live, Outcome.SHUTDOWN)
-        finally:
-            self._close_upstream(live)
+        task = asyncio.get_running_loop().create_task(stream.relay(WebSocketSink(self, live)))
+        task.add_done_callback(lambda _task: live.release() if live.account.ended else None)
 
     def answered(self, live: LiveStream) -> None:
         """Its `done` went out: the client may reuse the id at once, while the relay still
@@ -573,48 +509,10 @@ class WebSocketSession:
         if not self.live:  # byte offsets only map unsent bytes to running streams
             self.writes = None
 
-    def _fail(self, live: LiveStream, code: str, message: str) -> None:
-        assert self.ctx.observer is not None
-        self.ctx.observer.failed_before_first_token(live.account, self.ctx.clock())
-        self._error(live.account.request_id, code, message)
-        self._end_stream(live, Outcome.UPSTREAM_ERROR, error_code=code)
-
     def _end_stream(
         self, live: LiveStream, outcome: Outcome, error_code: str | None = None, unsent: int = 0
     ) -> None:
-        account, ctx = live.account, self.ctx
-        now = ctx.clock()
-        if not account.finish(outcome, now, error_code=error_code, unsent=unsent):
-            return
-        self._forget(live)
-        if outcome in STOPPED_OUTCOMES:
-            if outcome in GONE_OUTCOMES:
-                live.trace.client_gone()
-            live.t_gone = now
-            self._close_upstream(live)
-            if live.task is not None and live.task is not asyncio.current_task():
-                live.task.cancel()
-        live.trace.end(account)
-        ctx.recorder.finished(account, now)
-        if ctx.edge is not None:
-            ctx.edge.charge(
-                account.tenant, account.prompt_tokens, account.generated_tokens, ctx.wall_clock()
-            )
-
-    def _close_upstream(self, live: LiveStream) -> None:
-        response = live.response
-        if response is None or response.closed:
-            return
-        if live.account.outcome is not Outcome.COMPLETED:
-            count_unrelayed(response.take_buffered(), live.decoder, live.account, self.ctx.clock())
-        response.close()
-        if live.t_gone is not None:
-            now = self.ctx.clock()
-            elapsed = now - live.t_gone
-            self.ctx.metrics.upstream_cancel.observe(elapsed)
-            live.trace.upstream_cancelled(elapsed)
-            assert self.ctx.observer is not None
-            self.ctx.observer.sample("upstream_cancel", live.account.model, elapsed, now)
+        live.stream.stop(outcome, error_code=error_code, unsent=unsent)
 
 
 def _ignore_result(task: asyncio.Task[None]) -> None:

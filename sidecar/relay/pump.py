@@ -23,6 +23,10 @@ from sidecar.upstream.sse import (
 )
 
 
+class ClientGone(Exception):
+    """The client's connection is closed or closing; nothing more can be written."""
+
+
 class Sink(Protocol):
     """Where relayed output goes; each method may raise `ClientGone`."""
 
@@ -121,7 +125,9 @@ def _handle(
             case UpstreamFailure(message):
                 raise UpstreamError("upstream_error", f"model server failed mid-stream: {message}")
             case Malformed():
-                pass  # keep relaying; one bad chunk should not cost the whole answer
+                # Keep relaying: one bad event should not cost the whole answer. Counted, and
+                # reported once when the stream ends (sidecar.relay.lifecycle).
+                account.malformed += 1
     sink.passthrough(payload, usage_only)
     return finished
 

@@ -187,6 +187,17 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.internal_errors = Counter(
+            names.INTERNAL_ERRORS,
+            "Streams ended as internal_error: an unexpected fault of the sidecar (see its log).",
+            registry=r,
+        )
+        self.upstream_malformed = Counter(
+            names.UPSTREAM_MALFORMED,
+            "Upstream stream events that could not be parsed; skipped, the stream goes on.",
+            ["model"],
+            registry=r,
+        )
         self.drift_p95 = Gauge(
             names.DRIFT_P95,
             "p95 of a drift signal per window (short, medium, baseline).",

@@ -22,6 +22,8 @@ LEDGER_WRITE_ERRORS: Final = "sidecar_ledger_write_errors"  # counter
 DRIFT_P95: Final = "sidecar_drift_p95_seconds"  # gauge {model,signal,window}
 DRIFT_ALERT_ACTIVE: Final = "sidecar_drift_alert_active"  # gauge {model,signal}
 UNPRICED_STREAMS: Final = "sidecar_unpriced_streams"  # counter {model}
+INTERNAL_ERRORS: Final = "sidecar_internal_errors"  # counter; streams ended by a sidecar fault
+UPSTREAM_MALFORMED: Final = "sidecar_upstream_malformed"  # counter {model}; unparsable events
 
 # Label values that dashboards and rules rely on.
 TOKEN_KINDS: Final = ("prompt", "generated", "delivered", "wasted")
@@ -36,6 +38,7 @@ OUTCOMES: Final = (
     "rejected",
     "shutdown",
     "interrupted",
+    "internal_error",
 )
 DISCONNECT_REASONS: Final = (
     "client_closed",
