@@ -50,7 +50,8 @@ def answer(body: dict[str, Any], model: str) -> dict[str, Any]:
     encoding_format = body.get("encoding_format") or "float"
     if encoding_format not in ("float", "base64"):
         raise EmbeddingsError("encoding_format must be 'float' or 'base64'")
-    dimensions = body.get("dimensions") or DEFAULT_DIMENSIONS
+    dimensions = body.get("dimensions")
+    dimensions = DEFAULT_DIMENSIONS if dimensions is None else dimensions
     if not isinstance(dimensions, int) or not 1 <= dimensions <= MAX_DIMENSIONS:
         raise EmbeddingsError(f"dimensions must be an integer from 1 to {MAX_DIMENSIONS}")
     items = _items(inputs)
