@@ -14,13 +14,17 @@ SECONDS = click.FloatRange(min=0)
 COUNT = click.IntRange(min=0)
 
 
-class StallSeconds(click.ParamType):
+class StallSeconds(click.ParamType[float, Any]):
+    """Seconds, or "forever" (stored as 0: silent until the client leaves)."""
+
     name = "SECONDS|forever"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
         if value == "forever":
             return 0.0
-        return SECONDS.convert(value, param, ctx)
+        return float(SECONDS.convert(value, param, ctx))
 
 
 @click.command("simulate")
