@@ -15,7 +15,7 @@ Finish = Literal["length", "stop"]
 MALFORMED = b"data: {not json\n\n"
 
 
-class Dialect(Protocol):
+class StreamDialect(Protocol):
     def preamble(self) -> list[bytes]:
         """Events sent right after the headers, before the model has produced anything."""
 
@@ -33,10 +33,12 @@ class Dialect(Protocol):
 
     def malformed(self) -> bytes: ...
 
+
+class Dialect(StreamDialect, Protocol):
+    """An HTTP route's dialect: it can also answer in one piece."""
+
     def whole(self, text: str, generated: int, finish: Finish) -> dict[str, Any]:
         """The non-streaming answer."""
-
-    def error_body(self, status: int, message: str) -> dict[str, Any]: ...
 
 
 def sse(data: dict[str, Any], event: str | None = None) -> bytes:
@@ -130,9 +132,6 @@ class ChatCompletions:
             "choices": [choice],
             "usage": self.usage(generated),
         }
-
-    def error_body(self, status: int, message: str) -> dict[str, Any]:
-        return openai_error(status, message)
 
     def _chunk(self, choice: dict[str, Any], generated: int) -> bytes:
         usage = self.usage(generated) if self.continuous_usage else None

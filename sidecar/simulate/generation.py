@@ -11,7 +11,7 @@ import asyncio
 import math
 from typing import Protocol
 
-from sidecar.simulate.dialects import Dialect, Finish
+from sidecar.simulate.dialects import Finish, StreamDialect
 from sidecar.simulate.faults import Faults, Malformer
 from sidecar.simulate.model import SimSettings
 from sidecar.simulate.stats import Tally
@@ -48,7 +48,7 @@ class Generation:
         self,
         settings: SimSettings,
         tally: Tally,
-        dialect: Dialect,
+        dialect: StreamDialect,
         faults: Faults,
         length: int,
         finish: Finish,

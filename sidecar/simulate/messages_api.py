@@ -83,6 +83,3 @@ class Messages:
 
     def whole(self, text: str, generated: int, finish: Finish) -> dict[str, Any]:
         return self.message(text, generated, finish)
-
-    def error_body(self, status: int, message: str) -> dict[str, Any]:
-        return anthropic_error(status, message)

@@ -62,9 +62,6 @@ class SimSettings:
         parse_length_spec(self.output_tokens)
         self.rng = random.Random(self.seed)
 
-    def output_length(self, max_tokens: int | None) -> int:
-        return self.output(max_tokens)[0]
-
     def output(self, max_tokens: int | None) -> tuple[int, Finish]:
         """How many tokens to generate, and whether that is the request's cap or the model's
         own end."""

@@ -113,13 +113,13 @@ class Session:
         length, finish = self.state.settings.output(cap)
         generation = Generation(self.state.settings, tally, dialect, faults, length, finish)
         channel = WsChannel(self.request, self.ws)
-        task = asyncio.get_running_loop().create_task(self._respond(generation, channel))
+        task = asyncio.get_running_loop().create_task(self._respond(generation, dialect, channel))
         self.running = (task, channel)
 
-    async def _respond(self, generation: Generation, channel: WsChannel) -> None:
-        tally, dialect = generation.tally, generation.dialect
-        assert isinstance(dialect, RealtimeResponse)
-        faults = generation.faults
+    async def _respond(
+        self, generation: Generation, dialect: RealtimeResponse, channel: WsChannel
+    ) -> None:
+        tally, faults = generation.tally, generation.faults
         outcome = "aborted"
         try:
             if faults.stall_before_first_byte:
@@ -136,6 +136,8 @@ class Session:
             outcome = await generation.stream(channel)
             if channel.cancelled and not channel.left and not self.ws.closed:
                 await self.send(dialect.cancelled(tally.generated))
+        except ConnectionError:
+            pass  # the client left while we wrote; the outcome so far stands
         finally:
             self.conversation.texts.append("".join(dialect.text))
             tally.end(outcome)

@@ -207,9 +207,3 @@ class RealtimeResponse:
 
     def malformed(self) -> bytes:
         return b"{not json"
-
-    def whole(self, text: str, generated: int, finish: Finish) -> dict[str, Any]:
-        raise NotImplementedError("realtime responses always stream")
-
-    def error_body(self, status: int, message: str) -> dict[str, Any]:
-        raise NotImplementedError("realtime errors are events")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sidecar.simulate.dialects import MALFORMED, Finish, openai_error, sse
+from sidecar.simulate.dialects import MALFORMED, Finish, sse
 
 
 class Responses:
@@ -129,6 +129,3 @@ class Responses:
     def whole(self, text: str, generated: int, finish: Finish) -> dict[str, Any]:
         self.text = [text]
         return self.response("completed", generated)
-
-    def error_body(self, status: int, message: str) -> dict[str, Any]:
-        return openai_error(status, message)

@@ -117,7 +117,7 @@ async def _generate(request: web.Request, route: Route) -> web.StreamResponse:
     generation = Generation(state.settings, tally, dialect, faults, length, finish)
     if body.get("stream"):
         return await _stream(channel, generation, tally)
-    return await _whole(channel, generation, tally, route.error)
+    return await _whole(channel, generation, dialect, route.error)
 
 
 async def _parse(
@@ -176,14 +176,11 @@ async def _stream(channel: HttpChannel, generation: Generation, tally: Tally) ->
 
 
 async def _whole(
-    channel: HttpChannel,
-    generation: Generation,
-    tally: Tally,
-    error: ErrorBody,
+    channel: HttpChannel, generation: Generation, dialect: Dialect, error: ErrorBody
 ) -> web.StreamResponse:
     """A non-streaming answer: the tokens come at once after the first-token delay; stalls,
     errors and drops after N tokens still apply."""
-    faults, settings = generation.faults, generation.settings
+    faults, settings, tally = generation.faults, generation.settings, generation.tally
     if not await pause(channel, settings.first_token_delay()):
         tally.end("aborted")
         return web.Response()
@@ -206,7 +203,7 @@ async def _whole(
         await channel.drop()
         return web.Response()
     tally.end("completed")
-    return _json(generation.dialect.whole(text, count, generation.finish))
+    return _json(dialect.whole(text, count, generation.finish))
 
 
 async def embeddings_route(request: web.Request) -> web.StreamResponse:
