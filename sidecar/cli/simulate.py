@@ -72,7 +72,13 @@ class StallSeconds(click.ParamType[float, Any]):
     show_default=True,
     help="Fraction of requests answered with --error-status and Retry-After.",
 )
-@option("--error-status", type=click.IntRange(400, 599), default=503, show_default=True)
+@option(
+    "--error-status",
+    type=click.IntRange(400, 599),
+    default=503,
+    show_default=True,
+    help="HTTP status of an error answer (429, 500, 503, ...).",
+)
 @option(
     "--retry-after",
     type=COUNT,
