@@ -106,6 +106,8 @@ class ServerContext:
     # HTTP answers in flight that an API key admitted (so that revoking it can end them).
     keyed_http: set[Any] = field(default_factory=set)
     draining: bool = False
+    # Why the ledger is degraded (rows spooled or dead-lettered), or None: shown by /readyz.
+    ledger_health: Callable[[], str | None] = lambda: None
 
     def __post_init__(self) -> None:
         if self.observer is None:

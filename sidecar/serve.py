@@ -31,7 +31,7 @@ from sidecar.ingress.transport import SidecarWebSocketProtocol
 from sidecar.ledger import db
 from sidecar.ledger.prices import load_price_book, upsert_prices
 from sidecar.ledger.recovery import close_interrupted
-from sidecar.ledger.writer import LedgerWriter
+from sidecar.ledger.writer import LedgerGauges, LedgerWriter
 from sidecar.netaddr import bind, parse_listen
 from sidecar.security import redact
 from sidecar.security.edge import Edge, EdgeSettings
@@ -121,18 +121,8 @@ async def run(
     )
     monitor = build_monitor(settings.drift)
 
-    errors_seen = 0
-
-    def gauges(w: LedgerWriter) -> None:  # called on the writer thread; metrics are thread-safe
-        nonlocal errors_seen
-        metrics.ledger_queue_depth.set(w.depth)
-        metrics.ledger_spooled_rows.set(w.spooled_rows)
-        if w.stats.errors > errors_seen:
-            metrics.ledger_write_errors.inc(w.stats.errors - errors_seen)
-            errors_seen = w.stats.errors
-
     spool = settings.spool_dir / f"sidecar-spool-{_safe(instance_id)}.jsonl"
-    writer = LedgerWriter(engine, spool, on_change=gauges)
+    writer = LedgerWriter(engine, spool, on_change=LedgerGauges(metrics))
     # A previous run's spool holds final rows: replay it before closing what that run left
     # open, so that streams which did finish are not marked interrupted.
     writer.replay_now()
@@ -148,6 +138,7 @@ async def run(
     edge = Edge(settings.edge, engine, metrics.registry)
     await edge.start()
     ctx = ServerContext(
+        ledger_health=writer.health,
         edge=edge,
         upstream=upstream,
         recorder=recorder,

@@ -181,6 +181,12 @@ class Metrics:
         self.ledger_write_errors = Counter(
             names.LEDGER_WRITE_ERRORS, "Failed ledger write attempts.", registry=r
         )
+        self.ledger_dead_letter_rows = Counter(
+            names.LEDGER_DEAD_LETTER_ROWS,
+            "Ledger rows the database refused (a value it cannot store, not an outage); set "
+            "aside in the dead-letter file beside the spool, while every other row is written.",
+            registry=r,
+        )
         self.unpriced = Counter(
             names.UNPRICED_STREAMS,
             "Streams whose model has no price in force; their cost is unknown, not zero.",
