@@ -65,7 +65,8 @@ async def relay_http(scope: dict[str, Any], receive: Any, send: Any, ctx: Server
         prompt_chars=prompt_chars(request),
         trace_id=random_hex_id(),
     )
-    admitted = ctx.edge.admit(request, account.tenant, ctx.wall_clock()) if ctx.edge else None
+    edge, wall, key = ctx.edge, ctx.wall_clock(), account.stream_id  # key: budget reservation
+    admitted = edge.admit(request, account.tenant, wall, stream=key) if edge else None
     if isinstance(admitted, Refusal):  # max_tokens cap or the tenant's daily budget
         account.finish(Outcome.REJECTED, ctx.clock(), error_code=admitted.code)
         ctx.recorder.finished(account, ctx.clock())
@@ -144,7 +145,11 @@ class _HttpRelay:
         ctx.recorder.finished(account, ctx.clock())
         if ctx.edge is not None:
             ctx.edge.charge(
-                account.tenant, account.prompt_tokens, account.generated_tokens, ctx.wall_clock()
+                account.tenant,
+                account.prompt_tokens,
+                account.generated_tokens,
+                ctx.wall_clock(),
+                stream=account.stream_id,
             )
 
     def revoke(self) -> None:

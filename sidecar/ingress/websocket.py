@@ -481,7 +481,6 @@ class WebSocketSession:
                 event.id, "too_many_streams", "too many concurrent streams on this connection"
             )
             return
-        admitted = ctx.edge.admit(event.body, self.tenant, ctx.wall_clock()) if ctx.edge else None
         model = event.body.get("model")
         account = StreamAccount(
             stream_id=time_ordered_id(),
@@ -496,6 +495,8 @@ class WebSocketSession:
             prompt_chars=prompt_chars(event.body),
             trace_id=random_hex_id(),
         )
+        edge, wall, key = ctx.edge, ctx.wall_clock(), account.stream_id  # key: budget reservation
+        admitted = edge.admit(event.body, account.tenant, wall, stream=key) if edge else None
         if isinstance(admitted, Refusal):  # max_tokens cap or the tenant's daily budget
             self._error(event.id, admitted.code, admitted.message)
             account.finish(Outcome.REJECTED, ctx.clock(), error_code=admitted.code)
@@ -598,7 +599,11 @@ class WebSocketSession:
         ctx.recorder.finished(account, now)
         if ctx.edge is not None:
             ctx.edge.charge(
-                account.tenant, account.prompt_tokens, account.generated_tokens, ctx.wall_clock()
+                account.tenant,
+                account.prompt_tokens,
+                account.generated_tokens,
+                ctx.wall_clock(),
+                stream=account.stream_id,
             )
 
     def _close_upstream(self, live: LiveStream) -> None:

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from sidecar.accounting.stream import CHARS_PER_TOKEN
 from sidecar.errors import ConfigError
 from sidecar.ledger.models import Stream
 from sidecar.security.apikeys import ApiKeyStore, KeyCache
@@ -35,10 +36,10 @@ from sidecar.security.limits import (
     DailyBudget,
     IdleTimer,
     Refusal,
-    cap_max_tokens,
     utc_day,
 )
 from sidecar.security.metrics import SecurityMetrics
+from sidecar.security.output import cap_output, prompt_estimate
 
 log = logging.getLogger("sidecar.security")
 
@@ -95,6 +96,11 @@ class Edge:
             settings.max_connections, settings.max_connections_per_tenant
         )
         self.budget = DailyBudget(settings.tenant_daily_token_budget)
+        if settings.tenant_daily_token_budget and not settings.max_tokens_limit:
+            log.warning(
+                "--tenant-daily-token-budget without --max-tokens-limit: a request that sets "
+                "no max_tokens cannot reserve its output, so concurrent streams may overspend"
+            )
         if engine is not None and settings.tenant_daily_token_budget:
             self.budget.seed(spent_today(engine, time.time()), time.time())
         self._last_refresh = time.monotonic()
@@ -142,21 +148,40 @@ class Edge:
 
     # Per-request hooks for the session and the HTTP relay -----------------------------------
 
-    def admit(self, body: dict[str, Any], tenant: str, wall: float) -> dict[str, Any] | Refusal:
-        """The request body to send upstream (`max_tokens` capped), or why it is refused
-        (counted). A refused request ends as outcome `rejected` with the refusal's code."""
-        capped = cap_max_tokens(body, self.settings.max_tokens_limit)
+    def admit(
+        self, body: dict[str, Any], tenant: str, wall: float, *, stream: str | None = None
+    ) -> dict[str, Any] | Refusal:
+        """The request body to send upstream (its output bounded by `--max-tokens-limit`), or
+        why it is refused (counted). A refused request ends as outcome `rejected` with the
+        refusal's code. With `stream`, an admitted request reserves its worst case against
+        the tenant's daily budget until `charge(..., stream=stream)` settles it."""
+        capped = cap_output(body, self.settings.max_tokens_limit)
         if isinstance(capped, Refusal):
             self.metrics.limited("max_tokens")
             return capped
         if not self.budget.allows(tenant, wall):
             self.metrics.limited("daily_budget")
             return BUDGET_SPENT
-        return capped
+        admitted, output = capped
+        if stream is not None:
+            # Unbounded output (no limit, none asked) reserves only the prompt: see
+            # docs/security.md on why a budget wants --max-tokens-limit.
+            prompt = prompt_estimate(admitted, CHARS_PER_TOKEN)
+            self.budget.reserve(stream, tenant, prompt + (output or 0))
+        return admitted
 
-    def charge(self, tenant: str, prompt_tokens: int, generated_tokens: int, wall: float) -> None:
-        """A stream ended: its tokens count against the tenant's budget for today."""
-        self.budget.charge(tenant, prompt_tokens + generated_tokens, wall)
+    def charge(
+        self,
+        tenant: str,
+        prompt_tokens: int,
+        generated_tokens: int,
+        wall: float,
+        *,
+        stream: str | None = None,
+    ) -> None:
+        """A stream ended: its reservation (if `admit` made one for `stream`) is released and
+        its true tokens count against the tenant's budget for today."""
+        self.budget.settle(stream, tenant, prompt_tokens + generated_tokens, wall)
 
     def idle_timer(self, now: float) -> IdleTimer | None:
         return IdleTimer(self.settings.idle_timeout, now) if self.settings.idle_timeout else None
@@ -201,11 +226,12 @@ class Edge:
 
 
 def spent_today(engine: Engine, wall: float) -> dict[str, int]:
-    """Tokens (prompt + generated) per tenant in the ledger since the start of today (UTC)."""
+    """Tokens (prompt + generated) per tenant in the ledger since the start of today (UTC);
+    refused requests cost nothing (their rows carry a prompt estimate, never charged)."""
     start = datetime.fromtimestamp(utc_day(wall) * 86400, UTC)
     query = (
         select(Stream.tenant, func.sum(Stream.prompt_tokens + Stream.generated_tokens))
-        .where(Stream.started_at >= start)
+        .where(Stream.started_at >= start, Stream.outcome.is_distinct_from("rejected"))
         .group_by(Stream.tenant)
     )
     try:
