@@ -33,29 +33,29 @@ class Output:
         return None if self.per_choice is None else self.per_choice * self.copies
 
 
-def _positive(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+def _positive_fields(body: dict[str, Any], keys: tuple[str, ...], code: str) -> list[int] | Refusal:
+    """The values of `keys` that are set, each a positive integer, or why one is not."""
+    values = []
+    for key in keys:
+        value = body.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            return Refusal(400, code, f"{key} must be a positive integer")
+        values.append(value)
+    return values
 
 
 def requested_output(body: dict[str, Any]) -> Output | Refusal:
     """The output `body` asks for, or why its fields are invalid."""
-    asked = []
-    for key in OUTPUT_KEYS:
-        value = body.get(key)
-        if value is None:
-            continue
-        if not _positive(value):
-            return Refusal(400, "invalid_max_tokens", f"{key} must be a positive integer")
-        asked.append(value)
-    choices = 1
-    for key in CHOICE_KEYS:
-        value = body.get(key)
-        if value is None:
-            continue
-        if not _positive(value):
-            return Refusal(400, "invalid_request", f"{key} must be a positive integer")
-        choices = max(choices, value)
-    return Output(max(asked) if asked else None, choices * prompt_count(body.get("prompt")))
+    asked = _positive_fields(body, OUTPUT_KEYS, "invalid_max_tokens")
+    if isinstance(asked, Refusal):
+        return asked
+    choices = _positive_fields(body, CHOICE_KEYS, "invalid_request")
+    if isinstance(choices, Refusal):
+        return choices
+    copies = max(choices, default=1) * prompt_count(body.get("prompt"))
+    return Output(max(asked) if asked else None, copies)
 
 
 def prompt_count(prompt: Any) -> int:
