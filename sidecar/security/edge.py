@@ -103,8 +103,10 @@ class Edge:
             )
         if engine is not None and settings.tenant_daily_token_budget:
             self.budget.seed(spent_today(engine, time.time()), time.time())
-        self._last_refresh = time.monotonic()
+        self._last_refresh = time.monotonic()  # when the last snapshot read started
+        self._fresh_from = self._last_refresh  # the newest snapshot read started then
         self._refresh_lock = asyncio.Lock()
+        self._next_refresh: asyncio.Task[None] | None = None
         # Called with the ids of keys revoked (or deleted) since the last refresh, so that
         # connections they admitted are closed, not only new ones refused.
         self.on_revoked: Callable[[frozenset[str]], None] = lambda _ids: None
@@ -193,10 +195,11 @@ class Edge:
             self._task = asyncio.get_running_loop().create_task(self._refresh_loop())
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._next_refresh):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -206,7 +209,7 @@ class Edge:
     async def refresh(self) -> None:
         assert self.store is not None and self.keys is not None
         async with self._refresh_lock:
-            self._last_refresh = time.monotonic()
+            started = self._last_refresh = time.monotonic()
             try:
                 rows = await asyncio.to_thread(self.store.snapshot)
             except SQLAlchemyError as exc:  # keep the last good snapshot
@@ -214,15 +217,31 @@ class Edge:
                 return
             usable = self.keys.usable_ids()
             self.keys.replace(rows)
+            self._fresh_from = started
             revoked = usable - self.keys.usable_ids()
             if revoked:
                 log.warning("API keys revoked: %s; closing their connections", sorted(revoked))
                 self.on_revoked(revoked)
 
     async def refresh_soon(self) -> None:
-        """On an unknown key: refresh now, at most once a second (bounds database reads)."""
-        if time.monotonic() - self._last_refresh >= 1.0:
-            await self.refresh()
+        """On an unknown key: wait for a snapshot read that started after now, so that a key
+        created before this request is known when it returns. Every request waiting shares
+        one read, and reads start at most once a second (this bounds what clients sending
+        made-up keys cost the database); a new key's first users wait, they are not refused."""
+        asked = time.monotonic()
+        for _ in range(2):  # the read under way may have started before `asked`: then one more
+            if self._fresh_from >= asked:
+                return
+            task = self._next_refresh
+            if task is None or task.done():
+                task = self._next_refresh = asyncio.get_running_loop().create_task(
+                    self._refresh_after_pause()
+                )
+            await asyncio.shield(task)
+
+    async def _refresh_after_pause(self) -> None:
+        await asyncio.sleep(max(0.0, self._last_refresh + 1.0 - time.monotonic()))
+        await self.refresh()
 
 
 def spent_today(engine: Engine, wall: float) -> dict[str, int]:
