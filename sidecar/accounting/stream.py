@@ -36,6 +36,11 @@ CHARS_PER_TOKEN = 4.0
 _LIMITS = string_limits(Stream.__table__)  # type: ignore[arg-type]
 
 
+def clean_model(name: str) -> str:
+    """A model name as the ledger, the labels and the drift keys carry it (ledger/text.py)."""
+    return bounded(name, _LIMITS["model"])
+
+
 @dataclass(slots=True)
 class StreamAccount:
     stream_id: str
@@ -70,7 +75,7 @@ class StreamAccount:
     def __post_init__(self) -> None:
         # Names a client chose, cleaned once here so that the ledger, the metric labels, the
         # drift keys and the spans all carry the same value (see ledger/text.py).
-        self.model = bounded(self.model, _LIMITS["model"])
+        self.model = clean_model(self.model)
         self.tenant = bounded(self.tenant, _LIMITS["tenant"])
         self.request_id = bounded(self.request_id, _LIMITS["request_id"])
 
