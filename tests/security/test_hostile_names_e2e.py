@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.e2e.ledger import wait_for_rows
@@ -20,6 +21,7 @@ from tests.e2e.wsclient import Client, chat
 from tests.ledger.conftest import BACKENDS, _new_url
 from tests.security.helpers import sample
 from tests.support.stack import Stack, running_stack
+from tests.unit.test_writer import stream
 
 pytestmark = pytest.mark.e2e
 
@@ -77,3 +79,28 @@ def test_hostile_model_names_do_not_stop_the_ledger(stack: Stack) -> None:
     assert sample(text, "sidecar_ledger_spooled_rows") == 0
     # The label is the ledger's name, bounded the same way (not the 10 KB the client sent).
     assert LONG not in text and "\x00" not in text
+
+
+@pytest.fixture(params=BACKENDS)
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return _new_url(request.param, request, tmp_path)
+
+
+def test_a_restart_replays_a_spool_with_a_refused_row(ledger_url: str, tmp_path: Path) -> None:
+    """A previous run spooled 50 rows and one the database refuses (here: no model at all)."""
+    good = [{**stream(n), "instance_id": "edge-1"} for n in range(50)]
+    bad = {**stream(999), "instance_id": "edge-1", "model": None}
+    lines = [{"t": "streams", "f": True, "v": v} for v in [*good[:25], bad, *good[25:]]]
+    spool = tmp_path / "sidecar-spool-edge-1.jsonl"
+    spool.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+    with running_stack(tmp_path, ledger_url) as stack:
+        stack.start_sim()
+        stack.start_serve("--instance-id", "edge-1")
+        rows = wait_for_rows(stack.db_url, 50)
+        assert sorted(r["id"] for r in rows) == sorted(f"s{n}" for n in range(50))
+        assert not spool.exists()
+        dead = (tmp_path / "sidecar-spool-edge-1.dead-letter.jsonl").read_bytes().splitlines()
+        assert [orjson.loads(line)["v"]["id"] for line in dead] == ["s999"]
+        assert readyz(stack) == {"status": "degraded", "reason": "ledger_dead_letters"}
+        text = stack.metrics_text()
+        assert sample(text, "sidecar_ledger_dead_letter_rows_total") == 1
