@@ -10,8 +10,6 @@ same thing, and the name on a metric label equal to the one in the ledger.
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import String, Table
 
 MARKER = "…"  # ends a value that was cut
@@ -35,15 +33,3 @@ def string_limits(table: Table) -> dict[str, int]:
         for column in table.columns
         if isinstance(column.type, String) and column.type.length
     }
-
-
-def bounded_row(values: dict[str, Any], limits: dict[str, int]) -> dict[str, Any]:
-    """`values` with every text column cleaned by `bounded` (the same dict if nothing changed)."""
-    changed: dict[str, Any] = {}
-    for name, limit in limits.items():
-        value = values.get(name)
-        if isinstance(value, str):
-            clean = bounded(value, limit)
-            if clean is not value:
-                changed[name] = clean
-    return {**values, **changed} if changed else values
