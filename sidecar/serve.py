@@ -31,10 +31,11 @@ from sidecar.ingress.transport import SidecarWebSocketProtocol
 from sidecar.ledger import db
 from sidecar.ledger.prices import load_price_book, upsert_prices
 from sidecar.ledger.recovery import close_interrupted
-from sidecar.ledger.writer import LedgerWriter
+from sidecar.ledger.writer import LedgerGauges, LedgerWriter
 from sidecar.netaddr import bind, parse_listen
 from sidecar.security import redact
 from sidecar.security.edge import Edge, EdgeSettings
+from sidecar.telemetry import names
 from sidecar.telemetry.metrics import Metrics
 from sidecar.telemetry.tracing import (
     Tracing,
@@ -65,6 +66,7 @@ class ServeSettings:
     drain_timeout: float = 30.0
     default_model: str = "unknown"
     tenant_top_n: int = 20
+    model_labels: tuple[str, ...] = ()  # models that always get their own metric label
     max_streams_per_connection: int = 16
     max_buffered_bytes: int = 1024 * 1024
     send_buffer_bytes: int = 0
@@ -111,7 +113,7 @@ async def run(
     instance_id = settings.instance_id or f"{socket.gethostname()}-{settings.listen}"
     client_sock = bind(settings.listen, "--listen", settings.tcp_user_timeout)
     admin_sock = bind(settings.admin_listen, "--admin-listen")
-    metrics = Metrics(tenant_top_n=settings.tenant_top_n)
+    metrics = Metrics(tenant_top_n=settings.tenant_top_n, model_labels=settings.model_labels)
     provider = build_tracer_provider(console=settings.trace_console)
     tracing = Tracing(
         provider,
@@ -119,20 +121,12 @@ async def run(
         upstream_url=settings.upstream,
         capture_content=settings.capture_content or capture_content_from_env(),
     )
-    monitor = build_monitor(settings.drift)
-
-    errors_seen = 0
-
-    def gauges(w: LedgerWriter) -> None:  # called on the writer thread; metrics are thread-safe
-        nonlocal errors_seen
-        metrics.ledger_queue_depth.set(w.depth)
-        metrics.ledger_spooled_rows.set(w.spooled_rows)
-        if w.stats.errors > errors_seen:
-            metrics.ledger_write_errors.inc(w.stats.errors - errors_seen)
-            errors_seen = w.stats.errors
+    # One detector per signal for each model label (listed, pinned, `other`, heartbeats' `all`).
+    labels = names.MAX_MODEL_LABELS + len(metrics.model.pinned) + 2
+    monitor = build_monitor(settings.drift, max_keys=len(names.DRIFT_SIGNALS) * labels)
 
     spool = settings.spool_dir / f"sidecar-spool-{_safe(instance_id)}.jsonl"
-    writer = LedgerWriter(engine, spool, on_change=gauges)
+    writer = LedgerWriter(engine, spool, on_change=LedgerGauges(metrics))
     # A previous run's spool holds final rows: replay it before closing what that run left
     # open, so that streams which did finish are not marked interrupted.
     writer.replay_now()
@@ -142,12 +136,14 @@ async def run(
     writer.start()
     upstream = UpstreamClient(settings.upstream, settings.flavour, settings.upstream_api_key)
     await upstream.start()
+    await _list_models(upstream, metrics)  # before the first request: labels go to real models
     recorder = Recorder(metrics, writer.submit, prices, instance_id, time.time)
     drift = LiveDrift(monitor, settings.drift, metrics, writer.submit, instance_id)
     await drift.start()
     edge = Edge(settings.edge, engine, metrics.registry)
     await edge.start()
     ctx = ServerContext(
+        ledger_health=writer.health,
         edge=edge,
         upstream=upstream,
         recorder=recorder,
@@ -184,6 +180,7 @@ async def run(
         loop.create_task(admin.serve(sockets=[admin_sock])),
         loop.create_task(_checkpoints(recorder, engine)),
         loop.create_task(_tick_sessions(ctx)),
+        loop.create_task(_refresh_models(upstream, metrics)),
     ]
     log.warning(
         "sidecar serving %s://%s/v1/stream and %s://%s/v1/chat/completions → %s "
@@ -279,6 +276,26 @@ async def _tick_sessions(ctx: ServerContext) -> None:
         position += per_slice
         if position >= len(cycle):
             cycle = []  # let closed sessions go before the next cycle starts
+
+
+MODEL_LIST_REFRESH = 60.0  # seconds between reads of the upstream's GET /v1/models
+
+
+async def _list_models(upstream: UpstreamClient, metrics: Metrics) -> None:
+    try:
+        ids = await asyncio.wait_for(upstream.model_ids(), 5.0)
+    except TimeoutError:
+        return
+    if ids is not None:
+        metrics.model.listed(ids)
+
+
+async def _refresh_models(upstream: UpstreamClient, metrics: Metrics) -> None:
+    """Models the upstream serves now get their own metric label and drift detectors (a
+    model loaded later included); see `ModelLabels`."""
+    while True:
+        await asyncio.sleep(MODEL_LIST_REFRESH)
+        await _list_models(upstream, metrics)
 
 
 async def _checkpoints(recorder: Recorder, engine: Engine) -> None:

@@ -104,6 +104,13 @@ from sidecar.upstream.flavour import Flavour
     help="Tenants with their own metric label (busiest first; at most twice this many); the "
     "rest are folded into 'other'.",
 )
+@option(
+    "--model-label",
+    "model_labels",
+    multiple=True,
+    help="Model that always gets its own metric label and drift detectors (repeat). Others "
+    "get one when the upstream's GET /v1/models lists them (up to 64); the rest are 'other'.",
+)
 @option("--max-streams-per-connection", type=click.IntRange(min=1), default=16, show_default=True)
 @option(
     "--max-buffered-bytes",
@@ -318,6 +325,7 @@ def command(**options: object) -> None:
         options["resume_grace"] = 0.0
     options["edge"] = _edge_settings(options)
     options["flavour"] = Flavour(str(options["flavour"]))
+    options["model_labels"] = tuple(options.get("model_labels") or ())  # type: ignore[arg-type]
     options["upstream_api_key"] = options.get("upstream_api_key") or None
     serve.main(serve.ServeSettings(**options))  # type: ignore[arg-type]
 

@@ -58,9 +58,10 @@ class DriftSettings:
     webhook_url: str | None = None
 
 
-def build_monitor(settings: DriftSettings) -> DriftMonitor:
+def build_monitor(settings: DriftSettings, max_keys: int = 256) -> DriftMonitor:
     base = PROFILES[settings.profile]
-    return DriftMonitor(default_configs(threshold=settings.threshold, base=replace(base)))
+    configs = default_configs(threshold=settings.threshold, base=replace(base))
+    return DriftMonitor(configs, max_keys=max_keys)
 
 
 class LiveDrift:

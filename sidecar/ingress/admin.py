@@ -36,6 +36,12 @@ class AdminApp:
         elif path == "/readyz":
             ready = not self.ctx.draining and await self.ctx.upstream.ready()
             status = "ready" if ready else ("draining" if self.ctx.draining else "upstream_down")
-            await respond_json(send, 200 if ready else 503, {"status": status})
+            answer: dict[str, Any] = {"status": status}
+            degraded = self.ctx.ledger_health()
+            if ready and degraded is not None:
+                # Still 200: streams are served and accounted (spooled or set aside); taking
+                # every replica out of its load balancer over the ledger would be an outage.
+                answer = {"status": "degraded", "reason": degraded}
+            await respond_json(send, 200 if ready else 503, answer)
         else:
             await respond_json(send, 404, {"error": {"message": "not found", "code": 404}})

@@ -84,7 +84,8 @@ def open_stream(
         prompt_chars=prompt_chars,
         trace_id=random_hex_id(),
     )
-    admitted = ctx.edge.admit(body, tenant, ctx.wall_clock()) if ctx.edge is not None else None
+    edge, key = ctx.edge, account.stream_id  # key: the budget's reservation for this stream
+    admitted = edge.admit(body, account.tenant, ctx.wall_clock(), stream=key) if edge else None
     if isinstance(admitted, Refusal):  # max_tokens cap or the tenant's daily budget
         account.finish(Outcome.REJECTED, ctx.clock(), error_code=admitted.code)
         ctx.recorder.finished(account, ctx.clock())
@@ -244,7 +245,11 @@ class Stream:
         ctx.recorder.finished(account, now)
         if ctx.edge is not None:
             ctx.edge.charge(
-                account.tenant, account.prompt_tokens, account.generated_tokens, ctx.wall_clock()
+                account.tenant,
+                account.prompt_tokens,
+                account.generated_tokens,
+                ctx.wall_clock(),
+                stream=account.stream_id,
             )
         return True
 

@@ -22,9 +22,13 @@ from sidecar.telemetry.metrics import Metrics
 SUFFIXES = {"counter": "_total", "gauge": "", "histogram": ""}
 
 LABEL_VALUES = {
-    "model": "the request's `model`, or `--default-model` when it names none; a model gets "
-    f"its own label once the upstream has streamed tokens for it (at most {names.MAX_MODEL_LABELS}"
-    f" models), anything else is `{names.OTHER_MODEL}` (clients can send any string as a model)",
+    "model": "the request's `model` (cleaned and cut to 128 characters as in the ledger), or "
+    "`--default-model` when it names none; a model has its own label when pinned with "
+    f"`--model-label` or listed by the upstream's `GET /v1/models` (at most "
+    f"{names.MAX_MODEL_LABELS} listed models; read at start-up and every minute), anything else "
+    f"is `{names.OTHER_MODEL}`, so made-up names cannot take the labels first. An upstream that "
+    "does not list its models: a model gets a label once the upstream streamed tokens for it, "
+    "first come first served",
     "tenant": "from the credential, else `X-Sidecar-Tenant` or `?tenant=` (else `default`); "
     "the first `--tenant-top-n` tenants and later ones that out-stream the quietest of them (up "
     f"to twice as many) keep their name, the rest are `{names.OTHER_TENANT}`",

@@ -19,6 +19,7 @@ UPSTREAM_CANCEL: Final = "sidecar_upstream_cancel_seconds"
 LEDGER_QUEUE_DEPTH: Final = "sidecar_ledger_queue_depth"
 LEDGER_SPOOLED_ROWS: Final = "sidecar_ledger_spooled_rows"
 LEDGER_WRITE_ERRORS: Final = "sidecar_ledger_write_errors"  # counter
+LEDGER_DEAD_LETTER_ROWS: Final = "sidecar_ledger_dead_letter_rows"  # counter
 DRIFT_P95: Final = "sidecar_drift_p95_seconds"  # gauge {model,signal,window}
 DRIFT_ALERT_ACTIVE: Final = "sidecar_drift_alert_active"  # gauge {model,signal}
 UNPRICED_STREAMS: Final = "sidecar_unpriced_streams"  # counter {model}

@@ -13,12 +13,29 @@ from typing import Any
 
 import orjson
 
+from sidecar.accounting.stream import clean_model
 from sidecar.errors import ConfigError, UpstreamError
 from sidecar.upstream.flavour import Flavour
 from sidecar.upstream.http1 import Origin, Pool, Response
 
 # Transport failures of the upstream connection, as the relay sees them.
 UPSTREAM_IO_ERRORS = (OSError, TimeoutError)
+MODEL_LIST_BYTES = 1024 * 1024
+MAX_LISTED_MODELS = 1000
+
+
+def parse_model_ids(body: bytes) -> list[str] | None:
+    """`{"data": [{"id": ...}, ...]}` → the ids, cleaned as a request's model is (so they
+    compare equal), at most `MAX_LISTED_MODELS`; None for anything else."""
+    try:
+        answer = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    data = answer.get("data") if isinstance(answer, dict) else None
+    if not isinstance(data, list):
+        return None
+    ids = (item.get("id") for item in data[:MAX_LISTED_MODELS] if isinstance(item, dict))
+    return [clean_model(i) for i in ids if isinstance(i, str) and i]
 
 
 class UpstreamResponse:
@@ -128,6 +145,20 @@ class UpstreamClient:
             await asyncio.wait_for(response.read(), 5.0)
         response.release()
         return response.status < 500
+
+    async def model_ids(self) -> list[str] | None:
+        """The ids the upstream's `GET /v1/models` lists, or None when it does not answer."""
+        try:
+            response = await self._request("GET", "/v1/models", b"", self._headers({}))
+        except UpstreamError:
+            return None
+        try:
+            body = await asyncio.wait_for(response.read(MODEL_LIST_BYTES), 5.0)
+        except UPSTREAM_IO_ERRORS:
+            return None
+        finally:
+            response.release()
+        return parse_model_ids(body) if response.status == 200 else None
 
     def abort_later(self, request_id: str) -> None:
         task = asyncio.get_running_loop().create_task(self._abort(request_id))
