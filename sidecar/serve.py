@@ -64,6 +64,8 @@ class ServeSettings:
     app_ping_interval: float = 0.0
     tcp_user_timeout: float = 30.0
     drain_timeout: float = 30.0
+    upstream_first_byte_timeout: float = 300.0
+    upstream_idle_timeout: float = 60.0
     default_model: str = "unknown"
     tenant_top_n: int = 20
     model_labels: tuple[str, ...] = ()  # models that always get their own metric label

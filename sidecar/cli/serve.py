@@ -91,6 +91,22 @@ from sidecar.upstream.flavour import Flavour
     help="On SIGTERM, seconds running streams may finish before they end as shutdown.",
 )
 @option(
+    "--upstream-first-byte-timeout",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    show_default=True,
+    help="Seconds the model server may take before its answer's first byte (a queueing vLLM "
+    "can take minutes) before the stream ends as timeout; 0 = wait for ever.",
+)
+@option(
+    "--upstream-idle-timeout",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Seconds of silence from the model server while streaming before the stream ends as "
+    "timeout (a hung GPU, a stuck NCCL); 0 = wait for ever.",
+)
+@option(
     "--default-model",
     default="unknown",
     show_default=True,
