@@ -12,6 +12,7 @@ out exactly once and in order. `docs/clients.md` describes the behaviour for cli
 """
 
 from sidecar.client.connection import Client, connect
+from sidecar.client.dial import Timeouts
 from sidecar.client.errors import ClientError, Code
 from sidecar.client.policy import Backoff
 from sidecar.client.stream import Delta, Result, Stream, Usage
@@ -24,6 +25,7 @@ __all__ = [
     "Delta",
     "Result",
     "Stream",
+    "Timeouts",
     "Usage",
     "connect",
 ]

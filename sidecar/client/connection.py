@@ -1,10 +1,10 @@
 """The client: one WebSocket at a time to `/v1/stream`, kept and resumed across network cuts.
 
-One supervisor task owns the connection: it opens it (with backoff and full jitter after a
-failure), reads the `hello`, then reads frames until the connection ends. A writer task sends
-what the rest of the client queues, in order. When the connection ends while answers run, the
-supervisor reconnects with the session's resume token and asks for each running answer
-`after_seq` = the last seq received; with nothing running, it waits for the next `generate`.
+One supervisor task owns the connection: it dials (with backoff and full jitter after a
+failure), then reads frames until the connection ends. A writer task sends what the rest of the
+client queues, in order. When the connection ends while answers run, the supervisor reconnects
+with the session's resume token and asks for each running answer `after_seq` = the last seq
+received; with nothing running, it waits for the next `generate`.
 """
 
 from __future__ import annotations
@@ -14,26 +14,24 @@ import contextlib
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import Any, Literal
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import orjson
 from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import ConnectionClosed
 
+from sidecar.client.acks import AckBatcher
+from sidecar.client.dial import RETRYABLE, Timeouts, Token, dial
 from sidecar.client.errors import ClientError, Code
 from sidecar.client.frames import apply_frame
 from sidecar.client.policy import Backoff, MessageBudget
 from sidecar.client.stream import AckMode, State, Stream
 
-Token = str | Callable[[], str | Awaitable[str]]
 ClientState = Literal["connecting", "open", "reconnecting", "idle", "closed"]
-FATAL_STATUSES = frozenset({401, 403})  # a credential or origin problem: retrying cannot help
 DEFAULT_BACKOFF = Backoff()
-RETRYABLE = (OSError, TimeoutError, InvalidHandshake, ConnectionClosed, ValueError)
+DEFAULT_TIMEOUTS = Timeouts()
 
 
 class Client:
@@ -44,25 +42,20 @@ class Client:
         token: Token | None = None,
         tenant: str | None = None,
         backoff: Backoff = DEFAULT_BACKOFF,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
         ack_interval: float = 0.1,
         max_messages_per_second: float = 20.0,
-        ping_interval: float | None = 10.0,
-        ping_timeout: float | None = 10.0,
-        open_timeout: float = 10.0,
         rng: Callable[[], float] = random.random,
     ) -> None:
         self.url, self.token, self.tenant = url, token, tenant
-        self.backoff, self.ack_interval, self.open_timeout = backoff, ack_interval, open_timeout
-        self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
-        self._rng = rng
+        self.backoff, self.timeouts, self._rng = backoff, timeouts, rng
         self._budget = MessageBudget(max_messages_per_second, time.monotonic())
+        self._acks = AckBatcher(ack_interval, self._budget, self._queue)
         self.state: ClientState = "connecting"
         self.session: str | None = None
         self.resume_token: str | None = None
         self.streams: dict[str, Stream] = {}  # running, in the order they started
         self._pending_cancels: dict[str, int] = {}  # cancelled while disconnected: id → rendered
-        self._ack_dirty: dict[str, Stream] = {}
-        self._ack_timer: asyncio.TimerHandle | None = None
         self._outbox: deque[dict[str, Any]] = deque()
         self._outbox_ready = asyncio.Event()
         self._wanted = asyncio.Event()  # a connection is needed
@@ -101,15 +94,16 @@ class Client:
         if self.is_closed():
             return
         ws = self._ws
-        self._flush_acks(force=True)
+        self._acks.flush(force=True)
         frames = list(self._outbox)
+        self._outbox.clear()
         self._shutdown(ClientError(Code.CLOSED, "the client was closed"))
+        await self._stop_supervisor()
         if ws is not None:
             with contextlib.suppress(ConnectionClosed):
                 for frame in frames:
                     await ws.send(_encode(frame))
-            await ws.close()
-        await self._stop_supervisor()
+                await ws.close()
 
     async def abort(self) -> None:
         """Vanish: drop the connection without a close frame and without reconnecting, like a
@@ -120,6 +114,9 @@ class Client:
             ws.transport.abort()
         await self._stop_supervisor()
 
+    def is_closed(self) -> bool:
+        return self.state == "closed"
+
     async def __aenter__(self) -> Client:
         return self
 
@@ -128,16 +125,10 @@ class Client:
     ) -> None:
         await self.close()
 
-    def is_closed(self) -> bool:
-        return self.state == "closed"
-
     # Stream callbacks ----------------------------------------------------------------------
 
     def on_rendered(self, stream: Stream) -> None:
-        self._ack_dirty[stream.id] = stream
-        if self._ack_timer is None:
-            loop = asyncio.get_running_loop()
-            self._ack_timer = loop.call_later(self.ack_interval, self._on_ack_timer)
+        self._acks.mark(stream)
 
     def on_cancel(self, stream: Stream) -> None:
         self.forget(stream)
@@ -150,7 +141,7 @@ class Client:
 
     def forget(self, stream: Stream) -> None:
         self.streams.pop(stream.id, None)
-        self._ack_dirty.pop(stream.id, None)
+        self._acks.discard(stream.id)
 
     # Connection ----------------------------------------------------------------------------
 
@@ -158,10 +149,17 @@ class Client:
         attempt = 0
         while not self.is_closed():
             await self._wanted.wait()
-            resuming = self.resume_token is not None and self._has_sent_streams()
+            resuming = self._pending_cancels or any(
+                s.state is State.SENT for s in self.streams.values()
+            )
             try:
-                ws = await self._open(resuming)
-                hello = await asyncio.wait_for(ws.recv(), self.open_timeout)
+                ws, hello = await dial(
+                    self.url,
+                    self.token,
+                    self.tenant,
+                    self.resume_token if resuming else None,
+                    self.timeouts,
+                )
             except ClientError as exc:
                 self._shutdown(exc)
                 return
@@ -170,11 +168,10 @@ class Client:
                     self._give_up(exc)
                     attempt = 0
                     continue
-                self._set_state("reconnecting")
+                self.state = "reconnecting"
                 await asyncio.sleep(self.backoff.delay(attempt, self._rng()))
                 attempt += 1
                 continue
-            attempt = 0
             code, reason = await self._serve(ws, hello)
             if self.is_closed():
                 return
@@ -183,38 +180,12 @@ class Client:
                 return
             if not self.streams and not self._pending_cancels:
                 self._wanted.clear()
-                self._set_state("idle")
+                self.state = "idle"
+                attempt = 0
                 continue
-            self._set_state("reconnecting")
+            self.state = "reconnecting"
             await asyncio.sleep(self.backoff.delay(0, self._rng()))
             attempt = 1
-
-    async def _open(self, resuming: bool) -> ClientConnection:
-        token = self.token() if callable(self.token) else self.token
-        credential = await token if isinstance(token, Awaitable) else token
-        headers = {"Authorization": f"Bearer {credential}"} if credential else {}
-        if self.tenant:
-            headers["X-Sidecar-Tenant"] = self.tenant
-        url = self.url
-        if resuming and self.resume_token:
-            url = _with_query(url, resume_token=self.resume_token)
-        try:
-            return await ws_connect(
-                url,
-                additional_headers=headers,
-                open_timeout=self.open_timeout,
-                ping_interval=self.ping_interval,
-                ping_timeout=self.ping_timeout,
-                close_timeout=2,
-                compression=None,
-            )
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            if status in FATAL_STATUSES:
-                raise ClientError(
-                    Code.REFUSED, _refusal(status, bytes(exc.response.body))
-                ) from None
-            raise
 
     async def _serve(self, ws: ClientConnection, hello: str | bytes) -> tuple[int, str]:
         """Read frames until the connection ends; returns its close code and reason."""
@@ -266,32 +237,21 @@ class Client:
         if first:
             self._shutdown(error)
         else:
-            self._set_state("idle")
+            self.state = "idle"
 
     def _shutdown(self, error: ClientError) -> None:
-        self._set_state("closed")
+        self.state = "closed"
         self._fail_all(error)
         self._wanted.set()  # let the supervisor see the state
-        if self._ack_timer is not None:
-            self._ack_timer.cancel()
-            self._ack_timer = None
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(error)
 
     def _fail_all(self, error: ClientError) -> None:
         streams = list(self.streams.values())
         self.streams.clear()
-        self._ack_dirty.clear()
+        self._acks.clear()
         for stream in streams:
             stream.fail(error.for_stream(stream.id))
-
-    def _set_state(self, state: ClientState) -> None:
-        self.state = state
-
-    def _has_sent_streams(self) -> bool:
-        return bool(self._pending_cancels) or any(
-            s.state is State.SENT for s in self.streams.values()
-        )
 
     # Frames in -----------------------------------------------------------------------------
 
@@ -314,7 +274,7 @@ class Client:
         resumed = self.session is not None and hello.get("session") == self.session
         self.session = hello.get("session")
         self.resume_token = hello.get("resume_token")
-        self._set_state("open")
+        self.state = "open"
         if resumed:
             for stream_id, rendered in self._pending_cancels.items():
                 self._queue_cancel(stream_id, rendered, 0)
@@ -328,20 +288,24 @@ class Client:
                 self.forget(stream)
                 message = "reconnected, but the sidecar no longer holds this answer"
                 stream.fail(ClientError(Code.RESUME_EXPIRED, message, stream.id))
-        self._flush_acks()
+        self._acks.flush()
         if self._ready is not None and not self._ready.done():
             self._ready.set_result(None)
 
     # Frames out ----------------------------------------------------------------------------
 
-    def _send(self, frame: dict[str, Any], counted: bool = True) -> None:
-        """Queue a frame for the open connection; control frames always spend a token."""
+    def _queue(self, frame: dict[str, Any]) -> bool:
+        """Queue a frame for the open connection; False if there is none."""
         if self._ws is None:
-            return
-        if counted:
-            self._budget.spend(time.monotonic())
+            return False
         self._outbox.append(frame)
         self._outbox_ready.set()
+        return True
+
+    def _send(self, frame: dict[str, Any]) -> None:
+        """A control frame: always goes (while connected), and spends from the budget."""
+        if self._queue(frame):
+            self._budget.spend(time.monotonic())
 
     def _send_generate(self, stream: Stream) -> None:
         frame: dict[str, Any] = {"type": "generate", "id": stream.id, "body": stream.body}
@@ -354,27 +318,6 @@ class Client:
         if rendered > acked:
             self._send({"type": "ack", "id": stream_id, "seq": rendered})
         self._send({"type": "cancel", "id": stream_id})
-
-    def _on_ack_timer(self) -> None:
-        self._ack_timer = None
-        self._flush_acks()
-
-    def _flush_acks(self, force: bool = False) -> None:
-        if self._ws is None:
-            return  # the next hello flushes
-        now = time.monotonic()
-        for stream in list(self._ack_dirty.values()):
-            if stream.ended or stream.rendered_seq <= stream.acked_seq:
-                del self._ack_dirty[stream.id]
-                continue
-            if not force and not self._budget.try_take(now):
-                break
-            self._send({"type": "ack", "id": stream.id, "seq": stream.rendered_seq}, counted=force)
-            stream.acked_seq = stream.rendered_seq
-            del self._ack_dirty[stream.id]
-        if self._ack_dirty and self._ack_timer is None:
-            loop = asyncio.get_running_loop()
-            self._ack_timer = loop.call_later(self.ack_interval, self._on_ack_timer)
 
 
 class connect:  # a class used like a function, as websockets' `connect` is
@@ -398,17 +341,3 @@ class connect:  # a class used like a function, as websockets' `connect` is
 
 def _encode(frame: dict[str, Any]) -> str:
     return orjson.dumps(frame).decode()
-
-
-def _with_query(url: str, **params: str) -> str:
-    parts = urlsplit(url)
-    query = "&".join(q for q in (parts.query, urlencode(params)) if q)
-    return urlunsplit(parts._replace(query=query))
-
-
-def _refusal(status: int, body: bytes | None) -> str:
-    """The sidecar's refusal body is `{"error": {"code", "message"}}`."""
-    with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError):
-        error = orjson.loads(body or b"{}")["error"]
-        return f"the sidecar refused the connection ({status} {error['code']}): {error['message']}"
-    return f"the sidecar refused the connection with HTTP {status}"
