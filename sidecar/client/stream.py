@@ -97,8 +97,7 @@ class Stream:
         if self.ended:
             return
         self.state = State.ENDED
-        self._error = error
-        self._buffer.clear()  # deltas after a failure are not handed out
+        self._error = error  # raised by the iterator after the deltas received before it
         self._changed.set()
 
     def _mark_rendered(self, seq: int) -> None:

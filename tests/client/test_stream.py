@@ -78,10 +78,21 @@ def test_a_gap_fails_the_stream_and_cancels_it_at_the_sidecar() -> None:
 def test_an_error_frame_fails_its_stream_with_the_sidecars_code() -> None:
     owner = Owner()
     stream = owner.start()
+    for frame in deltas("r1", range(1, 3)):
+        apply_frame(owner, frame)
     apply_frame(owner, {"type": "error", "id": "r1", "code": "upstream_timeout", "message": "m"})
     with pytest.raises(ClientError, match=r"^m$") as failure:
         asyncio.run(stream.result())
     assert failure.value.code == "upstream_timeout"
+    seen: list[int] = []
+
+    async def read() -> None:
+        async for delta in stream:
+            seen.append(delta.seq)  # noqa: PERF401 - it raises midway
+
+    with pytest.raises(ClientError):
+        asyncio.run(read())
+    assert seen == [1, 2]  # what arrived before the error is still handed out
 
 
 def test_connection_errors_and_pings() -> None:

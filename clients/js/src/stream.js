@@ -100,8 +100,7 @@ export class SidecarStream {
   fail(error) {
     if (this.ended) return;
     this.state = "ended";
-    this.error = error;
-    this.buffer.length = 0; // deltas after a failure are not handed out
+    this.error = error; // thrown by the iterator after the deltas received before it
     this.rejectResult(error);
     this.wakeWaiter();
   }
