@@ -63,7 +63,8 @@ class Client:
         self._ready: asyncio.Future[None] | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._next_id = 0
-        self.connection_errors: list[ClientError] = []  # errors not about one stream, latest last
+        # Errors not about one stream (rate_limited, connection_lost, ...), the latest last.
+        self.connection_errors: deque[ClientError] = deque(maxlen=100)
 
     # Public API ----------------------------------------------------------------------------
 
@@ -118,7 +119,7 @@ class Client:
         return self.state == "closed"
 
     async def __aenter__(self) -> Client:
-        return self
+        return self if self._supervisor is not None else await self.start()
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

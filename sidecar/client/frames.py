@@ -7,6 +7,7 @@ frame types of later protocol versions are ignored.
 
 from __future__ import annotations
 
+from collections.abc import MutableSequence
 from typing import Any, Protocol
 
 from sidecar.client.errors import ClientError
@@ -15,7 +16,9 @@ from sidecar.client.stream import Result, Stream, Usage
 
 class Streams(Protocol):
     streams: dict[str, Stream]
-    connection_errors: list[ClientError]
+
+    @property
+    def connection_errors(self) -> MutableSequence[ClientError]: ...
 
     def forget(self, stream: Stream) -> None: ...
 
