@@ -22,6 +22,7 @@ LEDGER_WRITE_ERRORS: Final = "sidecar_ledger_write_errors"  # counter
 DRIFT_P95: Final = "sidecar_drift_p95_seconds"  # gauge {model,signal,window}
 DRIFT_ALERT_ACTIVE: Final = "sidecar_drift_alert_active"  # gauge {model,signal}
 UNPRICED_STREAMS: Final = "sidecar_unpriced_streams"  # counter {model}
+BUILD_INFO: Final = "sidecar_build_info"  # gauge, always 1 {version,python_version,...}
 
 # Label values that dashboards and rules rely on.
 TOKEN_KINDS: Final = ("prompt", "generated", "delivered", "wasted")
