@@ -315,6 +315,7 @@ from sidecar.upstream.flavour import Flavour
 )
 @option(
     "--access-log/--no-access-log",
+    envvar="SIDECAR_ACCESS_LOG",  # the derived name would include the /--no- half
     default=True,
     show_default=True,
     help="One info line per finished stream: outcome, token counts, duration, ids.",
@@ -330,7 +331,7 @@ from sidecar.upstream.flavour import Flavour
     "--migrate",
     is_flag=True,
     default=False,
-    help="Run `sidecar db upgrade` before serving; for a single replica (fleets: a Job).",
+    help="Run `sidecar db upgrade` before serving: for one replica (fleets: an init container).",
 )
 @option(
     "--admin-url",

@@ -32,7 +32,9 @@ SAMPLE_ONLY_LABELS = frozenset({"le", "quantile"})
 LABEL_VALUES = {
     "model": "the request's `model`, or `--default-model` when it names none; a model gets "
     f"its own label once the upstream has streamed tokens for it (at most {names.MAX_MODEL_LABELS}"
-    f" models), anything else is `{names.OTHER_MODEL}` (clients can send any string as a model)",
+    f" models), anything else is `{names.OTHER_MODEL}` (clients can send any string as a model); "
+    "drift gauges use the same labels (`other`: the worst of the models folded into it), and "
+    "`all` for `heartbeat_rtt`, which is per connection",
     "tenant": "from the credential, else `X-Sidecar-Tenant` or `?tenant=` (else `default`); "
     "the first `--tenant-top-n` tenants and later ones that out-stream the quietest of them (up "
     f"to twice as many) keep their name, the rest are `{names.OTHER_TENANT}`",
