@@ -1,7 +1,8 @@
 """Every file in deploy/ is checked offline: Kubernetes manifests against the Kubernetes schemas
 (`kubernetes-validate` ships them), the Prometheus Operator objects against the fields they use,
-the rules in the PrometheusRule with promtool, the Containerfile with hadolint and the systemd
-unit with `systemd-analyze verify`; and the numbers that must agree across files do."""
+the rules in the PrometheusRule with promtool, the Containerfile with hadolint, the build script
+with shellcheck and the systemd unit with `systemd-analyze verify`; and the numbers that must
+agree across files do."""
 
 from __future__ import annotations
 
@@ -303,3 +304,18 @@ OPERATOR_SCHEMAS: dict[str, dict[str, Any]] = {
         }
     ),
 }
+
+
+def test_shellcheck_passes_the_local_image_script() -> None:
+    shellcheck = tool("shellcheck", "apt-get install shellcheck")
+    result = run(shellcheck, str(DEPLOY / "build-local-image.sh"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_file_in_deploy_is_checked_here() -> None:
+    """A new deployment file needs a check in this module (or a reason to need none)."""
+    checked = {"Containerfile", "requirements-runtime.lock", "build-local-image.sh", "README.md"}
+    checked |= {f"kubernetes/base/{p.name}" for p in [*MANIFESTS, BASE / "kustomization.yaml"]}
+    checked.add("systemd/ai-stream-sidecar.service")
+    present = {str(p.relative_to(DEPLOY)) for p in DEPLOY.rglob("*") if p.is_file()}
+    assert present == checked
