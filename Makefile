@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_TEST_PACKAGES := postgresql prometheus prometheus-alertmanager chromium nginx-light iptables iproute2
+DEBIAN_TEST_PACKAGES := postgresql prometheus prometheus-alertmanager chromium nginx-light iptables iproute2 systemd shellcheck
 
 .PHONY: demo test lint typecheck unit js-test bench lock clean debian-packages
 
@@ -48,6 +48,9 @@ bench: $(STAMP)
 lock:
 	$(BIN)/python -m pip install --quiet uv
 	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
+	@# The container image installs only what `sidecar serve` needs, at the same versions.
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
+		--constraint requirements.lock -o deploy/requirements-runtime.lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -20,6 +20,7 @@ from typing import Any
 import uvicorn
 from sqlalchemy import Engine
 
+from sidecar import logs
 from sidecar.accounting.pricing import PriceBook, parse_price_toml
 from sidecar.accounting.recorder import Recorder
 from sidecar.context import Limits, ServerContext
@@ -37,6 +38,7 @@ from sidecar.security import redact
 from sidecar.security.edge import Edge, EdgeSettings
 from sidecar.telemetry import names
 from sidecar.telemetry.metrics import Metrics
+from sidecar.telemetry.runtime import register_runtime
 from sidecar.telemetry.tracing import (
     Tracing,
     build_tracer_provider,
@@ -80,6 +82,11 @@ class ServeSettings:
     capture_content: bool = False
     drift: DriftSettings = field(default_factory=DriftSettings)
     edge: EdgeSettings = field(default_factory=EdgeSettings)  # auth, TLS, limits (security)
+    # deployment (deploy/): logs, migrations at start
+    log_format: str = "text"
+    log_level: str = "info"
+    access_log: bool = True
+    migrate: bool = False
 
 
 class _Server(uvicorn.Server):
@@ -108,6 +115,14 @@ async def run(
 ) -> None:
     parse_listen(settings.listen, "--listen")
     parse_listen(settings.admin_listen, "--admin-listen")
+    if settings.migrate:
+        await asyncio.to_thread(db.upgrade, settings.db)
+        log.info(
+            "ledger %s migrated to %s",
+            db.redact(settings.db),
+            db.head_revision(),
+            extra={"event": "ledger_migrated"},
+        )
     engine = db.make_engine(settings.db)
     db.require_migrated(engine, settings.db)
     prices = load_prices(engine, settings.prices)
@@ -116,6 +131,7 @@ async def run(
     client_sock = bind(settings.listen, "--listen", settings.tcp_user_timeout)
     admin_sock = bind(settings.admin_listen, "--admin-listen")
     metrics = Metrics(tenant_top_n=settings.tenant_top_n, model_labels=settings.model_labels)
+    register_runtime(metrics.registry)
     provider = build_tracer_provider(console=settings.trace_console)
     tracing = Tracing(
         provider,
@@ -128,18 +144,30 @@ async def run(
     monitor = build_monitor(settings.drift, max_keys=len(names.DRIFT_SIGNALS) * labels)
 
     spool = settings.spool_dir / f"sidecar-spool-{_safe(instance_id)}.jsonl"
+    try:
+        settings.spool_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"--spool-dir {settings.spool_dir}: cannot create ({exc.strerror})"
+        ) from None
     writer = LedgerWriter(engine, spool, on_change=LedgerGauges(metrics))
     # A previous run's spool holds final rows: replay it before closing what that run left
     # open, so that streams which did finish are not marked interrupted.
     writer.replay_now()
     interrupted = close_interrupted(engine, instance_id)
     if interrupted:
-        log.warning("closed %d streams of the previous run as interrupted", interrupted)
+        log.warning(
+            "closed %d streams of the previous run as interrupted",
+            interrupted,
+            extra={"event": "interrupted_streams_closed", "streams": interrupted},
+        )
     writer.start()
     upstream = UpstreamClient(settings.upstream, settings.flavour, settings.upstream_api_key)
     await upstream.start()
     await _list_models(upstream, metrics)  # before the first request: labels go to real models
-    recorder = Recorder(metrics, writer.submit, prices, instance_id, time.time)
+    recorder = Recorder(
+        metrics, writer.submit, prices, instance_id, time.time, access_log=settings.access_log
+    )
     drift = LiveDrift(monitor, settings.drift, metrics, writer.submit, instance_id)
     await drift.start()
     edge = Edge(settings.edge, engine, metrics.registry)
@@ -195,6 +223,7 @@ async def run(
         settings.admin_listen,
         db.redact(settings.db),
         "on" if edge.auth_enabled else "off",
+        extra={"event": "serving", "instance_id": instance_id},
     )
     # Everything allocated so far lives as long as the process: move it out of the collector's
     # view, so full collections (which pause the event loop) only walk per-stream objects.
@@ -325,6 +354,7 @@ def _config(app: Any, settings: ServeSettings, **edge: Any) -> uvicorn.Config:
         ws_ping_timeout=settings.heartbeat_timeout,
         ws_per_message_deflate=False,
         log_level="warning",
+        log_config=None,  # uvicorn's loggers reach the root handler: one format (sidecar.logs)
         access_log=False,
         timeout_graceful_shutdown=5,
         server_header=False,
@@ -337,7 +367,7 @@ def _safe(text: str) -> str:
 
 
 def main(settings: ServeSettings) -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logs.configure(settings.log_format, settings.log_level)
     redact.install([settings.upstream_api_key, settings.edge.jwt.secret])
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(run(settings))

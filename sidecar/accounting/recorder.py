@@ -3,6 +3,7 @@ and outcomes meet. Runs on the event loop but never waits: the ledger writer has
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,6 +15,9 @@ from sidecar.accounting.stream import StreamAccount
 from sidecar.ledger.models import NANO
 from sidecar.ledger.writer import Row
 from sidecar.telemetry.metrics import Metrics
+
+# One line per finished stream on every ingress (`--no-access-log` turns it off).
+access_logger = logging.getLogger("sidecar.access")
 
 
 def nano(usd: Decimal) -> int:
@@ -32,8 +36,10 @@ class Recorder:
         prices: PriceBook,
         instance_id: str,
         wall_clock: Callable[[], float],
+        access_log: bool = True,
     ) -> None:
         self.metrics = metrics
+        self.access_log = access_log
         self.submit = submit
         self.prices = prices
         self.instance_id = instance_id
@@ -109,6 +115,8 @@ class Recorder:
         row = self.stream_row(account, now_mono)
         self.submit(Row("streams", row))
         self._count(account, row)
+        if self.access_log and access_logger.isEnabledFor(logging.INFO):
+            access_logger.info("stream end", extra=access_fields(row))
 
     def submit_session(self, values: dict[str, Any]) -> None:
         row = dict(values)
@@ -179,6 +187,37 @@ class _Series:
     cost: tuple[Any, ...]
     unpriced: Any
     duration: Any
+
+
+ACCESS_FIELDS = (
+    "id",
+    "session_id",
+    "request_id",
+    "trace_id",
+    "ingress",
+    "path",
+    "model",
+    "tenant",
+    "outcome",
+    "finish_reason",
+    "error_code",
+    "prompt_tokens",
+    "generated_tokens",
+    "delivered_tokens",
+    "wasted_tokens",
+    "ttft_s",
+    "duration_s",
+)
+
+
+def access_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """The access log's fields, from the stream's final ledger row (no text, only counts)."""
+    fields = {"event": "stream_end", "stream_id": row["id"]}
+    fields.update((key, row[key]) for key in ACCESS_FIELDS[1:])
+    for key in ("ttft_s", "duration_s"):
+        if fields[key] is not None:
+            fields[key] = round(fields[key], 6)
+    return fields
 
 
 def _mark(account: StreamAccount) -> tuple[int, int, int | None, int | None]:

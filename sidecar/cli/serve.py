@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
 import click
 
 from sidecar.cli.options import option
+from sidecar.logs import FORMATS, LEVELS
 from sidecar.upstream.flavour import Flavour
 
 
@@ -58,9 +61,8 @@ from sidecar.upstream.flavour import Flavour
 @option(
     "--spool-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="Where ledger rows wait while the database is unreachable.",
+    default=None,
+    help="Where ledger rows wait while the database is unreachable [default: STATE_DIR/spool].",
 )
 @option(
     "--heartbeat-interval",
@@ -319,6 +321,47 @@ from sidecar.upstream.flavour import Flavour
     show_default=True,
     help="Tokens (prompt + generated) per tenant per UTC day; spent: new streams rejected.",
 )
+# --- deployment (deploy/, docs/deploy.md): logs, state, migrations, links in alerts ---------
+@option(
+    "--log-format",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="Log lines on stderr: text, or json (one object per line: ts, level, event, ids).",
+)
+@option(
+    "--log-level",
+    type=click.Choice(LEVELS, case_sensitive=False),
+    default="info",
+    show_default=True,
+    help="Least severe level logged (info shows the access log and drift resolutions).",
+)
+@option(
+    "--access-log/--no-access-log",
+    envvar="SIDECAR_ACCESS_LOG",  # the derived name would include the /--no- half
+    default=True,
+    show_default=True,
+    help="One info line per finished stream: outcome, token counts, duration, ids.",
+)
+@option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=lambda: os.environ.get("STATE_DIRECTORY") or ".",
+    show_default="$STATE_DIRECTORY (systemd) or the working directory",
+    help="Local state: the ledger spool (STATE_DIR/spool). In a pod: an emptyDir volume.",
+)
+@option(
+    "--migrate",
+    is_flag=True,
+    default=False,
+    help="Run `sidecar db upgrade` before serving: for one replica (fleets: an init container).",
+)
+@option(
+    "--admin-url",
+    default=None,
+    help="How people reach --admin-listen, for links in pushed alerts (generatorURL) "
+    "[default: http://HOSTNAME:ADMIN_PORT].",
+)
 def command(**options: object) -> None:
     """Relay client WebSockets and OpenAI HTTP requests to a model server, and account for them.
 
@@ -343,7 +386,21 @@ def command(**options: object) -> None:
     options["flavour"] = Flavour(str(options["flavour"]))
     options["model_labels"] = tuple(options.get("model_labels") or ())  # type: ignore[arg-type]
     options["upstream_api_key"] = options.get("upstream_api_key") or None
+    _deployment_settings(options)
     serve.main(serve.ServeSettings(**options))  # type: ignore[arg-type]
+
+
+def _deployment_settings(options: dict[str, Any]) -> None:
+    """Resolves the deployment options: the spool under the state directory, the alert link."""
+    state_dir = options.pop("state_dir")
+    if options["spool_dir"] is None:
+        options["spool_dir"] = state_dir / "spool"
+    admin_url = options.pop("admin_url")
+    if not admin_url:
+        _, _, port = str(options["admin_listen"]).rpartition(":")
+        admin_url = f"http://{socket.gethostname()}:{port}"
+    options["drift"].generator_url = str(admin_url).rstrip("/") + "/metrics"
+    options["log_level"] = str(options["log_level"]).lower()
 
 
 def _edge_settings(options: dict[str, object]) -> object:

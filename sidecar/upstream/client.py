@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -17,6 +19,9 @@ from sidecar.accounting.stream import clean_model
 from sidecar.errors import ConfigError, UpstreamError
 from sidecar.upstream.flavour import Flavour
 from sidecar.upstream.http1 import Origin, Pool, Response
+from sidecar.upstream.outage import OutageLog
+
+log = logging.getLogger("sidecar.upstream")
 
 # Transport failures of the upstream connection, as the relay sees them.
 UPSTREAM_IO_ERRORS = (OSError, TimeoutError)
@@ -93,6 +98,7 @@ class UpstreamClient:
             raise ConfigError(f"--upstream: {exc}") from None
         self._pool: Pool | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._outage = OutageLog()
 
     async def start(self) -> None:
         self._pool = Pool(self._origin, self._connect_timeout)
@@ -115,11 +121,35 @@ class UpstreamClient:
     ) -> Response:
         assert self._pool is not None, "UpstreamClient.start() was not awaited"
         try:
-            return await self._pool.request(method, path, body, headers)
+            response = await self._pool.request(method, path, body, headers)
         except UPSTREAM_IO_ERRORS as exc:
+            self._unreachable(exc)
             raise UpstreamError(
                 "upstream_unavailable", f"model server at {self.base_url} unreachable: {exc}"
             ) from None
+        lasted = self._outage.reached(time.monotonic())
+        if lasted is not None:
+            log.info(
+                "upstream %s reachable again after %.1f s",
+                self.base_url,
+                lasted,
+                extra={"event": "upstream_reachable", "upstream": self.base_url},
+            )
+        return response
+
+    def _unreachable(self, exc: BaseException) -> None:
+        failures = self._outage.failed(time.monotonic())
+        if failures is not None:
+            log.warning(
+                "upstream %s unreachable: %s",
+                self.base_url,
+                exc or type(exc).__name__,
+                extra={
+                    "event": "upstream_unreachable",
+                    "upstream": self.base_url,
+                    "failures": failures,
+                },
+            )
 
     async def stream(
         self, path: str, body: dict[str, Any], request_id: str, headers: Mapping[str, str]

@@ -34,11 +34,13 @@ GAUGES = {
     names.LEDGER_SPOOLED_ROWS,
     names.DRIFT_P95,
     names.DRIFT_ALERT_ACTIVE,
+    names.BUILD_INFO,
 }
 EXPOSED = (
     {f"{c}_total" for c in COUNTERS}
     | {f"{h}{s}" for h in HISTOGRAMS for s in ("_bucket", "_sum", "_count")}
     | GAUGES
+    | {"up"}  # Prometheus' own series per scrape target (SidecarDown, SidecarNotScraped)
 )
 
 KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool"}
