@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from itertools import groupby
 from typing import Any, Final
 
@@ -48,6 +49,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
+from sidecar.accounting.hourly import HourlyBook
 from sidecar.accounting.pricing import PriceBook
 from sidecar.errors import ConfigError
 from sidecar.ledger.models import NANO, Session, Stream
@@ -80,6 +82,8 @@ class ReportQuery:
     order: str | None = None  # a dimension (ascending) or a measure (descending)
     top: int | None = None  # keep the first N rows after ordering; totals cover all rows
     reprice: PriceBook | None = None  # charge under these prices instead of the stored costs
+    hourly: HourlyBook | None = None  # GPU-hour prices; None: the ledger's
+    now: datetime | None = None  # the end of an open period, for GPU hours [default: the clock]
 
 
 def parse_by(value: str) -> tuple[str, ...]:
@@ -87,6 +91,9 @@ def parse_by(value: str) -> tuple[str, ...]:
     unknown = [p for p in parts if p not in DIMENSIONS]
     if unknown:
         raise ConfigError(f"--by {','.join(unknown)}: choose from {', '.join(DIMENSIONS)}")
+    twice = sorted({p for p in parts if parts.count(p) > 1})
+    if twice:
+        raise ConfigError(f"--by {value}: {', '.join(twice)} named twice; name each group once")
     return parts
 
 
@@ -100,7 +107,12 @@ def parse_time(value: str, option: str, now: datetime) -> datetime:
     """`24h`, `7d`, `30m` before `now`, or an ISO date/datetime (UTC unless it says otherwise)."""
     match = _DURATION.match(value.strip())
     if match:
-        return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        try:
+            return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        except (OverflowError, ValueError):
+            raise ConfigError(
+                f"{option} {value}: reaches before the year 1; use a shorter duration or a date"
+            ) from None
     try:
         instant = datetime.fromisoformat(value)
     except ValueError:
@@ -108,6 +120,14 @@ def parse_time(value: str, option: str, now: datetime) -> datetime:
             f"{option} {value!r}: use a duration like 24h or 7d, or a date like 2026-01-31"
         ) from None
     return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
+
+
+def check_period(since: datetime | None, until: datetime | None) -> None:
+    if since is not None and until is not None and since >= until:
+        raise ConfigError(
+            f"--since ({since:%Y-%m-%d %H:%M}) is not before --until ({until:%Y-%m-%d %H:%M}) "
+            "UTC: the period is empty; swap them"
+        )
 
 
 def _dimension(name: str, dialect: str, src: FromClause) -> Any:
@@ -125,7 +145,8 @@ def _dimension(name: str, dialect: str, src: FromClause) -> Any:
     return {
         "model": src.c.model,
         "tenant": src.c.tenant,
-        "session": func.coalesce(src.c.session_id, literal("-")),
+        # An HTTP request is its own session: it has no WebSocket session id.
+        "session": func.coalesce(src.c.session_id, src.c.id),
         "outcome": func.coalesce(src.c.outcome, literal("running")),
         "ingress": src.c.ingress,
     }[name]
@@ -179,26 +200,52 @@ def run_report(engine: Engine, query: ReportQuery) -> dict[str, Any]:
     with engine.connect() as connection:
         result = connection.execute(statement).mappings().all()
         rows = [_row(dict(r), query.by) for r in result if r["streams"]]
+        from sidecar.ledger.gpuhours import add_hourly, load_hourly  # it uses this module
+
+        hourly = query.hourly if query.hourly is not None else load_hourly(connection)
+        if hourly:
+            add_hourly(connection, dialect, query, src, ~priced, hourly, rows)
         totals = _totals(rows)
         if query.latency:
             _add_latency(connection, dialect, query, rows, totals)
-    return {"rows": _ordered(rows, query), "totals": totals}
+    return {"rows": _ordered([finish(r) for r in rows], query), "totals": finish(totals)}
 
 
 def _row(raw: dict[str, Any], by: tuple[str, ...]) -> dict[str, Any]:
+    """A group's sums; money as exact `Fraction`s until `finish` rounds it."""
     row: dict[str, Any] = {d: _plain(d, raw[d]) for d in by}
     for key in COUNT_KEYS:
         row[key] = int(raw[key] or 0)
-    row["cost_usd"] = Decimal(int(raw["cost_nusd"])) / NANO
-    row["wasted_cost_usd"] = Decimal(int(raw["wasted_cost_nusd"])) / NANO
+    row["cost_usd"] = Fraction(int(raw["cost_nusd"]), NANO)
+    row["wasted_cost_usd"] = Fraction(int(raw["wasted_cost_nusd"]), NANO)
     return row
 
 
 def _totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     totals: dict[str, Any] = {key: sum(r[key] for r in rows) for key in COUNT_KEYS}
     for key in MONEY_KEYS:
-        totals[key] = sum((r[key] for r in rows), Decimal(0))
+        totals[key] = sum((r[key] for r in rows), Fraction(0))
+    if any(r.get("idle") for r in rows):
+        totals["idle_cost_usd"] = sum((r["cost_usd"] for r in rows if r.get("idle")), Fraction(0))
     return totals
+
+
+def finish(row: dict[str, Any]) -> dict[str, Any]:
+    """Round money to the nano-dollar; unknown when no stream of the row has a price (DESIGN
+    §8): `None`, never zero. `cost_partial`: some streams priced, some not."""
+    idle = bool(row.get("idle"))
+    priced = row["streams"] - row["unpriced_streams"]
+    known = priced > 0 or idle or "idle_cost_usd" in row
+    for key in (*MONEY_KEYS, "idle_cost_usd"):
+        if key in row:
+            row[key] = _nano(row[key]) if known else None
+    row["cost_partial"] = known and row["unpriced_streams"] > 0
+    return row
+
+
+def _nano(value: Fraction) -> Decimal:
+    """Half to even, to nine decimal places, from the exact value."""
+    return Decimal(round(value * NANO)) / NANO
 
 
 def _ordered(rows: list[dict[str, Any]], query: ReportQuery) -> list[dict[str, Any]]:
@@ -245,6 +292,8 @@ def _repriced(book: PriceBook) -> FromClause:
     p_in_expr = case(*input_whens, else_=null()) if input_whens else null()
     p_out_expr = case(*output_whens, else_=null()) if output_whens else null()
     columns = [
+        Stream.id,
+        Stream.instance_id,
         Stream.started_at,
         Stream.model,
         Stream.tenant,
@@ -430,4 +479,5 @@ def waste_pct(row: dict[str, Any]) -> Decimal:
 
 
 def money(value: Decimal) -> str:
+    """Six decimal places, as the report shows money (`None` is not money: see `finish`)."""
     return str(value.quantize(CENTS_PRECISION))

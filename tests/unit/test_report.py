@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from sqlalchemy import insert
 
 from sidecar.cli.main import cli
-from sidecar.cli.report import render
 from sidecar.ledger import db
 from sidecar.ledger.models import Stream
+from sidecar.ledger.render import render
 from sidecar.ledger.report import ReportQuery, parse_by, parse_time, run_report
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -72,27 +72,29 @@ def test_group_by_model_and_tenant(ledger: str) -> None:
 
 def test_table_output_exact(ledger: str) -> None:
     query = ReportQuery(by=("model",), since=datetime(2026, 11, 22, tzinfo=UTC))
-    text = render(run_report(db.make_engine(ledger), query), ("model",), "table")
+    text = render(run_report(db.make_engine(ledger), query), ("model",), "table", ())
     assert text == (
         "model  streams  prompt_tokens  generated_tokens  delivered_tokens  wasted_tokens"
-        "  waste_pct  cost_usd  wasted_cost_usd  unpriced_streams\n"
+        "  waste_pct   cost_usd  wasted_cost_usd  unpriced_streams\n"
         "-----  -------  -------------  ----------------  ----------------  -------------"
-        "  ---------  --------  ---------------  ----------------\n"
+        "  ---------  ---------  ---------------  ----------------\n"
         "big          2            200               150               120             30"
-        "      20.0%  0.000500         0.000060                 0\n"
+        "      20.0%   0.000500         0.000060                 0\n"
         "small        2            200                50                20             30"
-        "      60.0%  0.000180         0.000060                 1\n"
+        "      60.0%  ≥0.000180        ≥0.000060                 1\n"
         "-----  -------  -------------  ----------------  ----------------  -------------"
-        "  ---------  --------  ---------------  ----------------\n"
+        "  ---------  ---------  ---------------  ----------------\n"
         "TOTAL        4            400               200               140             60"
-        "      30.0%  0.000680         0.000120                 1\n"
+        "      30.0%  ≥0.000680        ≥0.000120                 1\n"
+        "unknown: no price for any stream of the row; ≥: the priced streams' cost, without the 1"
+        " unpriced ones (unpriced_streams).\n"
     )
 
 
 def test_json_and_csv_output_exact(ledger: str) -> None:
     query = ReportQuery(by=("outcome",), since=datetime(2026, 11, 22, tzinfo=UTC))
     report = run_report(db.make_engine(ledger), query)
-    data = json.loads(render(report, ("outcome",), "json"))
+    data = json.loads(render(report, ("outcome",), "json", ()))
     assert data["rows"][0] == {
         "outcome": "client_cancelled",
         "streams": 1,
@@ -104,14 +106,15 @@ def test_json_and_csv_output_exact(ledger: str) -> None:
         "cost_usd": "0.000180",
         "wasted_cost_usd": "0.000060",
         "waste_pct": 75.0,
+        "cost_partial": False,
     }
     assert data["totals"]["cost_usd"] == "0.000680"
-    assert render(report, ("outcome",), "csv").splitlines() == [
+    assert render(report, ("outcome",), "csv", ()).splitlines() == [
         "outcome,streams,prompt_tokens,generated_tokens,delivered_tokens,wasted_tokens,"
-        "waste_pct,cost_usd,wasted_cost_usd,unpriced_streams",
-        "client_cancelled,1,100,40,10,30,75.0%,0.000180,0.000060,0",
-        "client_gone,1,100,50,20,30,60.0%,0.000200,0.000060,0",
-        "completed,2,200,110,110,0,0.0%,0.000300,0.000000,1",
+        "waste_pct,cost_usd,wasted_cost_usd,unpriced_streams,cost_partial,idle",
+        "client_cancelled,1,100,40,10,30,75.0,0.000180,0.000060,0,false,false",
+        "client_gone,1,100,50,20,30,60.0,0.000200,0.000060,0,false,false",
+        "completed,2,200,110,110,0,0.0,0.000300,0.000000,1,true,false",
     ]
 
 
