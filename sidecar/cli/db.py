@@ -23,7 +23,7 @@ def command() -> None:
 
 @command.command("upgrade")
 @db_option
-@click.option("--revision", default="head", show_default=True, help="Target revision.")
+@option("--revision", default="head", show_default=True, help="Target revision.")
 def upgrade(db: str, revision: str) -> None:
     """Migrate the ledger to the latest schema (creates it if empty).
 

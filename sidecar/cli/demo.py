@@ -82,7 +82,7 @@ def what_happened(report: dict[str, Any], client_errors: int) -> str:
     do: a user who pressed stop after the answer ended was not cancelled)."""
     counts = {str(r["outcome"]): int(r["streams"]) for r in report["rows"]}
     parts = [f"{counts.pop(o)} {OUTCOME_WORDS[o]} ({o})" for o in OUTCOME_WORDS if o in counts]
-    parts += [f"{n} {o}" for o, n in sorted(counts.items())]
+    parts += [f"{n} ended otherwise ({o})" for o, n in sorted(counts.items())]
     total = report["totals"]["streams"]
     listed = ", ".join(parts) or "none"
     return f"{total} streams in the ledger: {listed} ({client_errors} client errors)."

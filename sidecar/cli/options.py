@@ -84,7 +84,7 @@ def environment_table(group: click.Group) -> str:
     lines = ["| variable | command | option |", "|---|---|---|"]
     rows: dict[str, list[str]] = defaultdict(list)
     options: dict[str, str] = {}
-    for path, command in leaf_commands(group):
+    for path, command in [(("(every command)",), group), *leaf_commands(group)]:
         for param in command.params:
             if isinstance(param, click.Option) and isinstance(param.envvar, str):
                 rows[param.envvar].append(" ".join(path))

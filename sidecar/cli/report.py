@@ -137,7 +137,7 @@ def command(
         html = fmt == "html"
         text = html_page(engine, query, report, now) if html else render(report, dims, fmt, notes)
     if output is None:
-        click.echo(text, nl=False)
+        click.echo(text, nl=False, color=True)  # data as it is: click strips ANSI otherwise
     else:
         try:
             output.write_text(text, encoding="utf-8")

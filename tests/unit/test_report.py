@@ -142,3 +142,48 @@ def test_parse_helpers() -> None:
     assert parse_by("model, day") == ("model", "day")
     assert parse_time("90m", "--since", NOW) == datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
     assert parse_time("2026-11-01T05:00:00+01:00", "--since", NOW).hour == 4
+
+
+def test_a_missing_database_is_an_error_and_is_not_created(tmp_path: Path) -> None:
+    missing = tmp_path / "sidecar.db"
+    result = CliRunner().invoke(cli, ["report", "--db", f"sqlite:///{missing}"])
+    assert result.exit_code != 0
+    assert str(result.exception).startswith(f"no ledger at {missing}: pass --db")
+    assert not missing.exists()
+
+
+def test_a_reprice_table_says_it_is_a_what_if(ledger: str, tmp_path: Path) -> None:
+    prices = tmp_path / "p.toml"
+    prices.write_text(
+        '[[price]]\nmodel = "big"\ninput_per_mtok = "1"\noutput_per_mtok = "1"\n'
+        "effective_from = 2026-01-01\n"
+    )
+    args = ["report", "--db", ledger, "--since", "2026-11-22", "--by", "model"]
+    result = CliRunner().invoke(cli, [*args, "--reprice", str(prices)])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-2:] == [
+        f"What-if: costs under the prices in {prices}, not the recorded ones (nothing written).",
+        "unknown: no price for any stream of the row; ≥: the priced streams' cost, without the 2"
+        " unpriced ones (unpriced_streams).",
+    ]
+    plain = CliRunner().invoke(cli, args)
+    assert "What-if" not in plain.output
+
+
+def test_totals_are_unknown_when_nothing_is_priced(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    unpriced = dict(price_key=None, prompt_cost_nusd=None, generated_cost_nusd=None,
+                    wasted_cost_nusd=None)  # fmt: skip
+    with engine.begin() as connection:
+        connection.execute(insert(Stream), [row(1, "m", "t", "completed", 5, 5, **unpriced)])
+    report = run_report(engine, ReportQuery(by=("model",)))
+    data = json.loads(render(report, ("model",), "json", ()))
+    for part in (data["rows"][0], data["totals"]):
+        assert (part["cost_usd"], part["wasted_cost_usd"], part["cost_partial"]) == (
+            None, None, False,
+        )  # fmt: skip
+    assert render(report, ("model",), "csv", ()).splitlines()[1] == (
+        "m,1,100,5,5,0,0.0,,,1,false,false"
+    )
