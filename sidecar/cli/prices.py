@@ -111,22 +111,33 @@ def import_(db: str, file: Path, source: str | None) -> None:
     type=click.Choice(["table", "json", "csv", "toml"]),
     default="table",
     show_default=True,
-    help="toml writes a file `sidecar prices import` reads back.",
+    help="toml writes a file `sidecar prices import` reads back (per-token and hourly prices).",
 )
-def list_(db: str, fmt: str) -> None:
+@option("--hourly", is_flag=True, default=False, help="List the GPU-hour prices instead.")
+def list_(db: str, fmt: str, hourly: bool) -> None:
     """Print every stored price, by model and effective date.
 
     \b
     Example:
       sidecar prices list
+      sidecar prices list --hourly
       sidecar prices list --format toml > prices.toml
     """
-    from sidecar.ledger.prices import list_prices
+    from sidecar.cli.pricelist import hourly_fields, render_hourly
+    from sidecar.ledger.prices import list_hourly, list_prices
 
     with _ledger(db) as engine:
         stored = list_prices(engine)
-    rows = [_fields(s.price, s.source) for s in stored]
-    click.echo(render(rows, fmt), nl=False)
+        per_hour = [hourly_fields(price, source) for price, source in list_hourly(engine)]
+    if hourly:
+        click.echo(render_hourly(per_hour, fmt), nl=False)
+        return
+    text = render([_fields(s.price, s.source) for s in stored], fmt)
+    if fmt == "toml":
+        text += render_hourly(per_hour, fmt)
+    elif fmt == "table" and per_hour:
+        text += f"and {len(per_hour)} hourly prices: `sidecar prices list --hourly`\n"
+    click.echo(text, nl=False)
 
 
 @command.command("set")

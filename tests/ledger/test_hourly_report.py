@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -93,3 +94,40 @@ def test_table_says_what_idle_rows_are(empty_ledger: str) -> None:
         "0",
     ]
     assert lines[-1] == "(idle) rows: GPU hours paid for that no stream used, $6.000000 in all."
+
+
+def test_hourly_prices_are_listed_and_exported_for_reimport(
+    empty_ledger: str, tmp_path: Path
+) -> None:
+    from sidecar.cli.prices import command as prices
+
+    file = tmp_path / "gpu.toml"
+    file.write_text(HOURLY)
+    runner = CliRunner()
+    assert runner.invoke(prices, ["import", str(file), "--db", empty_ledger]).exit_code == 0
+    listed = json.loads(
+        runner.invoke(prices, ["list", "--hourly", "--format", "json", "--db", empty_ledger]).output
+    )
+    assert listed == {"hourly": [{
+        "scope": "instance", "target": "gpu-1", "effective_from": "2026-11-22T00:00:00+00:00",
+        "usd_per_hour": "3.60", "capacity_tokens_per_hour": "36000", "prompt_weight": "0.25",
+        "source": "gpu.toml",
+    }]}  # fmt: skip
+    table = runner.invoke(prices, ["list", "--db", empty_ledger]).output
+    assert table.endswith("and 1 hourly prices: `sidecar prices list --hourly`\n")
+    exported = tmp_path / "exported.toml"
+    exported.write_text(
+        runner.invoke(prices, ["list", "--format", "toml", "--db", empty_ledger]).output
+    )
+    again = runner.invoke(
+        prices, ["import", str(exported), "--db", empty_ledger, "--source", "gpu.toml"]
+    )
+    assert again.exit_code == 0, again.output
+    assert (
+        json.loads(
+            runner.invoke(
+                prices, ["list", "--hourly", "--format", "json", "--db", empty_ledger]
+            ).output
+        )
+        == listed
+    )
