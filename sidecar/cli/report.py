@@ -59,7 +59,8 @@ TOP_TENANTS = 10
     "--reprice",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="What-if: cost every stream under the prices in this TOML file (nothing is written).",
+    help="What-if: cost every stream under the prices in this TOML file, per-token and hourly, "
+    "instead of the recorded ones (nothing is written).",
 )
 @option(
     "--format",

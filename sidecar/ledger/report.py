@@ -251,13 +251,13 @@ def _nano(value: Fraction) -> Decimal:
 def _ordered(rows: list[dict[str, Any]], query: ReportQuery) -> list[dict[str, Any]]:
     order = query.order or ("cost_usd" if query.top is not None else None)
     if order is not None and order not in query.by:
-        # Descending; rows without a value (no latency sample) last; ties keep key order.
+        # Descending; rows without a value (no latency sample, an unknown cost) last, in key
+        # order like ties.
         def measure(row: dict[str, Any]) -> tuple[bool, Any]:
             value = waste_pct(row) if order == "waste_pct" else row[order]
-            return (value is not None, value)
+            return (value is not None, 0 if value is None else value)
 
         rows = sorted(rows, key=measure, reverse=True)
-        rows = sorted(rows, key=lambda r: measure(r)[0], reverse=True)  # stable: Nones last
     elif order is not None:
         rows = sorted(rows, key=lambda r: r[order])
     return rows if query.top is None else rows[: query.top]

@@ -187,3 +187,21 @@ def test_totals_are_unknown_when_nothing_is_priced(tmp_path: Path) -> None:
     assert render(report, ("model",), "csv", ()).splitlines()[1] == (
         "m,1,100,5,5,0,0.0,,,1,false,false"
     )
+
+
+def test_top_and_order_put_unknown_costs_last(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    unpriced = dict(price_key=None, prompt_cost_nusd=None, generated_cost_nusd=None,
+                    wasted_cost_nusd=None)  # fmt: skip
+    with engine.begin() as connection:
+        connection.execute(insert(Stream), [
+            row(1, "u1", "t", "completed", 5, 5, **unpriced),
+            row(2, "cheap", "t", "completed", 5, 5),
+            row(3, "u2", "t", "completed", 5, 5, **unpriced),
+            row(4, "dear", "t", "completed", 500, 5),
+        ])  # fmt: skip
+    report = run_report(engine, ReportQuery(by=("model",), top=3))  # ordered by cost_usd
+    assert [r["model"] for r in report["rows"]] == ["dear", "cheap", "u1"]
+    assert report["totals"]["streams"] == 4
