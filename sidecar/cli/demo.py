@@ -39,8 +39,9 @@ def command(db: str, seconds: float, users: int, ports: str, seed: int) -> None:
     """
     from sidecar.demo import run_demo
     from sidecar.ledger import db as ledger_db
+    from sidecar.ledger.query import ReportQuery
     from sidecar.ledger.render import render
-    from sidecar.ledger.report import ReportQuery, run_report
+    from sidecar.ledger.report import run_report
     from sidecar.serve import loop_factory
 
     try:

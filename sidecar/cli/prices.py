@@ -212,7 +212,7 @@ def backfill_(
     from datetime import UTC, datetime
 
     from sidecar.ledger.backfill import backfill
-    from sidecar.ledger.report import check_period, parse_time
+    from sidecar.ledger.query import check_period, parse_time
 
     now = datetime.now(UTC)
     start = None if since is None else parse_time(since, "--since", now)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from sidecar.accounting.pricefile import PriceFile
-    from sidecar.ledger.report import ReportQuery
+    from sidecar.ledger.query import ReportQuery
 
 TOP_TENANTS = 10
 
@@ -105,15 +105,9 @@ def command(
       sidecar report --since 30d --by model --reprice new-prices.toml
     """
     from sidecar.cli.ledger import open_ledger
+    from sidecar.ledger.query import ReportQuery, check_period, parse_by, parse_order, parse_time
     from sidecar.ledger.render import render
-    from sidecar.ledger.report import (
-        ReportQuery,
-        check_period,
-        parse_by,
-        parse_order,
-        parse_time,
-        run_report,
-    )
+    from sidecar.ledger.report import run_report
 
     now = datetime.now(UTC)
     dims = parse_by(by)

@@ -19,13 +19,7 @@ from sidecar.accounting.hourly import HourlyBook, Idle, Usage, allocate
 from sidecar.errors import ConfigError
 from sidecar.ledger.models import HourlyPrice as HourlyRow
 from sidecar.ledger.prices import hourly_price_of_row
-from sidecar.ledger.report import (
-    COUNT_KEYS,
-    ReportQuery,
-    _dimension,
-    _in_period,
-    _plain,
-)
+from sidecar.ledger.query import COUNT_KEYS, ReportQuery, dimension, in_period, plain
 
 IDLE: Final = "(idle)"
 HOUR_FORMAT: Final = "%Y-%m-%dT%H:00"
@@ -49,8 +43,8 @@ def add_hourly(
     first = min(p.effective_from for p in book)
     start = max(query.since, first) if query.since is not None else first
     end = query.until or query.now or datetime.now(UTC)
-    dims = [_dimension(d, dialect, src).label(d) for d in query.by]
-    hour = _dimension("hour", dialect, src).label("gpu_hour")
+    dims = [dimension(d, dialect, src).label(d) for d in query.by]
+    hour = dimension("hour", dialect, src).label("gpu_hour")
     keys = [*dims, src.c.instance_id, src.c.model, hour]
     statement = (
         select(
@@ -60,12 +54,12 @@ def add_hourly(
             func.coalesce(func.sum(src.c.generated_tokens), 0).label("generated"),
             func.coalesce(func.sum(src.c.wasted_tokens), 0).label("wasted"),
         )
-        .where(*_in_period(src, query), unpriced)
+        .where(*in_period(src, query), unpriced)
         .group_by(*keys)
     )
     usages = [
         Usage(
-            group=tuple(_plain(d, r[d]) for d in query.by),
+            group=tuple(plain(d, r[d]) for d in query.by),
             instance=r["instance_id"],
             model=r["model"],
             hour=_hour(r["gpu_hour"]),
@@ -90,7 +84,7 @@ def add_hourly(
 
 
 def _hour(value: Any) -> datetime:
-    text = str(_plain("hour", value))
+    text = str(plain("hour", value))
     return datetime.strptime(text, HOUR_FORMAT).replace(tzinfo=UTC)
 
 

@@ -18,8 +18,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
+from sidecar.ledger.query import MONEY_KEYS
 from sidecar.ledger.render import money_text
-from sidecar.ledger.report import MONEY_KEYS, money, waste_pct
+from sidecar.ledger.report import money, waste_pct
 
 PALETTE: Final = (
     "#4e79a7",

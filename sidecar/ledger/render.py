@@ -16,7 +16,8 @@ import json
 from decimal import Decimal
 from typing import Any, Final
 
-from sidecar.ledger.report import COUNT_KEYS, LATENCY_KEYS, money, waste_pct
+from sidecar.ledger.query import COUNT_KEYS, LATENCY_KEYS
+from sidecar.ledger.report import money, waste_pct
 
 COLUMNS: Final = (*COUNT_KEYS[:5], "waste_pct", "cost_usd", "wasted_cost_usd", "unpriced_streams")
 CSV_EXTRA: Final = ("cost_partial", "idle")

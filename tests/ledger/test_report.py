@@ -9,7 +9,9 @@ from click.testing import CliRunner
 
 from sidecar.cli.report import command
 from sidecar.errors import ConfigError
-from sidecar.ledger.report import ReportQuery, interpolate, run_report
+from sidecar.ledger.latency import interpolate
+from sidecar.ledger.query import ReportQuery
+from sidecar.ledger.report import run_report
 from tests.ledger.conftest import at, engine_for
 
 HEADER = (

@@ -14,8 +14,9 @@ from sqlalchemy import insert
 from sidecar.cli.main import cli
 from sidecar.ledger import db
 from sidecar.ledger.models import Stream
+from sidecar.ledger.query import ReportQuery, parse_by, parse_time
 from sidecar.ledger.render import render
-from sidecar.ledger.report import ReportQuery, parse_by, parse_time, run_report
+from sidecar.ledger.report import run_report
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
