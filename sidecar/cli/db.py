@@ -62,7 +62,9 @@ def current(db: str) -> None:
     Example:
       sidecar db current --db sqlite:///sidecar.db
     """
+    from sidecar.cli.ledger import require_existing
     from sidecar.ledger import db as ledger_db
 
+    require_existing(db)
     engine = ledger_db.make_engine(db)
     click.echo(ledger_db.current_revision(engine) or "empty")

@@ -22,18 +22,23 @@ def sqlite_path(url: str) -> Path | None:
     return None
 
 
-@contextlib.contextmanager
-def open_ledger(url: str) -> Iterator[Engine]:
-    """A migrated ledger, or one line saying why not. A missing SQLite file is an error, not
-    a new empty database left behind (SQLite creates the file on first connect)."""
-    from sidecar.ledger import db as ledger_db
-
+def require_existing(url: str) -> None:
+    """A missing SQLite file is an error, not a new empty database left behind (SQLite
+    creates the file on first connect)."""
     path = sqlite_path(url)
     if path is not None and not path.exists():
         raise LedgerError(
             f"no ledger at {path}: pass --db with the ledger's URL, or create one with "
             f"`sidecar db upgrade --db {url}`"
         )
+
+
+@contextlib.contextmanager
+def open_ledger(url: str) -> Iterator[Engine]:
+    """A migrated ledger, or one line saying why not."""
+    from sidecar.ledger import db as ledger_db
+
+    require_existing(url)
     engine = ledger_db.make_engine(url)
     try:
         ledger_db.require_migrated(engine, url)

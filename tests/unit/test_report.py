@@ -206,3 +206,14 @@ def test_top_and_order_put_unknown_costs_last(tmp_path: Path) -> None:
     report = run_report(engine, ReportQuery(by=("model",), top=3))  # ordered by cost_usd
     assert [r["model"] for r in report["rows"]] == ["dear", "cheap", "u1"]
     assert report["totals"]["streams"] == 4
+
+
+@pytest.mark.parametrize(
+    "args", [["report"], ["prices", "list"], ["keys", "list"], ["db", "current"]], ids=" ".join
+)
+def test_reading_commands_do_not_create_a_missing_ledger(args: list[str], tmp_path: Path) -> None:
+    missing = tmp_path / "sidecar.db"
+    result = CliRunner().invoke(cli, [*args, "--db", f"sqlite:///{missing}"])
+    assert result.exit_code != 0
+    assert str(result.exception).startswith(f"no ledger at {missing}")
+    assert not missing.exists()
