@@ -13,7 +13,6 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +89,7 @@ class _Checker:
         return 1
 
     def default_map(self, data: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = defaultdict(dict)
+        result: dict[str, Any] = {}
         common = {k: v for k, v in data.items() if not isinstance(v, dict)}
         for key, value in common.items():
             for path, name in self._unambiguous(key, (), self.leaves):
@@ -98,7 +97,7 @@ class _Checker:
         for table, content in data.items():
             if isinstance(content, dict):
                 self._table((table,), content, result)
-        return dict(result)
+        return result
 
     def _table(
         self, table: tuple[str, ...], content: dict[str, Any], result: dict[str, Any]
