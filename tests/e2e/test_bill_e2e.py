@@ -115,7 +115,7 @@ def test_a_new_price_applies_within_seconds_and_backfill_prices_what_it_missed(
         result = sidecar("prices", "set", "late", "--input", "1", "--output", "2", "--from",
                          now.isoformat(), "--db", stack.db_url, cwd=tmp_path)  # fmt: skip
         assert result.returncode == 0, result.stderr
-        time.sleep(3)  # the case: a stream started 3 s after the price was set
+        time.sleep(scaled(3))  # the case: a stream started 3 s after the price was set
         ask(stack, "late")
         rows = sorted(wait_for_rows(stack.db_url, 2), key=lambda r: r["started_at"])
         assert rows[0]["price_key"] is None
