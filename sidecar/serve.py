@@ -21,7 +21,8 @@ import uvicorn
 from sqlalchemy import Engine
 
 from sidecar import logs
-from sidecar.accounting.pricing import PriceBook, parse_price_toml
+from sidecar.accounting.pricefile import parse_price_file
+from sidecar.accounting.pricing import PriceBook
 from sidecar.accounting.recorder import Recorder
 from sidecar.context import Limits, ServerContext
 from sidecar.drift.live import DriftSettings, LiveDrift, build_monitor
@@ -30,7 +31,7 @@ from sidecar.ingress.admin import AdminApp
 from sidecar.ingress.app import ClientApp
 from sidecar.ingress.transport import SidecarWebSocketProtocol
 from sidecar.ledger import db
-from sidecar.ledger.prices import load_price_book, upsert_prices
+from sidecar.ledger.prices import import_price_file, load_price_book
 from sidecar.ledger.recovery import close_interrupted
 from sidecar.ledger.writer import LedgerGauges, LedgerWriter
 from sidecar.netaddr import bind, parse_listen
@@ -104,7 +105,7 @@ def load_prices(engine: Engine, path: Path | None) -> PriceBook:
             text = path.read_text()
         except OSError as exc:
             raise ConfigError(f"--prices {path}: cannot read ({exc.strerror})") from None
-        upsert_prices(engine, parse_price_toml(text, str(path)), source=str(path))
+        import_price_file(engine, parse_price_file(text, str(path)), source=str(path))
     return load_price_book(engine)
 
 
@@ -277,6 +278,7 @@ async def drain(ctx: ServerContext, client: uvicorn.Server, timeout: float) -> N
     await asyncio.sleep(0)
 
 
+PRICE_REFRESH_S = 2  # seconds between price reloads
 TICK_SLICES = 10  # the once-a-second session tick runs a tenth of the sessions every 100 ms
 
 
@@ -331,13 +333,15 @@ async def _refresh_models(upstream: UpstreamClient, metrics: Metrics) -> None:
 
 async def _checkpoints(recorder: Recorder, engine: Engine) -> None:
     """Counts of running streams every second (crash safety), a tenth of them every 100 ms so
-    that a thousand streams' rows are not built in one go; prices reloaded every minute."""
+    that a thousand streams' rows are not built in one go. Prices are reloaded every
+    PRICE_REFRESH_S (one small query), so `sidecar prices set` reaches a running sidecar within
+    seconds; rows recorded unpriced before then are priced by `sidecar prices backfill`."""
     tick = 0
     while True:
         await asyncio.sleep(1.0 / TICK_SLICES)
         recorder.checkpoint_all(time.monotonic(), part=tick % TICK_SLICES, parts=TICK_SLICES)
         tick += 1
-        if tick % (60 * TICK_SLICES) == 0:
+        if tick % (PRICE_REFRESH_S * TICK_SLICES) == 0:
             with contextlib.suppress(LedgerError):
                 recorder.prices = await asyncio.to_thread(load_price_book, engine)
 

@@ -54,7 +54,7 @@ def _log_lines(proc: Process) -> list[dict[str, Any]]:
 
 def _start_serve(stack: Stack, tmp: Path) -> Process:
     env = {
-        "SIDECAR_LISTEN": f"127.0.0.1:{stack.port}",
+        "SIDECAR_SERVE_LISTEN": f"127.0.0.1:{stack.port}",
         "SIDECAR_ADMIN_LISTEN": f"127.0.0.1:{stack.admin_port}",
         "SIDECAR_UPSTREAM": stack.sim_url,
         "SIDECAR_DB": stack.db_url,

@@ -25,7 +25,7 @@ def settings(
 
 def test_env_driven_like_the_image(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     env = {
-        "SIDECAR_LISTEN": "0.0.0.0:8080",
+        "SIDECAR_SERVE_LISTEN": "0.0.0.0:8080",
         "SIDECAR_ADMIN_LISTEN": "0.0.0.0:9464",
         "SIDECAR_STATE_DIR": str(tmp_path),
         "SIDECAR_LOG_FORMAT": "json",
