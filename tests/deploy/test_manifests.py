@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import click
 import jsonschema
 import kubernetes_validate
 import pytest
@@ -141,14 +142,17 @@ def test_pod_wiring_agrees_with_the_sidecar_config() -> None:
 
 
 def test_the_config_file_is_one_the_sidecar_accepts(tmp_path: Path) -> None:
-    """Every key of the ConfigMap's sidecar.toml is a `serve` option (a typo would be ignored)."""
+    """The ConfigMap's sidecar.toml passes the same strict check as `--config` (an unknown or
+    misspelled key is an error there, so it would stop the pod)."""
+    from sidecar.cli.config import apply_config, load_config
     from sidecar.cli.main import cli
-    from sidecar.cli.options import _option_names
 
-    serve = cli.commands["serve"]
-    known = _option_names(serve)
-    unknown = [k for k in _config() if k.replace("-", "_") not in known]
-    assert unknown == []
+    path = tmp_path / "sidecar.toml"
+    path.write_text(by_kind("ConfigMap")["data"]["sidecar.toml"])
+    ctx = click.Context(cli)
+    apply_config(ctx, load_config(str(path)))  # raises ConfigError on any mistake
+    assert ctx.default_map is not None
+    assert ctx.default_map["serve"]["drain_timeout"] == _config()["drain-timeout"]
 
 
 def test_prometheus_rule_is_generated_from_the_rules() -> None:
