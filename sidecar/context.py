@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from sidecar.accounting.recorder import Recorder
 from sidecar.accounting.stream import StreamAccount
 from sidecar.drift.monitor import DriftMonitor
+from sidecar.ingress.replay import ReplayBudget
 from sidecar.telemetry.metrics import Metrics
 from sidecar.telemetry.spans import Tracing
 from sidecar.upstream.client import UpstreamClient
@@ -100,6 +101,8 @@ class ServerContext:
     edge: Edge | None = None  # authentication and limits, when configured
     resume_grace: float = 0.0  # seconds a lost client's streams keep running for a resume
     resume_buffer: int = 4096  # deltas kept per stream for replay
+    resume_buffer_bytes: int = 1024 * 1024  # bytes of kept deltas per connection
+    replay_memory: ReplayBudget = field(default_factory=lambda: ReplayBudget(0))  # per process
     sessions: set[Any] = field(default_factory=set)
     parked: dict[str, Any] = field(default_factory=dict)  # resume token -> session
     # HTTP answers in flight that an API key admitted (so that revoking it can end them).

@@ -29,6 +29,7 @@ from sidecar.drift.live import DriftSettings, LiveDrift, build_monitor
 from sidecar.errors import ConfigError, LedgerError
 from sidecar.ingress.admin import AdminApp
 from sidecar.ingress.app import ClientApp
+from sidecar.ingress.replay import ReplayBudget
 from sidecar.ingress.transport import SidecarWebSocketProtocol
 from sidecar.ledger import db
 from sidecar.ledger.prices import import_price_file, load_price_book
@@ -78,6 +79,8 @@ class ServeSettings:
     send_timeout: float = 10.0
     resume_grace: float = 0.0  # > 0: --on-disconnect grace
     resume_buffer: int = 4096
+    resume_buffer_bytes: int = 1024 * 1024  # per connection
+    resume_memory: int = 128 * 1024 * 1024  # per process
     upstream_api_key: str | None = None
     trace_console: bool = False
     capture_content: bool = False
@@ -187,6 +190,8 @@ async def run(
         tracing=tracing,
         resume_grace=settings.resume_grace,
         resume_buffer=settings.resume_buffer,
+        resume_buffer_bytes=settings.resume_buffer_bytes,
+        replay_memory=ReplayBudget(settings.resume_memory),
         drift=monitor,
         limits=Limits(
             settings.max_streams_per_connection, settings.max_buffered_bytes, settings.send_timeout

@@ -183,6 +183,22 @@ from sidecar.upstream.flavour import Flavour
     help="Deltas kept per stream for replay after a reconnect (with grace).",
 )
 @option(
+    "--resume-buffer-bytes",
+    type=click.IntRange(min=1024),
+    default=1024 * 1024,
+    show_default=True,
+    help="Bytes of kept deltas per connection (with grace); past it a stream drops its "
+    "oldest, and a resume from before them is refused as resume_too_late.",
+)
+@option(
+    "--resume-memory",
+    type=click.IntRange(min=0),
+    default=128 * 1024 * 1024,
+    show_default=True,
+    help="Bytes of kept deltas in the whole process (with grace; 0 = no bound); past it "
+    "the stream appending drops its oldest.",
+)
+@option(
     "--trace-console",
     is_flag=True,
     default=False,

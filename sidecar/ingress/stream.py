@@ -3,11 +3,11 @@ for resumes, and the sink that batches its deltas into one write per upstream re
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Protocol
 
 from sidecar.accounting.stream import StreamAccount
 from sidecar.ingress import protocol
+from sidecar.ingress.replay import ReplayBuffer
 from sidecar.relay.lifecycle import Stream
 from sidecar.relay.pump import ClientGone
 
@@ -17,17 +17,19 @@ class LiveStream:
 
     __slots__ = ("account", "held", "pending_done", "replay", "stream")
 
-    def __init__(self, stream: Stream, replay: int) -> None:
+    def __init__(self, stream: Stream, replay: ReplayBuffer | None) -> None:
         self.stream = stream
         self.account = stream.account
-        # With a resume grace window: recent delta frames by seq, to replay after a reconnect.
-        self.replay: deque[tuple[int, bytes]] | None = deque(maxlen=replay) if replay else None
+        # With a resume grace window: its recent deltas, to replay after a reconnect.
+        self.replay = replay
         self.held = False  # parked or reconnected but not yet resumed: keep frames, send none
         self.pending_done: bytes | None = None  # finished upstream while its client was away
 
     def release(self) -> None:
-        """Ended: the replay buffer is no longer needed."""
-        self.replay = None
+        """Ended or answered: the replay buffer is no longer needed."""
+        if self.replay is not None:
+            self.replay.release()
+            self.replay = None
 
 
 class Writer(Protocol):
@@ -76,7 +78,7 @@ class WebSocketSink:
         self.frames.append(frame)
         self.deltas += 1
         if self.live.replay is not None:
-            self.live.replay.append((seq, frame))
+            self.live.replay.append(seq, text)
 
     def passthrough(self, payload: str, usage_only: bool) -> None:
         pass

@@ -21,6 +21,7 @@ from sidecar.accounting.stream import Outcome
 from sidecar.context import ServerContext
 from sidecar.ingress import protocol
 from sidecar.ingress.protocol import Generate
+from sidecar.ingress.replay import ReplayBudget, ReplayBuffer
 from sidecar.ingress.scope import client_addr, prompt_chars, query_param, tenant_of
 from sidecar.ingress.session_state import (
     EXPIRED,
@@ -66,6 +67,7 @@ class WebSocketSession:
         "park_timer",
         "peer",
         "receive",
+        "replay_budget",
         "rtt_max",
         "rtt_next",
         "rtts",
@@ -104,6 +106,7 @@ class WebSocketSession:
         self.trace: SessionTrace = NOOP_SESSION
         self.token = secrets.token_urlsafe(24)
         self.park_timer: asyncio.TimerHandle | None = None
+        self.replay_budget: ReplayBudget | None = None  # made with its first resumable stream
         rules = SessionRules(
             ctx.limits.max_streams_per_connection,
             ctx.limits.send_timeout,
@@ -235,6 +238,8 @@ class WebSocketSession:
                     live = self.live.get(stream_id)
                     if live is not None:
                         live.account.on_ack(seq)
+                        if live.replay is not None:  # a resume never asks for these again
+                            live.replay.discard_through(seq)
                 case ReplayStream(stream_id, after_seq):
                     self._replay(self.live[stream_id], after_seq)
                 case Close(code, why):
@@ -352,12 +357,20 @@ class WebSocketSession:
             self.machine.stream_ended(event.id)
             self._error(event.id, stream.code, stream.message)
             return
-        live = LiveStream(stream, ctx.resume_buffer if ctx.resume_grace > 0 else 0)
+        live = LiveStream(stream, self._replay_buffer())
         stream.on_end = lambda _stream: self._forget(live)
         self.live[event.id] = live
         self.streams_started += 1
         task = asyncio.get_running_loop().create_task(stream.relay(WebSocketSink(self, live)))
         task.add_done_callback(lambda _task: live.release() if live.account.ended else None)
+
+    def _replay_buffer(self) -> ReplayBuffer | None:
+        ctx = self.ctx
+        if ctx.resume_grace <= 0:
+            return None
+        if self.replay_budget is None:
+            self.replay_budget = ReplayBudget(ctx.resume_buffer_bytes, ctx.replay_memory)
+        return ReplayBuffer(ctx.resume_buffer, self.replay_budget)
 
     def answered(self, live: LiveStream) -> None:
         """Its `done` went out: the client may reuse the id at once, while the relay still
@@ -367,6 +380,7 @@ class WebSocketSession:
     def _forget(self, live: LiveStream) -> None:
         """No longer a running stream of this session (a newer stream may reuse its id)."""
         stream_id = live.account.request_id
+        live.release()
         if self.live.get(stream_id) is live:
             del self.live[stream_id]
             self.machine.stream_ended(stream_id)
@@ -382,12 +396,15 @@ class WebSocketSession:
             )
             return
         after_seq = min(after_seq, account.deltas)
-        oldest = live.replay[0][0] if live.replay else account.deltas + 1
-        if after_seq + 1 < oldest:
+        texts = live.replay.texts_after(after_seq)
+        if texts is None:
             self._error(stream_id, "resume_too_late", "the deltas after that seq are gone")
             live.stream.stop(Outcome.CLIENT_GONE)
             return
-        frames = [frame for seq, frame in live.replay if seq > after_seq]
+        frames = [
+            protocol.delta(stream_id, seq, text)
+            for seq, text in enumerate(texts, start=after_seq + 1)
+        ]
         account.written = after_seq  # the client says it has everything up to there
         live.held = False
         done = live.pending_done

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from sidecar.accounting.stream import StreamAccount
+from sidecar.ingress.replay import ReplayBudget, ReplayBuffer
 from sidecar.ingress.stream import LiveStream, WebSocketSink
 from sidecar.ingress.transport import ClientGone
 from sidecar.relay.pump import pump
@@ -60,7 +61,8 @@ async def _chunks(reads: list[bytes]) -> AsyncIterator[bytes]:
 
 
 def _live(acc: StreamAccount, replay: int = 0) -> LiveStream:
-    return LiveStream(SimpleNamespace(account=acc), replay)  # type: ignore[arg-type]
+    buffer = ReplayBuffer(replay, ReplayBudget(0)) if replay else None
+    return LiveStream(SimpleNamespace(account=acc), buffer)  # type: ignore[arg-type]
 
 
 def _relay(reads: list[bytes], head: bool | None, session: FakeSession, replay: int = 0) -> Any:
@@ -109,7 +111,7 @@ def test_a_failed_write_with_a_replay_buffer_holds_the_stream_and_its_done() -> 
     finished, sink, live = _relay(reads, None, session, replay=8)
     assert finished and live.held
     assert not sink.done_sent  # the relay keeps `done` for the resume
-    assert live.replay is not None and [seq for seq, _frame in live.replay] == [1]
+    assert live.replay is not None and live.replay.texts_after(0) == ["a"]
 
 
 def test_latency_samples_are_taken_after_the_write_and_keep_first_token_apart() -> None:
