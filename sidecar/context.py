@@ -11,6 +11,7 @@ from sidecar.accounting.recorder import Recorder
 from sidecar.accounting.stream import StreamAccount
 from sidecar.drift.monitor import DriftMonitor
 from sidecar.ingress.replay import ReplayBudget
+from sidecar.resume.store import LocalStore, ResumeStore
 from sidecar.telemetry.metrics import Metrics
 from sidecar.telemetry.spans import Tracing
 from sidecar.upstream.client import UpstreamClient
@@ -105,6 +106,8 @@ class ServerContext:
     replay_memory: ReplayBudget = field(default_factory=lambda: ReplayBudget(0))  # per process
     sessions: set[Any] = field(default_factory=set)
     parked: dict[str, Any] = field(default_factory=dict)  # resume token -> session
+    # Parked sessions shared with other replicas (`--resume-store`); by default none are.
+    resume_store: ResumeStore = field(default_factory=LocalStore)
     # HTTP answers in flight that an API key admitted (so that revoking it can end them).
     keyed_http: set[Any] = field(default_factory=set)
     # Every stream not yet ended, on every ingress (sidecar.relay.lifecycle.Stream): the drain

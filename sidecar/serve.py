@@ -36,6 +36,7 @@ from sidecar.ledger.prices import import_price_file, load_price_book
 from sidecar.ledger.recovery import close_interrupted
 from sidecar.ledger.writer import LedgerGauges, LedgerWriter
 from sidecar.netaddr import bind, parse_listen
+from sidecar.resume.store import LocalStore, ResumeStore
 from sidecar.security import redact
 from sidecar.security.edge import Edge, EdgeSettings
 from sidecar.telemetry import names
@@ -81,6 +82,7 @@ class ServeSettings:
     resume_buffer: int = 4096
     resume_buffer_bytes: int = 1024 * 1024  # per connection
     resume_memory: int = 128 * 1024 * 1024  # per process
+    resume_store: str | None = None  # redis://HOST:PORT/DB: parked sessions shared by replicas
     upstream_api_key: str | None = None
     trace_console: bool = False
     capture_content: bool = False
@@ -132,6 +134,7 @@ async def run(
     prices = load_prices(engine, settings.prices)
     # Stable across restarts, so the next run can close this one's unfinished streams.
     instance_id = settings.instance_id or f"{socket.gethostname()}-{settings.listen}"
+    resume_store = await open_resume_store(settings, instance_id)
     client_sock = bind(settings.listen, "--listen", settings.tcp_user_timeout)
     admin_sock = bind(settings.admin_listen, "--admin-listen")
     metrics = Metrics(tenant_top_n=settings.tenant_top_n, model_labels=settings.model_labels)
@@ -191,6 +194,7 @@ async def run(
         resume_grace=settings.resume_grace,
         resume_buffer=settings.resume_buffer,
         resume_buffer_bytes=settings.resume_buffer_bytes,
+        resume_store=resume_store,
         replay_memory=ReplayBudget(settings.resume_memory),
         drift=monitor,
         limits=Limits(
@@ -251,6 +255,7 @@ async def run(
             task.cancel()
         await asyncio.gather(servers[0], *servers[2:], return_exceptions=True)
         await drift.aclose()
+        await resume_store.close()
         await edge.aclose()
         await upstream.close()
         await asyncio.to_thread(writer.close)
@@ -373,6 +378,26 @@ def _config(app: Any, settings: ServeSettings, **edge: Any) -> uvicorn.Config:
 
 def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+
+
+async def open_resume_store(settings: ServeSettings, instance_id: str) -> ResumeStore:
+    """The in-process store, or with `--resume-store` Redis (reachable, or a one-line error)."""
+    url = settings.resume_store
+    if not url:
+        return LocalStore()
+    from sidecar.resume import redis_store  # only with a store: nothing extra otherwise
+
+    if settings.resume_grace <= 0:
+        raise ConfigError("--resume-store needs --on-disconnect grace (nothing is resumable)")
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            f"--resume-store {redis_store.redact(url)}: expected redis://HOST:PORT/DB"
+        )
+    store = redis_store.RedisStore(
+        url, instance_id, settings.resume_grace, max_entries=settings.resume_buffer
+    )
+    await store.start()
+    return store
 
 
 def main(settings: ServeSettings) -> None:

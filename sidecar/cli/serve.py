@@ -191,6 +191,12 @@ from sidecar.upstream.flavour import Flavour
     "oldest, and a resume from before them is refused as resume_too_late.",
 )
 @option(
+    "--resume-store",
+    default="",
+    help="redis://HOST:PORT/DB: share parked sessions with the other replicas (with grace), "
+    "so a client can resume on any of them. Default: this process only.",
+)
+@option(
     "--resume-memory",
     type=click.IntRange(min=0),
     default=128 * 1024 * 1024,
@@ -398,6 +404,7 @@ def command(**options: object) -> None:
     )
     if options.pop("on_disconnect") == "cancel":
         options["resume_grace"] = 0.0
+    options["resume_store"] = options.get("resume_store") or None
     options["edge"] = _edge_settings(options)
     options["flavour"] = Flavour(str(options["flavour"]))
     options["model_labels"] = tuple(options.get("model_labels") or ())  # type: ignore[arg-type]

@@ -99,6 +99,18 @@ class ReplayBuffer:
             offset += size
         return texts
 
+    def newest(self, count: int) -> list[str]:
+        """The texts of the newest `count` deltas kept (fewer if fewer are kept), in order."""
+        texts: list[str] = []
+        end = len(self.data)
+        for size in reversed(self.lengths):
+            if len(texts) == count:
+                break
+            texts.append(self.data[end - size : end].decode())
+            end -= size
+        texts.reverse()
+        return texts
+
     def release(self) -> None:
         """The stream ended: give its bytes back to the budgets."""
         self._charge(-self.size)

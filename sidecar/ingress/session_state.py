@@ -71,6 +71,21 @@ class ReplayStream:
 
 
 @dataclass(frozen=True, slots=True)
+class KeepParked:
+    """A replica serving this session's client spoke for it: the grace window starts again."""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteDelivered:
+    """A replica serving the client delivered this stream up to `seq` (`final`: and its
+    `done`): its count of deltas written is that replica's."""
+
+    id: str
+    seq: int
+    final: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Close:
     """Say goodbye with a close frame."""
 
@@ -117,6 +132,8 @@ Action = (
     | StopStream
     | AckStream
     | ReplayStream
+    | KeepParked
+    | RemoteDelivered
     | Close
     | Abort
     | ConnectionEnded
@@ -324,6 +341,32 @@ class SessionMachine:
         if self.state is not State.PARKED:
             return []
         return self._finish(reason, {})
+
+    def adopt(self, stream_ids: list[str]) -> None:
+        """Streams another replica relays for this session, followed here: the client may
+        resume, ack and cancel them."""
+        self.running.update(stream_ids)
+
+    def remote_control(self, op: str, stream_id: str, seq: int) -> list[Action]:
+        """While parked here, a replica serving the client elsewhere (a shared resume store)
+        reports on one of this session's streams (sidecar.resume.records.Control)."""
+        if self.state is not State.PARKED:
+            return []
+        actions: list[Action] = [KeepParked()]
+        if stream_id not in self.running:
+            return actions
+        match op:
+            case "ack":
+                actions.append(AckStream(stream_id, seq))
+            case "delivered" | "detach":
+                actions.append(RemoteDelivered(stream_id, seq, final=False))
+            case "done":
+                actions.append(RemoteDelivered(stream_id, seq, final=True))
+            case "cancel" | "gone":  # `seq`: what it delivered before
+                outcome = Outcome.CLIENT_CANCELLED if op == "cancel" else Outcome.CLIENT_GONE
+                actions.append(RemoteDelivered(stream_id, seq, final=False))
+                actions.append(StopStream(stream_id, outcome))
+        return actions
 
     def attach(self, expires_at: float | None) -> list[Action]:
         """A reconnect with this session's resume token: a new connection, and the credential

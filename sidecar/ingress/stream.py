@@ -46,6 +46,8 @@ class Writer(Protocol):
 
     def answered(self, live: LiveStream) -> None: ...
 
+    def kept_done(self, live: LiveStream) -> None: ...
+
 
 class WebSocketSink:
     """The WebSocket side of a stream: collects the deltas of one upstream read and writes them
@@ -109,6 +111,7 @@ class WebSocketSink:
         done = done_frame(self.account)
         if self.live.held or self.session.parked:
             self.live.pending_done = done  # the client is away: deliver the end on resume
+            self.session.kept_done(self.live)
             return False
         await self.session._write([done])
         return True

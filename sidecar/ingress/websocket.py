@@ -30,7 +30,9 @@ from sidecar.ingress.session_state import (
     Action,
     Close,
     ConnectionEnded,
+    KeepParked,
     Refused,
+    RemoteDelivered,
     ReplayStream,
     Send,
     SessionEnded,
@@ -43,6 +45,8 @@ from sidecar.ingress.session_state import (
 from sidecar.ingress.stream import LiveStream, WebSocketSink
 from sidecar.ingress.transport import EXTENSION, ClientGone, TransportHandle
 from sidecar.relay.lifecycle import open_stream
+from sidecar.resume.records import ParkedSession
+from sidecar.resume.remote import Follower
 from sidecar.security.credentials import EXPIRES_AT, KEY_ID
 from sidecar.security.limits import Refusal
 from sidecar.telemetry.spans import NOOP_SESSION, SessionTrace
@@ -68,6 +72,7 @@ class WebSocketSession:
         "peer",
         "receive",
         "replay_budget",
+        "resumed_id",
         "rtt_max",
         "rtt_next",
         "rtts",
@@ -90,7 +95,8 @@ class WebSocketSession:
         self.key_id: str | None = scope.get(KEY_ID)  # the API key that admitted it, if any
         self.peer = client_addr(scope)
         self.handle: TransportHandle | None = scope.get("extensions", {}).get(EXTENSION)
-        self.live: dict[str, LiveStream] = {}
+        # Its streams: relayed here, or followed here from the replica that relays them.
+        self.live: dict[str, LiveStream | Follower] = {}
         self.started_at = ctx.wall_clock()
         self.streams_started = 0
         # Created on first use: an idle connection should cost as little as possible.
@@ -102,9 +108,12 @@ class WebSocketSession:
         self.missed = 0
         # (connection byte offset after a write, the stream it carried, deltas in it): maps
         # bytes the client never received back to the streams they belonged to.
-        self.writes: deque[tuple[int, LiveStream, int]] | None = None
+        self.writes: deque[tuple[int, LiveStream | Follower, int]] | None = None
         self.trace: SessionTrace = NOOP_SESSION
         self.token = secrets.token_urlsafe(24)
+        # The protocol session id it continues, when resumed from a session parked on another
+        # replica (its ledger row is this replica's own, under `id`).
+        self.resumed_id: str | None = None
         self.park_timer: asyncio.TimerHandle | None = None
         self.replay_budget: ReplayBudget | None = None  # made with its first resumable stream
         rules = SessionRules(
@@ -115,6 +124,11 @@ class WebSocketSession:
         )
         idle = ctx.edge.idle_timer(ctx.clock()) if ctx.edge is not None else None
         self.machine = SessionMachine(rules, idle, scope.get(EXPIRES_AT))
+
+    @property
+    def session_id(self) -> str:
+        """The session id the client knows (`hello`)."""
+        return self.resumed_id or self.id
 
     @property
     def parked(self) -> bool:
@@ -138,14 +152,19 @@ class WebSocketSession:
         self.scope = None
         await self.send_asgi({"type": "websocket.accept"})
         ctx = self.ctx
+        remote: ParkedSession | None = None
         if token is not None:
             parked = ctx.parked.pop(token, None)
             if parked is not None and parked.tenant == self.tenant:
                 await parked.attach(self)
                 return
+            remote = await ctx.resume_store.claim(token, self.tenant)
+            if remote is not None:  # parked on another replica: continue it here
+                self.token, self.resumed_id = token, remote.session_id
+                self._follow(remote)
         self.trace = ctx.tracing.session_span(trace_headers, self.id, self.tenant, self.peer)
         ctx.recorder.submit_session(self._session_row(None))
-        await self._serve(resume_failed=token is not None)
+        await self._serve(resume_failed=token is not None and remote is None)
 
     async def attach(self, new: WebSocketSession) -> None:
         """A reconnect with this session's resume token: the new connection, and the
@@ -160,8 +179,23 @@ class WebSocketSession:
         )
         self.key_id = new.key_id
         self.writes = None
+        self.ctx.resume_store.unpark(self)
         self._do(self.machine.attach(new.expires_at))
+        # Streams of this session parked on other replicas meanwhile (it moved, then came back).
+        remote = await self.ctx.resume_store.claim(self.token, self.tenant, wait=False)
+        if remote is not None:
+            self._follow(remote)
         await self._serve()
+
+    def _follow(self, remote: ParkedSession) -> None:
+        """Take on the streams another replica relays for this session: the client may resume,
+        ack and cancel them here."""
+        adopted = [sid for sid in remote.owners if sid not in self.live]
+        for stream_id in adopted:
+            follower = self.ctx.resume_store.follow(self.token, stream_id, remote.owners[stream_id])
+            follower.on_end = self._forget
+            self.live[stream_id] = follower
+        self.machine.adopt(adopted)
 
     async def _serve(self, resume_failed: bool = False) -> None:
         ctx = self.ctx
@@ -171,7 +205,8 @@ class WebSocketSession:
             self.handle.on_rtt = self._on_rtt
             self.handle.on_missed = self._on_missed
         try:
-            await self._write([protocol.hello(self.id, self.token, ctx.heartbeat_interval)])
+            hello = protocol.hello(self.session_id, self.token, ctx.heartbeat_interval)
+            await self._write([hello])
             if resume_failed:
                 self._error(None, "resume_expired", "that session is gone; this is a new one")
             # No local holds a message while waiting for the next: a client's last frame
@@ -240,8 +275,14 @@ class WebSocketSession:
                         live.account.on_ack(seq)
                         if live.replay is not None:  # a resume never asks for these again
                             live.replay.discard_through(seq)
+                        if isinstance(live, Follower):
+                            live.ack(seq)
                 case ReplayStream(stream_id, after_seq):
                     self._replay(self.live[stream_id], after_seq)
+                case KeepParked():
+                    self._park_for(self.ctx.resume_grace, self.machine.reason or "client_closed")
+                case RemoteDelivered(stream_id, seq, final):
+                    self._delivered_elsewhere(stream_id, seq, final)
                 case Close(code, why):
                     task = asyncio.get_running_loop().create_task(
                         self.send_asgi({"type": "websocket.close", "code": code, "reason": why})
@@ -267,17 +308,44 @@ class WebSocketSession:
             return
         # The streams run on for `resume_grace` seconds; their output is kept, not sent. What
         # sat unsent in the dead connection is no longer counted as written.
-        for stream_id, live in self.live.items():
+        for stream_id, live in list(self.live.items()):
+            lost = min(unsent.get(stream_id, 0), live.account.written)
+            if isinstance(live, Follower):  # its owner parks it again, for any replica
+                live.detach(lost)
+                continue
             live.held = True
-            live.account.written -= min(unsent.get(stream_id, 0), live.account.written)
+            live.account.written -= lost
+        if not self.live:  # only followed streams: nothing is left to resume here
+            self._do(self.machine.expire(reason))
+            return
         ctx.parked[self.token] = self
+        ctx.resume_store.park(self)
+        self._park_for(ctx.resume_grace, reason)
+
+    def _park_for(self, seconds: float, reason: str) -> None:
+        """Stay parked for `seconds` more (a replica serving the client elsewhere spoke)."""
+        if self.park_timer is not None:
+            self.park_timer.cancel()
         loop = asyncio.get_running_loop()
-        self.park_timer = loop.call_later(ctx.resume_grace, self.expire, reason)
+        self.park_timer = loop.call_later(seconds, self.expire, reason)
+
+    def remote_control(self, op: str, stream_id: str, seq: int) -> None:
+        """A replica serving this parked session's client reports (sidecar.resume)."""
+        self._do(self.machine.remote_control(op, stream_id, seq))
+
+    def _delivered_elsewhere(self, stream_id: str, seq: int, final: bool) -> None:
+        live = self.live.get(stream_id)
+        if not isinstance(live, LiveStream):
+            return
+        live.account.written = min(seq, live.account.deltas)
+        if final and live.pending_done is not None:
+            live.stream.end(Outcome.COMPLETED)
 
     def _session_ended(self, reason: str) -> None:
         ctx = self.ctx
         if ctx.parked.get(self.token) is self:
             del ctx.parked[self.token]
+        ctx.resume_store.unpark(self)
         if self.park_timer is not None:
             self.park_timer.cancel()
         row = self._session_row(reason)
@@ -377,9 +445,20 @@ class WebSocketSession:
         reads the end of the upstream body (which returns the connection to the pool)."""
         self._forget(live)
 
-    def _forget(self, live: LiveStream) -> None:
+    def kept_done(self, live: LiveStream) -> None:
+        """It finished while its client was away; its `done` waits for the resume."""
+        if self.parked and live.pending_done is not None:
+            self.ctx.resume_store.end(self, live, live.pending_done)
+
+    def _forget(self, live: LiveStream | Follower) -> None:
         """No longer a running stream of this session (a newer stream may reuse its id)."""
         stream_id = live.account.request_id
+        if self.parked and isinstance(live, LiveStream) and live.account.ended:
+            outcome = live.account.outcome
+            if outcome is not Outcome.COMPLETED:  # a replica following it tells its client
+                code = live.account.error_code or (outcome.value if outcome else "ended")
+                message = "the answer ended while its client was away"
+                self.ctx.resume_store.end(self, live, protocol.error(stream_id, code, message))
         live.release()
         if self.live.get(stream_id) is live:
             del self.live[stream_id]
@@ -387,8 +466,11 @@ class WebSocketSession:
         if not self.live:  # byte offsets only map unsent bytes to running streams
             self.writes = None
 
-    def _replay(self, live: LiveStream, after_seq: int) -> None:
+    def _replay(self, live: LiveStream | Follower, after_seq: int) -> None:
         """Replay what the client missed after `after_seq`, then continue live."""
+        if isinstance(live, Follower):  # from the store, as the replica relaying it goes on
+            live.resume(after_seq, self._write_now_or_soon)
+            return
         stream_id, account = live.account.request_id, live.account
         if live.replay is None:
             self._error(
@@ -416,9 +498,11 @@ class WebSocketSession:
     # Writing -------------------------------------------------------------------------------
 
     async def _write(
-        self, frames: list[bytes], live: LiveStream | None = None, deltas: int = 0
+        self, frames: list[bytes], live: LiveStream | Follower | None = None, deltas: int = 0
     ) -> None:
         if self.parked or (live is not None and live.held):
+            if self.parked and isinstance(live, LiveStream):  # shared with other replicas
+                self.ctx.resume_store.append(self, live, deltas)
             return  # kept in the stream's replay buffer for a resume
         if self.handle is not None:
             self._write_now(frames, live, deltas)
@@ -432,7 +516,7 @@ class WebSocketSession:
             live.account.on_written(deltas)
 
     def _write_now(
-        self, frames: list[bytes], live: LiveStream | None = None, deltas: int = 0
+        self, frames: list[bytes], live: LiveStream | Follower | None = None, deltas: int = 0
     ) -> None:
         assert self.handle is not None
         self.handle.write_frames(frames)
@@ -445,7 +529,9 @@ class WebSocketSession:
             self._do(self.machine.too_slow())
             raise ClientGone
 
-    def _write_now_or_soon(self, frames: list[bytes], live: LiveStream, deltas: int) -> None:
+    def _write_now_or_soon(
+        self, frames: list[bytes], live: LiveStream | Follower | None, deltas: int
+    ) -> None:
         if self.handle is not None:
             self._write_now(frames, live, deltas)
         else:

@@ -116,9 +116,12 @@ def test_grace_mode_memory_returns_after_vanished_clients_streams_end(stack: Sta
         rows = rows_until(stack.db_url, lambda rows: len(_gone(rows)) >= CLIENTS * STREAMS, 30)
     gone = _gone(rows)
     assert len(gone) == CLIENTS * STREAMS
-    # Generated on while parked: most of the 80,000 deltas went to the replay buffers.
-    assert sum(int(str(r["generated_tokens"])) for r in gone) > CLIENTS * STREAMS * TOKENS / 2
-    assert rss.peak - before < 48, f"RSS {before:.0f} -> {rss.peak:.0f} MiB"
+    # Generated on while parked, into the replay buffers (how many depends on the machine's
+    # speed: the bound is per delta, 0.25 KiB where frames took 4 KiB).
+    generated = sum(int(str(r["generated_tokens"])) for r in gone)
+    assert generated > 10_000
+    growth = rss.peak - before
+    assert growth < 16 + generated / 4096, f"RSS {before:.0f} -> {rss.peak:.0f} MiB"
     assert _settled_rss(stack) - before < 24
 
 

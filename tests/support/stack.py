@@ -99,9 +99,11 @@ class Stack:
         self._wait(proc, self.sim_port)
         return proc
 
-    def start_serve(self, *args: str, env: dict[str, str] | None = None) -> Process:
+    def start_serve(
+        self, *args: str, env: dict[str, str] | None = None, name: str = "serve"
+    ) -> Process:
         proc = start(
-            "serve",
+            name,
             sidecar_cmd(
                 "serve",
                 "--listen",

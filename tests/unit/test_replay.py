@@ -74,3 +74,9 @@ def test_acknowledged_deltas_are_dropped() -> None:
     assert len(buffer) == 0 and buffer.first_seq == 5 and buffer.budget.used == 0
     buffer.append(5, "e")  # the seqs go on where they were
     assert buffer.texts_after(4) == ["e"]
+
+
+def test_the_newest_deltas_come_back_in_order() -> None:
+    buffer = _filled(ReplayBuffer(3, ReplayBudget(0)), ["a", "bé", "c", "d"])
+    assert buffer.newest(2) == ["c", "d"]
+    assert buffer.newest(10) == ["bé", "c", "d"]  # only what is kept

@@ -14,7 +14,9 @@ from sidecar.ingress.session_state import (
     Action,
     Close,
     ConnectionEnded,
+    KeepParked,
     Refused,
+    RemoteDelivered,
     ReplayStream,
     Send,
     SessionEnded,
@@ -231,3 +233,34 @@ def test_app_pings_every_interval_while_open() -> None:
     assert [f["type"] for f in sent(m.tick(5.0, 1.0, 0, 0))] == ["ping"]
     assert sent(m.tick(6.0, 1.0, 0, 0)) == []
     assert sent(m.tick(10.0, 2.0, 0, 0)) == [{"type": "ping", "t": 2000}]
+
+
+def test_a_replica_serving_the_client_elsewhere_keeps_the_session_parked_and_reports() -> None:
+    m = machine(grace=30)
+    started(m, "a")
+    assert m.remote_control("delivered", "a", 3) == []  # connected here: not for us
+    m.connection_lost("client_closed")
+    assert m.remote_control("attach", "a", 3) == [KeepParked()]
+    assert m.remote_control("delivered", "a", 9) == [KeepParked(), RemoteDelivered("a", 9, False)]
+    assert m.remote_control("detach", "a", 8) == [KeepParked(), RemoteDelivered("a", 8, False)]
+    assert m.remote_control("done", "a", 12) == [KeepParked(), RemoteDelivered("a", 12, True)]
+    assert m.remote_control("ack", "a", 5) == [KeepParked(), AckStream("a", 5)]
+    assert m.remote_control("ack", "gone-already", 5) == [KeepParked()]
+    assert m.remote_control("cancel", "a", 10) == [
+        KeepParked(),
+        RemoteDelivered("a", 10, False),
+        StopStream("a", Outcome.CLIENT_CANCELLED),
+    ]
+    assert m.remote_control("gone", "a", 10)[-1] == StopStream("a", Outcome.CLIENT_GONE)
+    assert m.state is State.PARKED  # a stream's end, not the session's
+
+
+def test_adopted_streams_can_be_resumed_and_cancelled() -> None:
+    m = machine(grace=30)
+    m.adopt(["r1", "r2"])
+    assert m.frame(frame("resume", id="r1", after_seq=4), 0, 0, False) == [ReplayStream("r1", 4)]
+    assert m.frame(frame("cancel", id="r2"), 0, 0, False) == [
+        StopStream("r2", Outcome.CLIENT_CANCELLED)
+    ]
+    m.stream_ended("r2")
+    assert sent(m.frame(frame("cancel", id="r2"), 0, 0, False))[0]["code"] == "unknown_id"

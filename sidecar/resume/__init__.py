@@ -1,0 +1,1 @@
+"""Resumable streams shared between replicas: the store interface and its implementations."""
