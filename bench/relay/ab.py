@@ -14,6 +14,12 @@ capacity per core.
     python -m bench.relay.ab 4148767 f96901c --streams 200 --rounds 3
     python -m bench.relay.ab HEAD HEAD --tracing-b
     python -m bench.relay.ab HEAD wt --answer-tokens 60 --cpu-quota 0.1
+
+`--env-a` / `--env-b KEY=VALUE` (repeatable) set serve options for one side only, through their
+`SIDECAR_*` variables, e.g. the resume store beside grace mode without it:
+
+    python -m bench.relay.ab wt wt --env-a SIDECAR_ON_DISCONNECT=grace \
+        --env-b SIDECAR_ON_DISCONNECT=grace --env-b SIDECAR_RESUME_STORE=redis://127.0.0.1:6379/0
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--tracing-b", action="store_true")
     parser.add_argument("--bsp-b", default=None, help="BATCH,DELAY_MS for B's span exports")
+    parser.add_argument("--env-a", action="append", default=[], help="KEY=VALUE for A only")
+    parser.add_argument("--env-b", action="append", default=[], help="KEY=VALUE for B only")
     args = parser.parse_args(argv)
     cfg = Config.full()
     procs_a, procs_b = Procs(_commit(args.a)), Procs(_commit(args.b))
@@ -62,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         env = Env(cfg, procs_a, workers, sim)
         rate = args.rate or cfg.rate_per_stream(args.streams)
         env.set_rate(rate)
-        side_a = procs_a.sidecar(sim.url, 20.0, "A")
+        with _environment(_pairs(args.env_a)):
+            side_a = procs_a.sidecar(sim.url, 20.0, "A")
         with _b_environment(procs_b, args):
             side_b = procs_b.sidecar(sim.url, 20.0, "B")
         targets = [Target("direct", "sse", sim.url + "/v1/chat/completions", None)]
@@ -104,15 +113,26 @@ def _commit(ref: str) -> str | None:
     return None if ref == "wt" else ref
 
 
+def _pairs(items: list[str]) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in items)
+
+
 @contextmanager
 def _b_environment(procs: Procs, args: argparse.Namespace) -> Iterator[None]:
-    """Tracing settings seen by B's process only (children inherit the environment)."""
-    extra: dict[str, str] = {}
+    """Tracing settings and `--env-b` seen by B's process only."""
+    extra = _pairs(args.env_b)
     if args.tracing_b:
         extra["OTEL_EXPORTER_OTLP_ENDPOINT"] = procs.otlp_sink().url
         if args.bsp_b:
             batch, delay = args.bsp_b.split(",")
             extra |= {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": batch, "OTEL_BSP_SCHEDULE_DELAY": delay}
+    with _environment(extra):
+        yield
+
+
+@contextmanager
+def _environment(extra: dict[str, str]) -> Iterator[None]:
+    """Variables seen by the processes started meanwhile (children inherit the environment)."""
     saved = {k: os.environ.get(k) for k in extra}
     os.environ.update(extra)
     try:

@@ -88,6 +88,49 @@ def end_entry(frame: bytes) -> dict[str, bytes]:
     return {"end": frame}
 
 
+@dataclass(slots=True)
+class _Batch:
+    first: int
+    texts: list[str]
+
+
+class LogBatches:
+    """Deltas and ends waiting to be published, per log. The flushes of a stream that follow
+    each other become one entry: a parked stream costs one `XADD` per publication, not one per
+    upstream read."""
+
+    __slots__ = ("logs",)
+
+    def __init__(self) -> None:
+        self.logs: dict[str, list[_Batch | bytes]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.logs)
+
+    def add(self, key: str, first_seq: int, texts: list[str]) -> None:
+        entries = self.logs.setdefault(key, [])
+        last = entries[-1] if entries else None
+        if isinstance(last, _Batch) and last.first + len(last.texts) == first_seq:
+            last.texts.extend(texts)
+        else:
+            entries.append(_Batch(first_seq, list(texts)))
+
+    def end(self, key: str, frame: bytes) -> None:
+        self.logs.setdefault(key, []).append(frame)
+
+    def take(self) -> dict[str, list[dict[str, bytes]]]:
+        logs, self.logs = self.logs, {}
+        return {
+            key: [
+                end_entry(entry)
+                if isinstance(entry, bytes)
+                else delta_entry(entry.first, entry.texts)
+                for entry in entries
+            ]
+            for key, entries in logs.items()
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class Control:
     op: ControlOp

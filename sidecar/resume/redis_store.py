@@ -3,9 +3,10 @@ parked sessions through Redis, so a client that reconnects to any replica can re
 (sidecar.resume.records has the layout).
 
 Only parked sessions are published: when a session parks, its streams' kept deltas go out in
-one write; while it stays parked, each flush of a stream adds one entry (its deltas together)
-to that stream's log. Writes are queued and sent by one task as a pipeline, never awaited by
-the relay. Every key expires after the grace window unless written again.
+one write; while it stays parked, what its streams relay is queued (consecutive flushes of a
+stream join one entry) and published every `PUBLISH_EVERY` seconds as one pipeline, never
+awaited by the relay. Control messages and session records go out at once. Every key expires
+after the grace window unless written again.
 
 The upstream stays with the replica that opened it. That replica reads its control log and
 carries out what the replica serving the client reports; if it dies, the followers see its
@@ -19,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as redis
@@ -27,11 +29,10 @@ from redis.exceptions import RedisError
 from sidecar.errors import ConfigError
 from sidecar.resume.records import (
     Control,
+    LogBatches,
     ParkedSession,
     alive_key,
     control_key,
-    delta_entry,
-    end_entry,
     log_key,
     owner_field,
     session_key,
@@ -48,6 +49,9 @@ log = logging.getLogger("sidecar.resume")
 ALIVE_TTL_S = 3  # a node's alive key outlives three missed refreshes
 CONTROL_MAXLEN = 10_000
 CLAIM_WAIT_S = 1.0
+# A parked stream's deltas reach a follower this much later at most; in exchange a stream
+# costs one XADD per interval instead of one per upstream read (measured: docs/benchmarks.md).
+PUBLISH_EVERY = 0.05
 
 
 class RedisStore:
@@ -61,7 +65,9 @@ class RedisStore:
         )
         self.parked: dict[str, Parkable] = {}  # token key -> a session parked here
         self.pending: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
-        self.wake = asyncio.Event()
+        self.wake = asyncio.Event()  # commands to send at once
+        self.batches = LogBatches()  # deltas to publish at the next interval
+        self.batches_ready = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.failing = False  # logged once per outage
 
@@ -76,7 +82,9 @@ class RedisStore:
             ) from None
         loop = asyncio.get_running_loop()
         self.tasks = [
-            loop.create_task(self._send_pending()),
+            # Commands at once; the deltas of parked streams every PUBLISH_EVERY at most.
+            loop.create_task(self._send_when(self.wake, self._flush)),
+            loop.create_task(self._send_when(self.batches_ready, self._publish, PUBLISH_EVERY)),
             loop.create_task(self._read_controls()),
             loop.create_task(self._stay_alive()),
         ]
@@ -87,6 +95,7 @@ class RedisStore:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         with contextlib.suppress(RedisError, OSError):
             await self._flush()
+            await self._publish()
             await self.client.delete(alive_key(self.node), control_key(self.node))
         await self.client.aclose()
 
@@ -102,9 +111,9 @@ class RedisStore:
                 continue  # followed from another replica: its owner publishes it
             fields[owner_field(stream_id)] = self.node
             texts = live.replay.texts_after(live.replay.first_seq - 1) or []
-            self._add(tkey, stream_id, delta_entry(live.replay.first_seq, texts))
+            self._add(tkey, stream_id, live.replay.first_seq, texts)
             if live.pending_done is not None:
-                self._add(tkey, stream_id, end_entry(live.pending_done))
+                self._end(tkey, stream_id, live.pending_done)
         self._queue("hset", key, mapping=fields)
         self._queue("pexpire", key, self.ttl_ms)
 
@@ -113,10 +122,10 @@ class RedisStore:
             return
         texts = live.replay.newest(deltas)
         first = live.account.deltas - len(texts) + 1
-        self._add(token_key(session.token), live.account.request_id, delta_entry(first, texts))
+        self._add(token_key(session.token), live.account.request_id, first, texts)
 
     def end(self, session: Parkable, live: LiveStream, frame: bytes) -> None:
-        self._add(token_key(session.token), live.account.request_id, end_entry(frame))
+        self._end(token_key(session.token), live.account.request_id, frame)
 
     def unpark(self, session: Parkable) -> None:
         tkey = token_key(session.token)
@@ -128,24 +137,43 @@ class RedisStore:
         if owned:
             self._queue("hdel", session_key(tkey), *owned)
 
-    def _add(self, tkey: str, stream_id: str, entry: dict[str, bytes]) -> None:
-        key = log_key(tkey, stream_id)
-        self._queue("xadd", key, entry, maxlen=self.max_entries, approximate=True)
-        self._queue("pexpire", key, self.ttl_ms)
+    def _add(self, tkey: str, stream_id: str, first_seq: int, texts: list[str]) -> None:
+        self.batches.add(log_key(tkey, stream_id), first_seq, texts)
+        self.batches_ready.set()
+
+    def _end(self, tkey: str, stream_id: str, frame: bytes) -> None:
+        self.batches.end(log_key(tkey, stream_id), frame)
+        self.batches_ready.set()
 
     def _queue(self, command: str, *args: Any, **kwargs: Any) -> None:
         self.pending.append((command, args, kwargs))
         self.wake.set()
 
-    async def _send_pending(self) -> None:
-        """One pipeline for whatever was queued since the last one (one per flush at most)."""
+    async def _send_when(
+        self, ready: asyncio.Event, send: Callable[[], Awaitable[None]], pause: float = 0.0
+    ) -> None:
+        """Run `send` each time `ready` is set (after `pause`, to let more writes join)."""
         while True:
-            await self.wake.wait()
-            self.wake.clear()
+            await ready.wait()
+            if pause:
+                await asyncio.sleep(pause)
+            ready.clear()
             try:
-                await self._flush()
+                await send()
             except (RedisError, OSError) as exc:
                 self._outage(exc)
+
+    async def _publish(self) -> None:
+        logs = self.batches.take()
+        if not logs:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for key, entries in logs.items():
+            for entry in entries:
+                fields: dict[Any, Any] = entry  # redis-py's field types are invariant
+                pipe.xadd(key, fields, maxlen=self.max_entries, approximate=True)
+            pipe.pexpire(key, self.ttl_ms)
+        await pipe.execute()
 
     async def _flush(self) -> None:
         commands, self.pending = self.pending, []

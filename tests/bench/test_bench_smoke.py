@@ -125,12 +125,17 @@ def test_ab_driver_gives_b_alone_the_tracing_environment(monkeypatch: pytest.Mon
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
     procs = Procs(None)
     try:
-        args = argparse.Namespace(tracing_b=True, bsp_b="64,500")
+        monkeypatch.delenv("SIDECAR_ON_DISCONNECT", raising=False)
+        args = argparse.Namespace(
+            tracing_b=True, bsp_b="64,500", env_b=["SIDECAR_ON_DISCONNECT=grace"]
+        )
+        names = ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "SIDECAR_ON_DISCONNECT")
         with _b_environment(procs, args):
-            inside = {k: os.environ.get(k) for k in ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE",)}
+            inside = {k: os.environ.get(k) for k in names}
             endpoint = os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"]
-        assert inside == {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "64"}
+        assert inside == {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "64", "SIDECAR_ON_DISCONNECT": "grace"}
         assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in os.environ
+        assert "SIDECAR_ON_DISCONNECT" not in os.environ
         import urllib.request
 
         request = urllib.request.Request(endpoint + "/v1/traces", b"\x00", method="POST")

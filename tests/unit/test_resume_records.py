@@ -7,6 +7,7 @@ import orjson
 from sidecar.resume.records import (
     Control,
     Cursor,
+    LogBatches,
     ParkedSession,
     delta_entry,
     end_entry,
@@ -70,3 +71,23 @@ def test_a_parked_session_lists_the_owner_of_each_stream() -> None:
         "s1", "acme", {"r1": "node-a", "r2": "node-b"}
     )
     assert ParkedSession.parse({b"tenant": b"acme"}) is None  # expired half-way: unusable
+
+
+def test_consecutive_flushes_of_a_stream_become_one_entry() -> None:
+    batches = LogBatches()
+    assert not batches
+    batches.add("log-a", 1, ["a", "b"])
+    batches.add("log-a", 3, ["c"])  # follows on
+    batches.add("log-b", 7, ["x"])
+    batches.add("log-a", 1, ["a"])  # a park's dump again: a new entry
+    batches.end("log-a", b"done")
+    batches.add("log-a", 4, ["d"])  # after an end: kept in order (a reader stops at the end)
+    taken = batches.take()
+    assert not batches and batches.take() == {}
+    assert taken["log-b"] == [delta_entry(7, ["x"])]
+    assert taken["log-a"] == [
+        delta_entry(1, ["a", "b", "c"]),
+        delta_entry(1, ["a"]),
+        end_entry(b"done"),
+        delta_entry(4, ["d"]),
+    ]

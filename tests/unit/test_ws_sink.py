@@ -25,6 +25,7 @@ class FakeSession:
         self.parked = False
         self.fail = fail
         self.answered_streams: list[LiveStream] = []
+        self.kept: list[LiveStream] = []
 
     async def _write(
         self, frames: list[bytes], live: LiveStream | None = None, deltas: int = 0
@@ -37,6 +38,9 @@ class FakeSession:
 
     def answered(self, live: LiveStream) -> None:
         self.answered_streams.append(live)
+
+    def kept_done(self, live: LiveStream) -> None:
+        self.kept.append(live)
 
 
 class Observer:
@@ -112,6 +116,8 @@ def test_a_failed_write_with_a_replay_buffer_holds_the_stream_and_its_done() -> 
     assert finished and live.held
     assert not sink.done_sent  # the relay keeps `done` for the resume
     assert live.replay is not None and live.replay.texts_after(0) == ["a"]
+    assert not asyncio.run(sink.completed())  # the end waits for the resume...
+    assert live.pending_done is not None and session.kept == [live]  # ...and is shared
 
 
 def test_latency_samples_are_taken_after_the_write_and_keep_first_token_apart() -> None:
