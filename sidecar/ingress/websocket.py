@@ -56,6 +56,7 @@ log = logging.getLogger("sidecar.session")
 HEARTBEAT_MODEL = "all"  # heartbeats are per connection, not per model
 RTT_WINDOW = 256  # heartbeat RTTs kept per session for its median
 TRACE_HEADERS = frozenset({b"traceparent", b"tracestate"})
+_NOT_ENDED = (None, Outcome.COMPLETED)  # completed: its `done` was published when kept
 
 
 class WebSocketSession:
@@ -236,6 +237,9 @@ class WebSocketSession:
         unacked = self.handle.sample()
         wall = self.ctx.wall_clock()
         acked = self.handle.acked_bytes
+        writes = self.writes
+        while writes and writes[0][0] <= acked:  # the peer has these: they never count unsent
+            writes.popleft()
         self._do(self.machine.tick(now, wall, unacked, acked))
 
     def shutdown(self) -> None:
@@ -453,12 +457,9 @@ class WebSocketSession:
     def _forget(self, live: LiveStream | Follower) -> None:
         """No longer a running stream of this session (a newer stream may reuse its id)."""
         stream_id = live.account.request_id
-        if self.parked and isinstance(live, LiveStream) and live.account.ended:
-            outcome = live.account.outcome
-            if outcome is not Outcome.COMPLETED:  # a replica following it tells its client
-                code = live.account.error_code or (outcome.value if outcome else "ended")
-                message = "the answer ended while its client was away"
-                self.ctx.resume_store.end(self, live, protocol.error(stream_id, code, message))
+        away = self.machine.state is not State.OPEN  # parked, or ending while parked
+        if away and isinstance(live, LiveStream) and live.account.outcome not in _NOT_ENDED:
+            self.ctx.resume_store.end(self, live, _ended_away(live))  # a follower tells its client
         live.release()
         if self.live.get(stream_id) is live:
             del self.live[stream_id]
@@ -548,6 +549,15 @@ class WebSocketSession:
             return
         task = asyncio.get_running_loop().create_task(self._write(frames))
         task.add_done_callback(_ignore_result)
+
+
+def _ended_away(live: LiveStream) -> bytes:
+    """The error frame of a stream that ended while its client was away: gone (the grace
+    window passed, the sidecar drained) is `resume_expired`, as a resume would be told."""
+    account = live.account
+    gone = account.outcome in (Outcome.CLIENT_GONE, Outcome.CLIENT_TOO_SLOW)
+    code = account.error_code or ("resume_expired" if gone else str(account.outcome))
+    return protocol.error(account.request_id, code, "the answer ended while its client was away")
 
 
 def _ignore_result(task: asyncio.Task[None]) -> None:

@@ -125,7 +125,9 @@ class RedisStore:
         self._add(token_key(session.token), live.account.request_id, first, texts)
 
     def end(self, session: Parkable, live: LiveStream, frame: bytes) -> None:
-        self._end(token_key(session.token), live.account.request_id, frame)
+        tkey = token_key(session.token)
+        if tkey in self.parked:  # published: a replica may be following it
+            self._end(tkey, live.account.request_id, frame)
 
     def unpark(self, session: Parkable) -> None:
         tkey = token_key(session.token)

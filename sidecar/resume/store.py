@@ -49,7 +49,8 @@ class ResumeStore(Protocol):
         """A parked stream relayed `deltas` more (one flush): publish them, without waiting."""
 
     def end(self, session: Parkable, live: LiveStream, frame: bytes) -> None:
-        """A parked stream's last frame (done or error): publish it, without waiting."""
+        """A stream's last frame (done or error) while its session is away: publish it if the
+        session is, without waiting."""
 
     def unpark(self, session: Parkable) -> None:
         """The session re-attached here or ended: stop sharing it."""

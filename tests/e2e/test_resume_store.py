@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -30,9 +31,12 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @contextlib.contextmanager
-def replicas(tmp: Path, redis_url: str, rate: str, grace: str) -> Iterator[tuple[Stack, Stack]]:
+def replicas(
+    tmp: Path, redis_url: str, rate: str, grace: str, *extra: str
+) -> Iterator[tuple[Stack, Stack]]:
     """Replicas A and B beside one simulator (`rate` tokens/s), sharing the ledger and Redis."""
     args = ("--on-disconnect", "grace", "--resume-grace", grace, "--resume-store", redis_url)
+    args += extra
     with running_stack(tmp) as a:
         a.start_sim("--ttft", "0.01", "--tokens-per-second", rate)
         a.start_serve(*args)
@@ -109,6 +113,36 @@ def test_a_cancel_on_the_other_replica_stops_the_owner_upstream(
         assert row["outcome"] == "client_cancelled"
         assert row["generated_tokens"] < 1000  # stopped, not run for the whole window
         assert row["delivered_tokens"] >= delivered  # B's deliveries count, through A's row
+
+
+def test_the_owner_draining_ends_the_followed_stream_for_its_client(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    with replicas(tmp_path, redis_server.url, "50", "10", "--drain-timeout", "1") as (a, b):
+
+        async def run() -> tuple[int, dict[str, object], float]:
+            client = await Client.connect(a.ws_url)
+            await client.generate("r", chat(100_000))
+            seqs = await _cut_after(client, "r", 3)
+            again = await Client.connect(f"{b.ws_url}?resume_token={client.hello['resume_token']}")
+            await again.send({"type": "resume", "id": "r", "after_seq": seqs[-1]})
+            await again.next("r")
+            assert a.serve is not None
+            a.serve.popen.send_signal(signal.SIGTERM)
+            started, resumed = time.monotonic(), 1
+            frame = await again.next("r")
+            while frame["type"] == "delta":  # the drain lets it run on for a second
+                resumed += 1
+                frame = await again.next("r")
+            await again.close()
+            return resumed, frame, time.monotonic() - started
+
+        resumed, frame, waited = asyncio.run(run())
+        assert frame["type"] == "error" and frame["code"] == "resume_expired"
+        assert resumed > 10  # the drain let it run on for its second
+        assert waited < scaled(2.9)  # the owner's end, not its alive key's 3 s expiry
+        (row,) = wait_for_rows(a.db_url, 1)
+        assert row["outcome"] == "client_gone"
 
 
 def test_redis_restarted_mid_grace_streams_end_as_client_gone(

@@ -38,3 +38,16 @@ def test_rtt_median_is_over_the_latest_window_of_pongs() -> None:
     assert row["heartbeat_rtt_p50_s"] == 0.001
     assert row["heartbeat_rtt_max_s"] == 1.0  # the maximum is over the whole session
     assert row["client_addr"] == "10.0.0.1:5000"
+
+
+def test_writes_the_peer_acknowledged_are_forgotten_at_the_tick() -> None:
+    """The map from unsent bytes to streams keeps only what the peer has not acknowledged
+    (bytes it has can never be counted unsent): ~1 s of writes, not the last 8,192."""
+    from collections import deque
+
+    session = _session()
+    session.handle = SimpleNamespace(sample=lambda: 0, acked_bytes=300)  # type: ignore[assignment]
+    live: Any = SimpleNamespace()
+    session.writes = deque([(100, live, 1), (300, live, 2), (450, live, 3)])
+    session.tick(1.0)
+    assert list(session.writes) == [(450, live, 3)]
