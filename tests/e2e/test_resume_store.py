@@ -67,6 +67,13 @@ def test_a_stream_cut_on_one_replica_resumes_on_another_exactly_once(
             seqs = await _cut_after(client, "r", 20)
             await asyncio.sleep(0.5)  # generation goes on at A meanwhile
             token = client.hello["resume_token"]
+            other_tenant = await Client.connect(  # a token is only good for its own tenant
+                f"{b.ws_url}?resume_token={token}",
+                additional_headers={"X-Sidecar-Tenant": "someone-else"},
+            )
+            assert (await other_tenant.next(None))["code"] == "resume_expired"
+            assert other_tenant.hello["session"] != client.hello["session"]
+            await other_tenant.close()
             again = await Client.connect(f"{b.ws_url}?resume_token={token}")
             await again.send({"type": "resume", "id": "r", "after_seq": seqs[-1]})
             frames = await again.read_until_end("r")
