@@ -2,6 +2,10 @@
 
 Closing an `UpstreamResponse` closes its TCP connection, which is how vLLM, TGI, llama.cpp and
 Ollama learn that nobody is listening; for SGLang the abort endpoint is called as well.
+
+Every request (the stream, the readiness probe, SGLang's abort) is under the pool's two
+allowances for a silent server, `first_byte_timeout` and `idle_timeout` (0 turns one off);
+overrunning one raises `UpstreamTimeout` from `stream()` or from iterating `chunks()`.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ from typing import Any
 
 import orjson
 
-from sidecar.errors import ConfigError, UpstreamError
+from sidecar.errors import ConfigError, UpstreamError, UpstreamTimeout
 from sidecar.upstream.flavour import Flavour
 from sidecar.upstream.http1 import Origin, Pool, Response
 
-# Transport failures of the upstream connection, as the relay sees them.
+# Transport failures of the upstream connection, as the relay sees them. A response cut off
+# or malformed mid-body raises `BrokenResponse`, a `ConnectionError`.
 UPSTREAM_IO_ERRORS = (OSError, TimeoutError)
 
 
@@ -65,11 +70,15 @@ class UpstreamClient:
         flavour: Flavour = Flavour.OPENAI,
         api_key: str | None = None,
         connect_timeout: float = 5.0,
+        first_byte_timeout: float = 300.0,
+        idle_timeout: float = 60.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.flavour = flavour
         self._api_key = api_key
         self._connect_timeout = connect_timeout
+        self._first_byte_timeout = first_byte_timeout
+        self._idle_timeout = idle_timeout
         try:
             self._origin = Origin(self.base_url)
         except ValueError as exc:
@@ -78,7 +87,9 @@ class UpstreamClient:
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._pool = Pool(self._origin, self._connect_timeout)
+        self._pool = Pool(
+            self._origin, self._connect_timeout, self._first_byte_timeout, self._idle_timeout
+        )
 
     async def close(self) -> None:
         for task in list(self._background):
@@ -111,8 +122,10 @@ class UpstreamClient:
         all_headers = self._headers({"X-Request-Id": request_id, **headers})
         response = await self._request("POST", path, orjson.dumps(body), all_headers)
         if response.status >= 400:
-            detail = await _error_detail(response)
-            response.release()
+            try:
+                detail = await _error_detail(response)
+            finally:
+                response.release()  # also when cancelled meanwhile: no connection left out
             code = "upstream_rejected" if response.status < 500 else "upstream_error"
             raise UpstreamError(
                 code, f"model server answered {response.status}: {detail}", response.status
@@ -124,9 +137,11 @@ class UpstreamClient:
             response = await self._request("GET", "/v1/models", b"", self._headers({}))
         except UpstreamError:
             return False
-        with contextlib.suppress(*UPSTREAM_IO_ERRORS):
-            await asyncio.wait_for(response.read(), 5.0)
-        response.release()
+        try:
+            with contextlib.suppress(UpstreamTimeout, *UPSTREAM_IO_ERRORS):
+                await asyncio.wait_for(response.read(), 5.0)
+        finally:
+            response.release()
         return response.status < 500
 
     def abort_later(self, request_id: str) -> None:
@@ -140,9 +155,11 @@ class UpstreamClient:
             response = await asyncio.wait_for(
                 self._request("POST", "/abort_request", body, self._headers({})), 5.0
             )
-            with contextlib.suppress(*UPSTREAM_IO_ERRORS):
-                await asyncio.wait_for(response.read(), 5.0)
-            response.release()
+            try:
+                with contextlib.suppress(UpstreamTimeout, *UPSTREAM_IO_ERRORS):
+                    await asyncio.wait_for(response.read(), 5.0)
+            finally:
+                response.release()
 
 
 JSON_HEADERS = {
@@ -155,7 +172,7 @@ JSON_HEADERS = {
 async def _error_detail(response: Response) -> str:
     try:
         raw = await asyncio.wait_for(response.read(), 2.0)
-    except UPSTREAM_IO_ERRORS:
+    except (UpstreamTimeout, *UPSTREAM_IO_ERRORS):
         return "no detail"
     try:
         data = orjson.loads(raw)
