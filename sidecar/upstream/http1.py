@@ -28,7 +28,7 @@ from typing import assert_never
 from urllib.parse import urlsplit
 
 from sidecar.errors import UpstreamTimeout
-from sidecar.upstream.h1reader import Data, End, Event, Failed, Head, Informational, ResponseReader
+from sidecar.upstream.h1reader import End, Event, Failed, Head, Informational, ResponseReader
 from sidecar.upstream.timeouts import Timeouts
 
 # Past this many unread body bytes, stop reading the socket until the relay catches up (a slow
@@ -280,9 +280,9 @@ class Connection(asyncio.Protocol):
             self.close()  # bytes nobody asked for: the connection cannot be trusted
             return
         for event in reader.feed(data):
-            if type(event) is Data:  # the per-chunk case first, without a `match`
+            if type(event) is bytes:  # the per-chunk case first, without a `match`
                 self.body_started = True
-                response._body(event.data)
+                response._body(event)
             else:
                 self._handle(event, response)
 
@@ -299,9 +299,9 @@ class Connection(asyncio.Protocol):
 
     def _handle(self, event: Event, response: Response) -> None:
         match event:
-            case Data(data):
+            case bytes():
                 self.body_started = True
-                response._body(data)
+                response._body(event)
             case Head(status, _headers, keep_alive):
                 response._headers_complete(status, keep_alive)
             case End():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from sidecar.upstream.h1reader import (
-    Data,
     End,
     Event,
     Failed,
@@ -22,7 +21,7 @@ CHUNKED_HEAD = Head(200, ((b"Transfer-Encoding", b"chunked"),), True)
 
 
 def read(pieces: list[bytes], eof: bool = False) -> tuple[list[Event], ResponseReader]:
-    """All events of a reader fed `pieces` (then EOF), adjacent body pieces joined."""
+    """All events of a reader fed `pieces` (then EOF), adjacent body pieces (bytes) joined."""
     reader = ResponseReader()
     events: list[Event] = []
     for piece in pieces:
@@ -31,8 +30,8 @@ def read(pieces: list[bytes], eof: bool = False) -> tuple[list[Event], ResponseR
         events += reader.feed_eof()
     joined: list[Event] = []
     for event in events:
-        if isinstance(event, Data) and joined and isinstance(joined[-1], Data):
-            joined[-1] = Data(joined[-1].data + event.data)
+        if isinstance(event, bytes) and joined and isinstance(joined[-1], bytes):
+            joined[-1] += event
         else:
             joined.append(event)
     return joined, reader
@@ -64,7 +63,7 @@ def test_interim_responses_are_reported_and_the_final_answer_is_awaited() -> Non
         Informational(100, ()),
         Informational(103, ((b"Link", b"</style.css>; rel=preload"),)),
         Head(200, ((b"Content-Length", b"5"),), True),
-        Data(b"hello"),
+        b"hello",
         End(True),
     ]
     assert reusable
@@ -80,26 +79,26 @@ def test_an_interim_response_alone_is_not_the_answer() -> None:
 def test_chunk_extensions_and_trailers_are_not_body_nor_headers() -> None:
     script = CHUNKED + b"5;name=value\r\nhello\r\n6;x\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
     events, reusable = same_at_every_split(script)
-    assert events == [CHUNKED_HEAD, Data(b"hello world"), End(True)] and reusable
+    assert events == [CHUNKED_HEAD, b"hello world", End(True)] and reusable
 
 
 def test_a_body_cut_mid_chunk_fails_instead_of_ending() -> None:
     events, reusable = same_at_every_split(CHUNKED + b"a\r\nhello", eof=True)
-    assert events == [CHUNKED_HEAD, Data(b"hello"), Failed("connection closed mid-body", True)]
+    assert events == [CHUNKED_HEAD, b"hello", Failed("connection closed mid-body", True)]
     assert not reusable
 
 
 def test_a_sized_body_cut_short_fails() -> None:
     script = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello"
     events, reusable = same_at_every_split(script, eof=True)
-    assert events[-2:] == [Data(b"hello"), Failed("connection closed mid-body", True)]
+    assert events[-2:] == [b"hello", Failed("connection closed mid-body", True)]
     assert not reusable
 
 
 def test_a_parse_error_mid_body_fails_and_nothing_is_reported_after_it() -> None:
     script = CHUNKED + b"5\r\nhelloXX\r\n"  # no CRLF after the chunk's data
     events, reusable = same_at_every_split(script)
-    assert events[:2] == [CHUNKED_HEAD, Data(b"hello")] and len(events) == 3
+    assert events[:2] == [CHUNKED_HEAD, b"hello"] and len(events) == 3
     failure = events[2]
     assert isinstance(failure, Failed) and failure.reason.startswith("bad HTTP response: ")
     assert not reusable
@@ -113,24 +112,24 @@ def test_a_body_without_length_or_chunks_ends_cleanly_at_the_close() -> None:
     events, reusable = same_at_every_split(script, eof=True)
     assert events == [
         Head(200, ((b"Content-Type", b"text/event-stream"),), False),
-        Data(b"data: 1\n\n"),
+        b"data: 1\n\n",
         End(False),
     ]
     assert not reusable  # the connection is gone with the body
     http10 = b"HTTP/1.0 200 OK\r\n\r\nabc"
-    assert same_at_every_split(http10, eof=True)[0][1:] == [Data(b"abc"), End(False)]
+    assert same_at_every_split(http10, eof=True)[0][1:] == [b"abc", End(False)]
 
 
 def test_connection_close_ends_the_body_but_not_the_reuse() -> None:
     script = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi"
     events, reusable = same_at_every_split(script)
-    assert events[1:] == [Data(b"hi"), End(False)] and not reusable
+    assert events[1:] == [b"hi", End(False)] and not reusable
 
 
 def test_a_keep_alive_is_reusable_after_a_complete_answer_and_not_after_extra_bytes() -> None:
     script = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
     assert same_at_every_split(script) == (
-        [Head(200, ((b"Content-Length", b"2"),), True), Data(b"hi"), End(True)],
+        [Head(200, ((b"Content-Length", b"2"),), True), b"hi", End(True)],
         True,
     )
     for extra in (b"HTTP/1.1 200 OK\r\n\r\n", b"garbage"):
