@@ -30,7 +30,7 @@ from sidecar.errors import ConfigError, LedgerError
 from sidecar.ingress.admin import AdminApp
 from sidecar.ingress.app import ClientApp
 from sidecar.ingress.transport import SidecarWebSocketProtocol
-from sidecar.ledger import db
+from sidecar.ledger import db, journal
 from sidecar.ledger.prices import import_price_file, load_price_book
 from sidecar.ledger.recovery import close_interrupted
 from sidecar.ledger.writer import LedgerGauges, LedgerWriter
@@ -151,6 +151,9 @@ async def run(
         raise ConfigError(
             f"--spool-dir {settings.spool_dir}: cannot create ({exc.strerror})"
         ) from None
+    # A killed run's crash journal joins the spool, so that its final rows are replayed below.
+    stem = f"sidecar-{_safe(instance_id)}"
+    journal.absorb(settings.spool_dir, stem, spool)
     writer = LedgerWriter(engine, spool, on_change=LedgerGauges(metrics))
     # A previous run's spool holds final rows: replay it before closing what that run left
     # open, so that streams which did finish are not marked interrupted.
@@ -163,13 +166,19 @@ async def run(
             extra={"event": "interrupted_streams_closed", "streams": interrupted},
         )
     writer.start()
+    crash_journal = journal.Journal(settings.spool_dir, stem, writer.submit)
     upstream = UpstreamClient(settings.upstream, settings.flavour, settings.upstream_api_key)
     await upstream.start()
     await _list_models(upstream, metrics)  # before the first request: labels go to real models
     recorder = Recorder(
-        metrics, writer.submit, prices, instance_id, time.time, access_log=settings.access_log
+        metrics,
+        crash_journal.submit,
+        prices,
+        instance_id,
+        time.time,
+        access_log=settings.access_log,
     )
-    drift = LiveDrift(monitor, settings.drift, metrics, writer.submit, instance_id)
+    drift = LiveDrift(monitor, settings.drift, metrics, crash_journal.submit, instance_id)
     await drift.start()
     edge = Edge(settings.edge, engine, metrics.registry)
     await edge.start()
@@ -249,6 +258,7 @@ async def run(
         await edge.aclose()
         await upstream.close()
         await asyncio.to_thread(writer.close)
+        crash_journal.close()
         if provider is not None:
             await asyncio.to_thread(provider.shutdown)
         admin.should_exit = True

@@ -301,6 +301,20 @@ from sidecar.upstream.flavour import Flavour
     help="Seconds a connection may take to send its request head; 0 = no limit.",
 )
 @option(
+    "--body-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds an HTTP request body may take to arrive whole (else 408); 0 = no limit.",
+)
+@option(
+    "--body-idle-timeout",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Longest gap in seconds between an HTTP request body's bytes (else 408); 0 = no limit.",
+)
+@option(
     "--idle-timeout",
     type=click.FloatRange(min=0),
     default=0.0,
@@ -429,6 +443,8 @@ def _edge_settings(options: dict[str, object]) -> object:
         max_messages_per_second=o.pop("max_messages_per_second"),
         max_frame_bytes=o.pop("max_frame_bytes"),
         handshake_timeout=o.pop("handshake_timeout"),
+        body_timeout=o.pop("body_timeout"),
+        body_idle_timeout=o.pop("body_idle_timeout"),
         idle_timeout=o.pop("idle_timeout"),
         max_tokens_limit=o.pop("max_tokens_limit"),
         tenant_daily_token_budget=o.pop("tenant_daily_token_budget"),

@@ -59,6 +59,19 @@ class Row:
     final: bool = True  # a checkpoint never overwrites a row that already has an outcome
 
 
+@dataclass(frozen=True, slots=True)
+class Barrier:
+    """Queued behind rows: `then()` runs on the writer thread once every row queued before it
+    is in the database or the spool (the crash journal deletes a segment this way)."""
+
+    then: Callable[[], None]
+
+
+def row_line(row: Row) -> bytes:
+    """A row as one line of the spool, the dead-letter file and the crash journal."""
+    return _dumps({"t": row.table, "f": row.final, "v": row.values}) + b"\n"
+
+
 @dataclass(slots=True)
 class WriterStats:
     written: int = 0
@@ -95,7 +108,7 @@ class LedgerWriter:
         self.retry_interval = retry_interval
         self.max_queue = max_queue  # rows in memory before the backlog goes to the spool
         self.stats = WriterStats()
-        self._queue: queue.SimpleQueue[Row | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Row | Barrier | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._on_change = on_change or (lambda _writer: None)
         self._spooled_rows = self._count_spool()
@@ -114,7 +127,7 @@ class LedgerWriter:
             self._replay_spool()
             self._on_change(self)
 
-    def submit(self, row: Row) -> None:
+    def submit(self, row: Row | Barrier) -> None:
         """Never blocks: the queue is drained by the writer thread."""
         self._idle.clear()
         self._queue.put(row)
@@ -153,7 +166,7 @@ class LedgerWriter:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            batch, stopping = self._collect()
+            batch, barriers, stopping = self._collect()
             if self._spooled_rows and time.monotonic() >= self._next_retry:
                 self._replay_spool()
             if batch:
@@ -163,6 +176,7 @@ class LedgerWriter:
                     unwritten = self._write_isolating(batch)
                     if unwritten:
                         self._spool(unwritten)
+            _run_barriers(barriers)
             if self._queue.qsize() > self.max_queue:
                 stopping = self._spill() or stopping
             if self._queue.empty():
@@ -176,6 +190,7 @@ class LedgerWriter:
         """The database is up but slower than the traffic: move the backlog to the spool (an
         append, no SQL) so memory stays bounded; it is replayed like after an outage."""
         backlog: list[Row] = []
+        barriers: list[Barrier] = []
         stopping = False
         while True:
             try:
@@ -185,35 +200,46 @@ class LedgerWriter:
             if row is None:
                 stopping = True
                 break
-            backlog.append(row)
+            if isinstance(row, Barrier):
+                barriers.append(row)
+            else:
+                backlog.append(row)
         if backlog:
             log.warning("ledger backlog of %d rows spilled to %s", len(backlog), self.spool_path)
             self._spool(backlog)
             self._next_retry = time.monotonic() + self.retry_interval
+        _run_barriers(barriers)
         return stopping
 
-    def _collect(self) -> tuple[list[Row], bool]:
+    def _collect(self) -> tuple[list[Row], list[Barrier], bool]:
         """Sleep until a row arrives, let the rest of the flush interval's rows queue up, then
-        drain them. Blocking in `get()` for each row would wake this thread once per row, and
-        every wake takes the GIL from the event loop in the middle of relaying."""
+        drain them (and the barriers among them). Blocking in `get()` for each row would wake
+        this thread once per row, and every wake takes the GIL from the event loop in the
+        middle of relaying."""
         try:
             first = self._queue.get(timeout=self.flush_interval)
         except queue.Empty:
-            return [], False
+            return [], [], False
         if first is None:
-            return [], True
+            return [], [], True
         if self._queue.qsize() < self.batch_size:
             self._closing.wait(self.flush_interval)
-        batch = [first]
-        while len(batch) < self.batch_size:
+        batch: list[Row] = []
+        barriers: list[Barrier] = []
+        item: Row | Barrier | None = first
+        while True:
+            if item is None:
+                return batch, barriers, True
+            if isinstance(item, Barrier):
+                barriers.append(item)
+            else:
+                batch.append(item)
+            if len(batch) >= self.batch_size:
+                return batch, barriers, False
             try:
-                row = self._queue.get_nowait()
+                item = self._queue.get_nowait()
             except queue.Empty:
-                break
-            if row is None:
-                return batch, True
-            batch.append(row)
-        return batch, False
+                return batch, barriers, False
 
     def _write_isolating(self, batch: list[Row]) -> list[Row]:
         """Write `batch`; a row the database refuses goes to the dead-letter file and the rest
@@ -254,7 +280,7 @@ class LedgerWriter:
         return True
 
     def _spool(self, batch: list[Row]) -> None:
-        lines = b"".join(_dumps({"t": r.table, "f": r.final, "v": r.values}) + b"\n" for r in batch)
+        lines = b"".join(row_line(r) for r in batch)
         with self.spool_path.open("ab") as spool:
             spool.write(lines)
             spool.flush()
@@ -320,6 +346,14 @@ class LedgerGauges:
         if stats.dead_letters > self._dead:
             m.ledger_dead_letter_rows.inc(stats.dead_letters - self._dead)
             self._dead = stats.dead_letters
+
+
+def _run_barriers(barriers: list[Barrier]) -> None:
+    for barrier in barriers:
+        try:
+            barrier.then()
+        except OSError as exc:  # a journal segment someone removed: nothing to do
+            log.warning("ledger barrier failed: %s", exc)
 
 
 def dead_letter_path_for(spool_path: Path) -> Path:
