@@ -12,6 +12,7 @@ from sidecar.accounting.stream import StreamAccount
 from sidecar.drift.monitor import DriftMonitor
 from sidecar.telemetry.metrics import Metrics
 from sidecar.telemetry.spans import Tracing
+from sidecar.upstream.breaker import Breaker
 from sidecar.upstream.client import UpstreamClient
 from sidecar.upstream.flavour import Flavour
 
@@ -108,6 +109,8 @@ class ServerContext:
     # waits for these.
     streams: set[Any] = field(default_factory=set)
     draining: bool = False
+    # Opens after repeated connection failures: new streams are refused at once, not queued.
+    breaker: Breaker = field(default_factory=Breaker)
     # Why the ledger is degraded (rows spooled or dead-lettered), or None: shown by /readyz.
     ledger_health: Callable[[], str | None] = lambda: None
 

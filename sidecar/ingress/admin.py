@@ -8,6 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sidecar.context import ServerContext
 from sidecar.ingress.asgi import lifespan, respond_json
+from sidecar.upstream.breaker import BreakerState
 
 
 class AdminApp:
@@ -22,6 +23,7 @@ class AdminApp:
             return
         path = scope["path"]
         if path == "/metrics":
+            self.ctx.metrics.breaker_open.set(self.ctx.breaker.state is BreakerState.OPEN)
             body = generate_latest(self.ctx.metrics.registry)
             await send(
                 {
@@ -34,9 +36,12 @@ class AdminApp:
         elif path == "/healthz":
             await respond_json(send, 200, {"status": "ok"})
         elif path == "/readyz":
-            ready = not self.ctx.draining and await self.ctx.upstream.ready()
+            up = await self.ctx.upstream.ready()
+            if up:  # the probe found the model server answering: let streams through again
+                self.ctx.breaker.succeeded()
+            ready = not self.ctx.draining and up
             status = "ready" if ready else ("draining" if self.ctx.draining else "upstream_down")
-            answer: dict[str, Any] = {"status": status}
+            answer: dict[str, Any] = {"status": status, "breaker": self.ctx.breaker.state.value}
             degraded = self.ctx.ledger_health()
             if ready and degraded is not None:
                 # Still 200: streams are served and accounted (spooled or set aside); taking

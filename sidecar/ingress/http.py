@@ -8,6 +8,7 @@ what the client receives, so the official SDKs see exactly what they asked for.
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 import orjson
@@ -97,7 +98,7 @@ class HttpAnswer:
         self.stream.stop(
             Outcome.REJECTED,
             error_code=REVOKED,
-            notice=(REVOKED, "this request's API key was revoked", 401),
+            notice=(REVOKED, "this request's API key was revoked", 401, None),
         )
 
     async def _watch(self) -> None:
@@ -125,12 +126,15 @@ class HttpAnswer:
         self.account.on_written(self.account.deltas - self.account.written)
         return True
 
-    async def failed(self, code: str, message: str, status: int) -> None:
+    async def failed(
+        self, code: str, message: str, status: int, retry_after: float | None = None
+    ) -> None:
         """Tell the client why its answer ends: an error status if the headers have not gone
         out yet; after them, an error event in the stream (as OpenAI sends them, and as its
         clients raise them) and the end of the body, never a silently shortened answer."""
         if not self.started:
-            await respond_error(self.send, status, message, code)
+            headers = [(b"retry-after", b"%d" % math.ceil(retry_after))] if retry_after else None
+            await respond_error(self.send, status, message, code, headers)
             return
         event = orjson.dumps({"error": {"message": message, "type": code, "code": status}})
         await self.send(

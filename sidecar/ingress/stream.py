@@ -42,6 +42,8 @@ class Writer(Protocol):
 
     def _error(self, stream_id: str | None, code: str, message: str) -> None: ...
 
+    def _send_soon(self, frames: list[bytes]) -> None: ...
+
     def answered(self, live: LiveStream) -> None: ...
 
 
@@ -111,11 +113,17 @@ class WebSocketSink:
         await self.session._write([done])
         return True
 
-    async def failed(self, code: str, message: str, status: int) -> None:
-        self.session._error(self.request_id, code, message)
+    async def failed(
+        self, code: str, message: str, status: int, retry_after: float | None = None
+    ) -> None:
+        retry_ms = None if retry_after is None else round(retry_after * 1000)
+        self.session._send_soon([protocol.error(self.request_id, code, message, retry_ms)])
 
 
-def done_frame(account: StreamAccount) -> bytes:
+def done_frame(account: StreamAccount, finish_reason: str | None = None) -> bytes:
     return protocol.done(
-        account.request_id, account.finish_reason, account.prompt_tokens, account.generated_tokens
+        account.request_id,
+        finish_reason or account.finish_reason,
+        account.prompt_tokens,
+        account.generated_tokens,
     )

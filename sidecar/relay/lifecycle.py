@@ -35,7 +35,7 @@ GONE_OUTCOMES = frozenset({Outcome.CLIENT_GONE, Outcome.CLIENT_CANCELLED, Outcom
 STOPPED_OUTCOMES = GONE_OUTCOMES | {Outcome.SHUTDOWN, Outcome.REJECTED}
 # Failures of the model server: the extreme tail of time to first token for drift.
 UPSTREAM_FAILURES = frozenset({Outcome.UPSTREAM_ERROR, Outcome.TIMEOUT})
-SHUTDOWN_NOTICE = ("shutdown", "the sidecar is shutting down; retry on another replica", 503)
+SHUTDOWN_NOTICE = ("shutdown", "the sidecar is shutting down; retry on another replica", 503, 1.0)
 
 
 class ClientSink(Sink, Protocol):
@@ -49,11 +49,15 @@ class ClientSink(Sink, Protocol):
         """The upstream finished its answer: write the end. False if the end must wait (the
         client is away and may resume); the stream then stays running until it does."""
 
-    async def failed(self, code: str, message: str, status: int) -> None:
-        """Tell the client why its answer ends early (an error frame, status or event)."""
+    async def failed(
+        self, code: str, message: str, status: int, retry_after: float | None = None
+    ) -> None:
+        """Tell the client why its answer ends early (an error frame, status or event), and
+        when to try again if that helps (`retry_after` seconds)."""
 
 
-Notice = tuple[str, str, int]  # (code, message, HTTP status) to tell a client that was stopped
+# (code, message, HTTP status, retry after seconds) to tell a client that was stopped.
+Notice = tuple[str, str, int, float | None]
 
 
 def open_stream(
@@ -138,12 +142,26 @@ class Stream:
         if account.ended:  # stopped before its task ran (the connection closed at once)
             self.relaying = False
             return
+        breaker = ctx.breaker
         try:
+            if not breaker.allow(ctx.clock()):  # a dead model server: say so at once
+                wait = breaker.retry_after(ctx.clock())
+                message = f"model server unreachable; retry in {wait:.0f} s"
+                await self._fail(sink, "upstream_unavailable", message, status=503, retry=wait)
+                return
             headers: dict[str, str] = {}
             self.trace.inject(headers)
-            response = self.response = await ctx.upstream.stream(
-                account.path, self.shaped.body, account.stream_id, headers
-            )
+            try:
+                response = self.response = await ctx.upstream.stream(
+                    account.path, self.shaped.body, account.stream_id, headers
+                )
+            except UpstreamError as exc:
+                if exc.code == "upstream_unavailable":
+                    breaker.failed(ctx.clock())
+                else:
+                    breaker.succeeded()  # it answered: it is up
+                raise
+            breaker.succeeded()
             failpoints.check("stream_opened", account.model)
             # Journaled before the client hears of it: a crash leaves no started stream
             # unaccounted (sidecar.ledger.journal). After the request left, so not on its path.
@@ -262,9 +280,10 @@ class Stream:
         message: str,
         outcome: Outcome = Outcome.UPSTREAM_ERROR,
         status: int = 502,
+        retry: float | None = None,
     ) -> None:
         if self.end(outcome, error_code=code):
-            await _quietly(sink.failed(code, message, status))
+            await _quietly(sink.failed(code, message, status, retry))
 
     def _close_upstream(self, final: bool = False) -> None:
         """Close the upstream response (a mid-stream close aborts the generation); when the

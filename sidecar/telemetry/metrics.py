@@ -223,6 +223,12 @@ class Metrics:
             "Streams ended as internal_error: an unexpected fault of the sidecar (see its log).",
             registry=r,
         )
+        self.breaker_open = Gauge(
+            names.BREAKER_OPEN,
+            "1 while the upstream circuit breaker is open: repeated connection failures, new "
+            "streams refused at once with upstream_unavailable and a retry hint.",
+            registry=r,
+        )
         self.upstream_malformed = Counter(
             names.UPSTREAM_MALFORMED,
             "Upstream stream events that could not be parsed; skipped, the stream goes on.",

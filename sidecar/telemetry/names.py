@@ -24,6 +24,7 @@ DRIFT_P95: Final = "sidecar_drift_p95_seconds"  # gauge {model,signal,window}
 DRIFT_ALERT_ACTIVE: Final = "sidecar_drift_alert_active"  # gauge {model,signal}
 UNPRICED_STREAMS: Final = "sidecar_unpriced_streams"  # counter {model}
 INTERNAL_ERRORS: Final = "sidecar_internal_errors"  # counter; streams ended by a sidecar fault
+BREAKER_OPEN: Final = "sidecar_upstream_breaker_open"  # gauge; 1 while new streams are refused
 UPSTREAM_MALFORMED: Final = "sidecar_upstream_malformed"  # counter {model}; unparsable events
 BUILD_INFO: Final = "sidecar_build_info"  # gauge, always 1 {version,python_version,...}
 

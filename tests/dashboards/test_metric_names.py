@@ -36,6 +36,7 @@ GAUGES = {
     names.DRIFT_P95,
     names.DRIFT_ALERT_ACTIVE,
     names.BUILD_INFO,
+    names.BREAKER_OPEN,
 }
 EXPOSED = (
     {f"{c}_total" for c in COUNTERS}
