@@ -5,9 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_TEST_PACKAGES := postgresql prometheus prometheus-alertmanager chromium nginx-light iptables iproute2
+DEBIAN_TEST_PACKAGES := postgresql prometheus prometheus-alertmanager chromium nginx-light iptables iproute2 systemd shellcheck
 
-.PHONY: demo test lint typecheck unit bench lock clean debian-packages
+.PHONY: demo test lint typecheck unit js-test bench lock clean debian-packages
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,8 +28,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) debian-packages lint typecheck
+test: $(STAMP) debian-packages lint typecheck js-test
 	$(BIN)/python -m pytest
+
+# The browser client's unit tests (node's built-in runner, well under a second). Without node
+# they are skipped, except in CI, where node is expected.
+js-test:
+	@if command -v node >/dev/null 2>&1; then cd clients/js && node --test --test-reporter=dot --disable-warning=ExperimentalWarning test/*.test.js; \
+	elif [ "$$CI" = "true" ]; then echo "node is required to test clients/js" >&2; exit 1; \
+	else echo "node not found: skipping the clients/js unit tests"; fi
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q
@@ -41,6 +48,9 @@ bench: $(STAMP)
 lock:
 	$(BIN)/python -m pip install --quiet uv
 	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
+	@# The container image installs only what `sidecar serve` needs, at the same versions.
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
+		--constraint requirements.lock -o deploy/requirements-runtime.lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

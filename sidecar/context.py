@@ -12,6 +12,7 @@ from sidecar.accounting.stream import StreamAccount
 from sidecar.drift.monitor import DriftMonitor
 from sidecar.telemetry.metrics import Metrics
 from sidecar.telemetry.spans import Tracing
+from sidecar.upstream.breaker import Breaker
 from sidecar.upstream.client import UpstreamClient
 from sidecar.upstream.flavour import Flavour
 
@@ -41,32 +42,27 @@ class LatencyObserver:
     _itl: dict[str, Histogram] = field(default_factory=dict)
 
     def first_token(self, account: StreamAccount, ttft: float) -> None:
-        self._child(self._ttft, self.metrics.ttft, account.model).observe(ttft)
+        label = self.metrics.model(account.model, answered=True)
+        self._child(self._ttft, self.metrics.ttft, label).observe(ttft)
         if self.drift is not None:
             self.drift.observe(
-                "ttft",
-                account.model,
-                ttft,
-                account.t_last or 0.0,
-                account.prompt_tokens,
-                self.inflight(),
+                "ttft", label, ttft, account.t_last or 0.0, account.prompt_tokens, self.inflight()
             )
 
     def gap(self, account: StreamAccount, seconds: float) -> None:
-        self._child(self._itl, self.metrics.itl, account.model).observe(seconds)
+        label = self.metrics.model(account.model, answered=True)
+        self._child(self._itl, self.metrics.itl, label).observe(seconds)
         # The detector costs a few µs per sample, the largest share of the relay's CPU per
         # token when fed every gap; a systematic 1-in-N sample keeps the p95 and the CUSUM's
         # exceedance rate (both are proportions) while cutting that cost N-fold.
         self._itl_seen += 1
         if self.drift is not None and self._itl_seen % self.itl_drift_every == 0:
-            self.drift.observe(
-                "itl", account.model, seconds, account.t_last or 0.0, None, self.inflight()
-            )
+            self.drift.observe("itl", label, seconds, account.t_last or 0.0, None, self.inflight())
 
-    def _child(self, cache: dict[str, Histogram], histogram: Histogram, model: str) -> Histogram:
-        """The histogram child for a model's label; only called once tokens flowed, so the
-        model was answered. Cached by label: `labels()` costs several µs per call."""
-        label = self.metrics.model(model, answered=True)
+    @staticmethod
+    def _child(cache: dict[str, Histogram], histogram: Histogram, label: str) -> Histogram:
+        """The histogram child for a model's label (only asked once tokens flowed, so the
+        model was answered). Cached: `labels()` costs several µs per call."""
         child = cache.get(label)
         if child is None:
             child = cache[label] = histogram.labels(label)
@@ -75,11 +71,15 @@ class LatencyObserver:
     def failed_before_first_token(self, account: StreamAccount, now: float) -> None:
         """Failures are the extreme tail: an error before any token counts as an exceedance."""
         if self.drift is not None and account.t_first is None:
-            self.drift.observe("ttft", account.model, now - account.t_start, now, failed=True)
+            label = self.metrics.model(account.model, answered=False)
+            self.drift.observe("ttft", label, now - account.t_start, now, failed=True)
 
     def sample(self, signal: str, model: str, value: float, now: float) -> None:
+        """`model` is a request's model (drift keys on its label, as the metrics do) or, for
+        per-connection signals, `HEARTBEAT_MODEL`."""
         if self.drift is not None:
-            self.drift.observe(signal, model, value, now)
+            label = model if signal == "heartbeat_rtt" else self.metrics.model(model, False)
+            self.drift.observe(signal, label, value, now)
 
 
 @dataclass(slots=True)
@@ -105,7 +105,14 @@ class ServerContext:
     parked: dict[str, Any] = field(default_factory=dict)  # resume token -> session
     # HTTP answers in flight that an API key admitted (so that revoking it can end them).
     keyed_http: set[Any] = field(default_factory=set)
+    # Every stream not yet ended, on every ingress (sidecar.relay.lifecycle.Stream): the drain
+    # waits for these.
+    streams: set[Any] = field(default_factory=set)
     draining: bool = False
+    # Opens after repeated connection failures: new streams are refused at once, not queued.
+    breaker: Breaker = field(default_factory=Breaker)
+    # Why the ledger is degraded (rows spooled or dead-lettered), or None: shown by /readyz.
+    ledger_health: Callable[[], str | None] = lambda: None
 
     def __post_init__(self) -> None:
         if self.observer is None:

@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import orjson
 from aiohttp import web
-from websockets.asyncio.client import ClientConnection, connect
 
+from sidecar.client import Client, ClientError, connect
 from sidecar.ledger import db
 from sidecar.serve import ServeSettings, run
 from sidecar.simulate.model import SimSettings
@@ -101,13 +100,14 @@ async def _user(url: str, tenant: str, seed: float, deadline: float, tally: Tall
     rng = random.Random(seed)
     while time.monotonic() < deadline:
         try:
-            async with connect(url, additional_headers={"X-Sidecar-Tenant": tenant}) as ws:
-                orjson.loads(await ws.recv())  # hello
-                for turn in range(rng.randint(1, 3)):
+            async with connect(url, tenant=tenant) as client:
+                for _turn in range(rng.randint(1, 3)):
                     if time.monotonic() >= deadline:
                         return
-                    if not await _ask(ws, rng, f"q{turn}", tally):
+                    if not await _ask(client, rng, tally):
                         break  # this user vanished: the socket is gone
+        except ClientError as exc:
+            tally.errors.append(exc.code)
         except (OSError, ConnectionError) as exc:
             tally.errors.append(str(exc))
         except Exception as exc:
@@ -115,7 +115,7 @@ async def _user(url: str, tenant: str, seed: float, deadline: float, tally: Tall
         await asyncio.sleep(rng.uniform(0.1, 0.8))
 
 
-async def _ask(ws: ClientConnection, rng: random.Random, request_id: str, tally: Tally) -> bool:
+async def _ask(client: Client, rng: random.Random, tally: Tally) -> bool:
     """One question. Like a chat UI, the user acknowledges what it rendered (`ack`), so when
     it stops or vanishes, the tokens generated after its last rendered one count as waste."""
     behaviour = rng.choices(("read", "cancel", "vanish"), weights=(60, 20, 20))[0]
@@ -127,43 +127,30 @@ async def _ask(ws: ClientConnection, rng: random.Random, request_id: str, tally:
         ],
         "max_tokens": rng.randint(40, 200),
     }
-    await ws.send(orjson.dumps({"type": "generate", "id": request_id, "body": body}).decode())
+    stream = client.generate(body, ack="manual")  # it renders every fourth delta
     tally.started += 1
     seen = 0
-    async for raw in ws:
-        frame = orjson.loads(raw)
-        kind = frame.get("type")
-        if kind == "delta":
+    try:
+        async for delta in stream:
             seen += 1
             tally.deltas += 1
             if seen % 4 == 0 or seen == stop_after:
-                ack = {"type": "ack", "id": request_id, "seq": frame["seq"]}
-                await ws.send(orjson.dumps(ack).decode())
+                stream.rendered(delta.seq)
             if seen == stop_after and behaviour != "read":
                 # The user reads, thinks, then acts; tokens keep streaming meanwhile.
                 await asyncio.sleep(rng.uniform(0.2, 1.0))
                 if behaviour == "cancel":
-                    await ws.send(orjson.dumps({"type": "cancel", "id": request_id}).decode())
+                    stream.cancel()
                     tally.cancelled += 1
-                    await _drain_until_quiet(ws)
                     return True
                 tally.vanished += 1
-                ws.transport.abort()  # no close frame, like a killed tab or a dead network
+                await client.abort()  # no close frame, like a killed tab or a dead network
                 return False
-        elif kind == "done":
-            tally.completed += 1
-            return True
-        elif kind == "error":
-            tally.errors.append(str(frame.get("code")))
-            return True
-    return False
-
-
-async def _drain_until_quiet(ws: ClientConnection) -> None:
-    """Discard deltas of the cancelled answer that were already on their way."""
-    with contextlib.suppress(TimeoutError):
-        while True:
-            await asyncio.wait_for(ws.recv(), 0.05)
+    except ClientError as exc:
+        tally.errors.append(exc.code)
+        return True
+    tally.completed += 1
+    return True
 
 
 async def _progress(tally: Tally, deadline: float, seconds: float) -> None:

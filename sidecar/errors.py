@@ -3,8 +3,10 @@
     SidecarError                      base; its message is one line a person can act on
     ├── ConfigError                   the operator's configuration is wrong (fix the flag/file)
     ├── LedgerError                   the database is unusable (migrate it, check the URL)
-    └── UpstreamError                 the model server failed or is unreachable
-        └── UpstreamTimeout           it went silent too long (before the answer, or mid-stream)
+    ├── UpstreamError                 the model server failed or is unreachable
+    │   └── UpstreamTimeout           it went silent too long (before the answer, or mid-stream)
+    └── client.ClientError            seen by `sidecar.client`: an error frame from the sidecar
+                                      or a lost connection (`code` says which)
 
 Client mistakes on the wire are not exceptions: the protocol parser turns them into
 `ProtocolError` events that become `error` frames, and the connection lives on.

@@ -20,7 +20,9 @@ from typing import Any
 import uvicorn
 from sqlalchemy import Engine
 
-from sidecar.accounting.pricing import PriceBook, parse_price_toml
+from sidecar import logs
+from sidecar.accounting.pricefile import parse_price_file
+from sidecar.accounting.pricing import PriceBook
 from sidecar.accounting.recorder import Recorder
 from sidecar.context import Limits, ServerContext
 from sidecar.drift.live import DriftSettings, LiveDrift, build_monitor
@@ -28,14 +30,16 @@ from sidecar.errors import ConfigError, LedgerError
 from sidecar.ingress.admin import AdminApp
 from sidecar.ingress.app import ClientApp
 from sidecar.ingress.transport import SidecarWebSocketProtocol
-from sidecar.ledger import db
-from sidecar.ledger.prices import load_price_book, upsert_prices
+from sidecar.ledger import db, journal
+from sidecar.ledger.prices import import_price_file, load_price_book
 from sidecar.ledger.recovery import close_interrupted
-from sidecar.ledger.writer import LedgerWriter
+from sidecar.ledger.writer import LedgerGauges, LedgerWriter
 from sidecar.netaddr import bind, parse_listen
 from sidecar.security import redact
 from sidecar.security.edge import Edge, EdgeSettings
+from sidecar.telemetry import names
 from sidecar.telemetry.metrics import Metrics
+from sidecar.telemetry.runtime import register_runtime
 from sidecar.telemetry.tracing import (
     Tracing,
     build_tracer_provider,
@@ -63,8 +67,11 @@ class ServeSettings:
     app_ping_interval: float = 0.0
     tcp_user_timeout: float = 30.0
     drain_timeout: float = 30.0
+    upstream_first_byte_timeout: float = 300.0
+    upstream_idle_timeout: float = 60.0
     default_model: str = "unknown"
     tenant_top_n: int = 20
+    model_labels: tuple[str, ...] = ()  # models that always get their own metric label
     max_streams_per_connection: int = 16
     max_buffered_bytes: int = 1024 * 1024
     send_buffer_bytes: int = 0
@@ -76,6 +83,11 @@ class ServeSettings:
     capture_content: bool = False
     drift: DriftSettings = field(default_factory=DriftSettings)
     edge: EdgeSettings = field(default_factory=EdgeSettings)  # auth, TLS, limits (security)
+    # deployment (deploy/): logs, migrations at start
+    log_format: str = "text"
+    log_level: str = "info"
+    access_log: bool = True
+    migrate: bool = False
 
 
 class _Server(uvicorn.Server):
@@ -93,7 +105,7 @@ def load_prices(engine: Engine, path: Path | None) -> PriceBook:
             text = path.read_text()
         except OSError as exc:
             raise ConfigError(f"--prices {path}: cannot read ({exc.strerror})") from None
-        upsert_prices(engine, parse_price_toml(text, str(path)), source=str(path))
+        import_price_file(engine, parse_price_file(text, str(path)), source=str(path))
     return load_price_book(engine)
 
 
@@ -104,6 +116,14 @@ async def run(
 ) -> None:
     parse_listen(settings.listen, "--listen")
     parse_listen(settings.admin_listen, "--admin-listen")
+    if settings.migrate:
+        await asyncio.to_thread(db.upgrade, settings.db)
+        log.info(
+            "ledger %s migrated to %s",
+            db.redact(settings.db),
+            db.head_revision(),
+            extra={"event": "ledger_migrated"},
+        )
     engine = db.make_engine(settings.db)
     db.require_migrated(engine, settings.db)
     prices = load_prices(engine, settings.prices)
@@ -111,7 +131,8 @@ async def run(
     instance_id = settings.instance_id or f"{socket.gethostname()}-{settings.listen}"
     client_sock = bind(settings.listen, "--listen", settings.tcp_user_timeout)
     admin_sock = bind(settings.admin_listen, "--admin-listen")
-    metrics = Metrics(tenant_top_n=settings.tenant_top_n)
+    metrics = Metrics(tenant_top_n=settings.tenant_top_n, model_labels=settings.model_labels)
+    register_runtime(metrics.registry)
     provider = build_tracer_provider(console=settings.trace_console)
     tracing = Tracing(
         provider,
@@ -119,35 +140,56 @@ async def run(
         upstream_url=settings.upstream,
         capture_content=settings.capture_content or capture_content_from_env(),
     )
-    monitor = build_monitor(settings.drift)
-
-    errors_seen = 0
-
-    def gauges(w: LedgerWriter) -> None:  # called on the writer thread; metrics are thread-safe
-        nonlocal errors_seen
-        metrics.ledger_queue_depth.set(w.depth)
-        metrics.ledger_spooled_rows.set(w.spooled_rows)
-        if w.stats.errors > errors_seen:
-            metrics.ledger_write_errors.inc(w.stats.errors - errors_seen)
-            errors_seen = w.stats.errors
+    # One detector per signal for each model label (listed, pinned, `other`, heartbeats' `all`).
+    labels = names.MAX_MODEL_LABELS + len(metrics.model.pinned) + 2
+    monitor = build_monitor(settings.drift, max_keys=len(names.DRIFT_SIGNALS) * labels)
 
     spool = settings.spool_dir / f"sidecar-spool-{_safe(instance_id)}.jsonl"
-    writer = LedgerWriter(engine, spool, on_change=gauges)
+    try:
+        settings.spool_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"--spool-dir {settings.spool_dir}: cannot create ({exc.strerror})"
+        ) from None
+    # A killed run's crash journal joins the spool, so that its final rows are replayed below.
+    stem = f"sidecar-{_safe(instance_id)}"
+    journal.absorb(settings.spool_dir, stem, spool)
+    writer = LedgerWriter(engine, spool, on_change=LedgerGauges(metrics))
     # A previous run's spool holds final rows: replay it before closing what that run left
     # open, so that streams which did finish are not marked interrupted.
     writer.replay_now()
     interrupted = close_interrupted(engine, instance_id)
     if interrupted:
-        log.warning("closed %d streams of the previous run as interrupted", interrupted)
+        log.warning(
+            "closed %d streams of the previous run as interrupted",
+            interrupted,
+            extra={"event": "interrupted_streams_closed", "streams": interrupted},
+        )
     writer.start()
-    upstream = UpstreamClient(settings.upstream, settings.flavour, settings.upstream_api_key)
+    crash_journal = journal.Journal(settings.spool_dir, stem, writer.submit)
+    upstream = UpstreamClient(
+        settings.upstream,
+        settings.flavour,
+        settings.upstream_api_key,
+        first_byte_timeout=settings.upstream_first_byte_timeout,
+        idle_timeout=settings.upstream_idle_timeout,
+    )
     await upstream.start()
-    recorder = Recorder(metrics, writer.submit, prices, instance_id, time.time)
-    drift = LiveDrift(monitor, settings.drift, metrics, writer.submit, instance_id)
+    await _list_models(upstream, metrics)  # before the first request: labels go to real models
+    recorder = Recorder(
+        metrics,
+        crash_journal.submit,
+        prices,
+        instance_id,
+        time.time,
+        access_log=settings.access_log,
+    )
+    drift = LiveDrift(monitor, settings.drift, metrics, crash_journal.submit, instance_id)
     await drift.start()
     edge = Edge(settings.edge, engine, metrics.registry)
     await edge.start()
     ctx = ServerContext(
+        ledger_health=writer.health,
         edge=edge,
         upstream=upstream,
         recorder=recorder,
@@ -184,6 +226,7 @@ async def run(
         loop.create_task(admin.serve(sockets=[admin_sock])),
         loop.create_task(_checkpoints(recorder, engine)),
         loop.create_task(_tick_sessions(ctx)),
+        loop.create_task(_refresh_models(upstream, metrics)),
     ]
     log.warning(
         "sidecar serving %s://%s/v1/stream and %s://%s/v1/chat/completions → %s "
@@ -196,6 +239,7 @@ async def run(
         settings.admin_listen,
         db.redact(settings.db),
         "on" if edge.auth_enabled else "off",
+        extra={"event": "serving", "instance_id": instance_id},
     )
     # Everything allocated so far lives as long as the process: move it out of the collector's
     # view, so full collections (which pause the event loop) only walk per-stream objects.
@@ -210,35 +254,47 @@ async def run(
         await stop.wait()
         await drain(ctx, client, settings.drain_timeout)
     finally:
-        client.should_exit = admin.should_exit = True
+        # The admin listener goes last: /metrics keeps the final counts for a last scrape and
+        # /readyz says 503 (draining) until the process exits.
+        client.should_exit = True
         for task in servers[2:]:
             task.cancel()
-        await asyncio.gather(*servers, return_exceptions=True)
+        await asyncio.gather(servers[0], *servers[2:], return_exceptions=True)
         await drift.aclose()
         await edge.aclose()
         await upstream.close()
         await asyncio.to_thread(writer.close)
+        crash_journal.close()
         if provider is not None:
             await asyncio.to_thread(provider.shutdown)
+        admin.should_exit = True
+        await asyncio.gather(servers[1], return_exceptions=True)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
 
 
 async def drain(ctx: ServerContext, client: uvicorn.Server, timeout: float) -> None:
-    """Stop accepting, let running streams finish up to `timeout`, then end them as shutdown."""
+    """Stop accepting, let running streams on every ingress finish up to `timeout`, then end
+    them as `shutdown` with their true counts and tell their clients (DESIGN §8)."""
     ctx.draining = True
     for server in getattr(client, "servers", []):
         server.close()
     deadline = ctx.clock() + timeout
-    while any(s.live for s in ctx.sessions) and ctx.clock() < deadline:  # noqa: ASYNC110
+    while any(s.relaying for s in ctx.streams) and ctx.clock() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     for session in list(ctx.sessions):
         session.shutdown()
     for parked in list(ctx.parked.values()):
         parked.expire("server_drain")
+    stopped = [s.task for s in ctx.streams if s.task is not None]
+    for stream in list(ctx.streams):  # HTTP answers, and anything a session did not own
+        stream.shutdown()
+    if stopped:  # their relays tell the clients why (an error event) before the server closes
+        await asyncio.wait(stopped, timeout=2.0)
     await asyncio.sleep(0)
 
 
+PRICE_REFRESH_S = 2  # seconds between price reloads
 TICK_SLICES = 10  # the once-a-second session tick runs a tenth of the sessions every 100 ms
 
 
@@ -271,15 +327,37 @@ async def _tick_sessions(ctx: ServerContext) -> None:
             cycle = []  # let closed sessions go before the next cycle starts
 
 
+MODEL_LIST_REFRESH = 60.0  # seconds between reads of the upstream's GET /v1/models
+
+
+async def _list_models(upstream: UpstreamClient, metrics: Metrics) -> None:
+    try:
+        ids = await asyncio.wait_for(upstream.model_ids(), 5.0)
+    except TimeoutError:
+        return
+    if ids is not None:
+        metrics.model.listed(ids)
+
+
+async def _refresh_models(upstream: UpstreamClient, metrics: Metrics) -> None:
+    """Models the upstream serves now get their own metric label and drift detectors (a
+    model loaded later included); see `ModelLabels`."""
+    while True:
+        await asyncio.sleep(MODEL_LIST_REFRESH)
+        await _list_models(upstream, metrics)
+
+
 async def _checkpoints(recorder: Recorder, engine: Engine) -> None:
     """Counts of running streams every second (crash safety), a tenth of them every 100 ms so
-    that a thousand streams' rows are not built in one go; prices reloaded every minute."""
+    that a thousand streams' rows are not built in one go. Prices are reloaded every
+    PRICE_REFRESH_S (one small query), so `sidecar prices set` reaches a running sidecar within
+    seconds; rows recorded unpriced before then are priced by `sidecar prices backfill`."""
     tick = 0
     while True:
         await asyncio.sleep(1.0 / TICK_SLICES)
         recorder.checkpoint_all(time.monotonic(), part=tick % TICK_SLICES, parts=TICK_SLICES)
         tick += 1
-        if tick % (60 * TICK_SLICES) == 0:
+        if tick % (PRICE_REFRESH_S * TICK_SLICES) == 0:
             with contextlib.suppress(LedgerError):
                 recorder.prices = await asyncio.to_thread(load_price_book, engine)
 
@@ -296,6 +374,7 @@ def _config(app: Any, settings: ServeSettings, **edge: Any) -> uvicorn.Config:
         ws_ping_timeout=settings.heartbeat_timeout,
         ws_per_message_deflate=False,
         log_level="warning",
+        log_config=None,  # uvicorn's loggers reach the root handler: one format (sidecar.logs)
         access_log=False,
         timeout_graceful_shutdown=5,
         server_header=False,
@@ -308,7 +387,7 @@ def _safe(text: str) -> str:
 
 
 def main(settings: ServeSettings) -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logs.configure(settings.log_format, settings.log_level)
     redact.install([settings.upstream_api_key, settings.edge.jwt.secret])
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(run(settings))

@@ -7,11 +7,10 @@ stream is charged at the price in force when it started, so a change never rewri
 from __future__ import annotations
 
 import bisect
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from sidecar.errors import ConfigError
@@ -90,43 +89,11 @@ class PriceBook:
 
 
 def parse_price_toml(text: str, source: str = "price file") -> list[Price]:
-    """Read `[[price]]` tables: model, input_per_mtok, output_per_mtok, effective_from."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source} is not valid TOML: {exc}") from None
-    entries = data.get("price", [])
-    if not isinstance(entries, list):
-        raise ConfigError(f"{source}: expected [[price]] tables")
-    return [_price(entry, f"{source} [[price]] #{n}") for n, entry in enumerate(entries, 1)]
+    """The per-token prices of a price file, checked (see `pricefile`); a file with only
+    `[[hourly]]` tables gives none."""
+    from sidecar.accounting.pricefile import parse_price_file
 
-
-def _price(entry: Any, where: str) -> Price:
-    if not isinstance(entry, dict):
-        raise ConfigError(f"{where}: expected a table")
-    model = entry.get("model")
-    if not isinstance(model, str) or not model:
-        raise ConfigError(f'{where}: "model" must be a non-empty string')
-    cached = entry.get("cached_input_per_mtok")
-    return Price(
-        model=model,
-        input_per_mtok=_decimal(entry.get("input_per_mtok"), f"{where} input_per_mtok"),
-        output_per_mtok=_decimal(entry.get("output_per_mtok"), f"{where} output_per_mtok"),
-        cached_input_per_mtok=None if cached is None else _decimal(cached, where),
-        effective_from=parse_instant(entry.get("effective_from", "1970-01-01"), where),
-    )
-
-
-def _decimal(value: Any, where: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ConfigError(f'{where}: expected a number of USD per million tokens, e.g. "0.50"')
-    try:
-        result = Decimal(str(value))
-    except InvalidOperation:
-        raise ConfigError(f"{where}: {value!r} is not a number") from None
-    if not result.is_finite() or result < 0:
-        raise ConfigError(f"{where}: price must be a non-negative number")
-    return result
+    return list(parse_price_file(text, source).prices)
 
 
 def parse_instant(value: Any, where: str = "date") -> datetime:

@@ -3,21 +3,21 @@ and outcomes meet. Runs on the event loop but never waits: the ledger writer has
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
-from sidecar.accounting.pricing import Price, PriceBook, cost_of
+from sidecar.accounting.pricing import PriceBook
 from sidecar.accounting.stream import StreamAccount
 from sidecar.ledger.models import NANO
+from sidecar.ledger.pricecolumns import price_columns
 from sidecar.ledger.writer import Row
 from sidecar.telemetry.metrics import Metrics
 
-
-def nano(usd: Decimal) -> int:
-    return int(usd * NANO)
+# One line per finished stream on every ingress (`--no-access-log` turns it off).
+access_logger = logging.getLogger("sidecar.access")
 
 
 def utc(epoch: float) -> datetime:
@@ -32,8 +32,10 @@ class Recorder:
         prices: PriceBook,
         instance_id: str,
         wall_clock: Callable[[], float],
+        access_log: bool = True,
     ) -> None:
         self.metrics = metrics
+        self.access_log = access_log
         self.submit = submit
         self.prices = prices
         self.instance_id = instance_id
@@ -73,7 +75,7 @@ class Recorder:
             "ttft_s": account.time_to_first_token,
             "duration_s": account.duration,
             "trace_id": account.trace_id,
-            **_price_columns(price, prompt, generated, delivered, wasted),
+            **price_columns(price, prompt, generated, delivered, wasted),
         }
         if account.t_end is not None and now_mono is not None:
             row["ended_at"] = utc(self.wall_clock() - (now_mono - account.t_end))
@@ -109,6 +111,8 @@ class Recorder:
         row = self.stream_row(account, now_mono)
         self.submit(Row("streams", row))
         self._count(account, row)
+        if self.access_log and access_logger.isEnabledFor(logging.INFO):
+            access_logger.info("stream end", extra=access_fields(row))
 
     def submit_session(self, values: dict[str, Any]) -> None:
         row = dict(values)
@@ -143,6 +147,8 @@ class Recorder:
         if row["price_key"] is None:
             series.unpriced.inc()
         else:
+            if series.cost is None:  # created on the first priced stream, never for unpriced
+                series.cost = self._cost_children(model, tenant)
             prompt, generated, wasted, delivered = series.cost
             prompt.inc(row["prompt_cost_nusd"] / NANO)
             generated.inc(row["generated_cost_nusd"] / NANO)
@@ -151,6 +157,9 @@ class Recorder:
         if account.duration is not None:
             series.duration.observe(account.duration)
 
+    def _cost_children(self, model: str, label: str) -> tuple[Any, ...]:
+        return tuple(self.metrics.cost.labels(model, label, kind) for kind in COST_KINDS)
+
     def _series_for(self, model: str, label: str, outcome: str) -> _Series:
         """The labelled children for one (model, tenant label, outcome), looked up once:
         `labels()` costs several µs per call and a stream's end touches ten of them."""
@@ -158,7 +167,7 @@ class Recorder:
         series = _Series(
             streams=m.streams.labels(model, label, outcome),
             tokens=tuple(m.tokens.labels(model, label, kind) for kind in TOKEN_KINDS),
-            cost=tuple(m.cost.labels(model, label, kind) for kind in COST_KINDS),
+            cost=None,
             unpriced=m.unpriced.labels(model),
             duration=m.duration.labels(model, outcome),
         )
@@ -172,40 +181,46 @@ COST_KINDS = ("prompt", "generated", "wasted", "delivered")
 MAX_CACHED_SERIES = 10_000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Series:
     streams: Any
     tokens: tuple[Any, ...]
-    cost: tuple[Any, ...]
+    cost: tuple[Any, ...] | None  # None until the first priced stream of the series
     unpriced: Any
     duration: Any
+
+
+ACCESS_FIELDS = (
+    "id",
+    "session_id",
+    "request_id",
+    "trace_id",
+    "ingress",
+    "path",
+    "model",
+    "tenant",
+    "outcome",
+    "finish_reason",
+    "error_code",
+    "prompt_tokens",
+    "generated_tokens",
+    "delivered_tokens",
+    "wasted_tokens",
+    "ttft_s",
+    "duration_s",
+)
+
+
+def access_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """The access log's fields, from the stream's final ledger row (no text, only counts)."""
+    fields = {"event": "stream_end", "stream_id": row["id"]}
+    fields.update((key, row[key]) for key in ACCESS_FIELDS[1:])
+    for key in ("ttft_s", "duration_s"):
+        if fields[key] is not None:
+            fields[key] = round(fields[key], 6)
+    return fields
 
 
 def _mark(account: StreamAccount) -> tuple[int, int, int | None, int | None]:
     """What a checkpoint row's counts depend on, as they move while a stream runs."""
     return (account.deltas, account.written, account.acked, account.usage_completion)
-
-
-def _price_columns(
-    price: Price | None, prompt: int, generated: int, delivered: int, wasted: int
-) -> dict[str, Any]:
-    if price is None:
-        return dict.fromkeys(
-            (
-                "price_key",
-                "input_nusd_per_mtok",
-                "output_nusd_per_mtok",
-                "prompt_cost_nusd",
-                "generated_cost_nusd",
-                "wasted_cost_nusd",
-            )
-        )
-    cost = cost_of(price, prompt, generated, delivered, wasted)
-    return {
-        "price_key": price.key,
-        "input_nusd_per_mtok": nano(price.input_per_mtok),
-        "output_nusd_per_mtok": nano(price.output_per_mtok),
-        "prompt_cost_nusd": nano(cost.prompt_usd),
-        "generated_cost_nusd": nano(cost.generated_usd),
-        "wasted_cost_nusd": nano(cost.wasted_usd),
-    }

@@ -9,6 +9,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from sidecar.ledger.models import Stream
+from sidecar.ledger.text import bounded, string_limits
+
 
 class Outcome(enum.StrEnum):
     COMPLETED = "completed"
@@ -20,6 +23,7 @@ class Outcome(enum.StrEnum):
     REJECTED = "rejected"
     SHUTDOWN = "shutdown"
     INTERRUPTED = "interrupted"
+    INTERNAL_ERROR = "internal_error"  # a fault of the sidecar itself, never the client's doing
 
 
 class CountSource(enum.StrEnum):
@@ -30,6 +34,12 @@ class CountSource(enum.StrEnum):
 
 # A rough characters-per-token ratio for prompts when the upstream reports no usage.
 CHARS_PER_TOKEN = 4.0
+_LIMITS = string_limits(Stream.__table__)  # type: ignore[arg-type]
+
+
+def clean_model(name: str) -> str:
+    """A model name as the ledger, the labels and the drift keys carry it (ledger/text.py)."""
+    return bounded(name, _LIMITS["model"])
 
 
 @dataclass(slots=True)
@@ -52,6 +62,7 @@ class StreamAccount:
     written: int = 0  # deltas handed to the client's transport
     acked: int | None = None  # highest seq the client acknowledged
     unsent: int = 0  # deltas still in the transport buffer when the client vanished
+    malformed: int = 0  # upstream events that could not be parsed (skipped, counted)
     t_first: float | None = None
     t_last: float | None = None
     t_end: float | None = None
@@ -62,6 +73,13 @@ class StreamAccount:
     # Tokens per delta learned from this model's completed streams that reported usage; used
     # when this stream has no usage and the model packs several tokens into one delta.
     tokens_per_delta_hint: float | None = None
+
+    def __post_init__(self) -> None:
+        # Names a client chose, cleaned once here so that the ledger, the metric labels, the
+        # drift keys and the spans all carry the same value (see ledger/text.py).
+        self.model = clean_model(self.model)
+        self.tenant = bounded(self.tenant, _LIMITS["tenant"])
+        self.request_id = bounded(self.request_id, _LIMITS["request_id"])
 
     # Relay events -----------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ def command() -> None:
 
 @command.command("upgrade")
 @db_option
-@click.option("--revision", default="head", show_default=True, help="Target revision.")
+@option("--revision", default="head", show_default=True, help="Target revision.")
 def upgrade(db: str, revision: str) -> None:
     """Migrate the ledger to the latest schema (creates it if empty).
 
@@ -62,7 +62,9 @@ def current(db: str) -> None:
     Example:
       sidecar db current --db sqlite:///sidecar.db
     """
+    from sidecar.cli.ledger import require_existing
     from sidecar.ledger import db as ledger_db
 
+    require_existing(db)
     engine = ledger_db.make_engine(db)
     click.echo(ledger_db.current_revision(engine) or "empty")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import sys
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
 import click
 
@@ -35,10 +37,11 @@ def command(db: str, seconds: float, users: int, ports: str, seed: int) -> None:
     Example:
       sidecar demo --seconds 20 --users 40
     """
-    from sidecar.cli.report import render
     from sidecar.demo import run_demo
     from sidecar.ledger import db as ledger_db
-    from sidecar.ledger.report import ReportQuery, run_report
+    from sidecar.ledger.query import ReportQuery
+    from sidecar.ledger.render import render
+    from sidecar.ledger.report import run_report
     from sidecar.serve import loop_factory
 
     try:
@@ -49,19 +52,42 @@ def command(db: str, seconds: float, users: int, ports: str, seed: int) -> None:
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         tally = runner.run(run_demo(db, seconds, users, (sim_port, listen_port, admin_port), seed))
     sys.stderr.write("\n")
-    click.echo(
-        f"\n{tally.started} streams: {tally.completed} read to the end, {tally.cancelled} "
-        f"stopped by the user, {tally.vanished} abandoned mid-answer "
-        f"({len(tally.errors)} client errors).\n"
-    )
     engine = ledger_db.make_engine(db)
-    for by in (("model", "tenant"), ("outcome",)):
-        report = run_report(engine, ReportQuery(by=by, since=begun))
-        click.echo(f"Cost report by {', '.join(by)} (this run):")
-        click.echo(render(report, by, "table"))
-    totals = run_report(engine, ReportQuery(by=(), since=begun))["totals"]
+    try:
+        outcomes = run_report(engine, ReportQuery(by=("outcome",), since=begun))
+        click.echo(f"\n{what_happened(outcomes, len(tally.errors))}\n")
+        for by in (("model", "tenant"), ("outcome",)):
+            report = run_report(engine, ReportQuery(by=by, since=begun))
+            click.echo(f"Cost report by {', '.join(by)} (this run):")
+            click.echo(render(report, by, "table", ()))
+        totals = run_report(engine, ReportQuery(by=(), since=begun))["totals"]
+    finally:
+        engine.dispose()
     click.echo(
         f"Generated {totals['generated_tokens']} tokens, delivered {totals['delivered_tokens']}: "
-        f"{totals['wasted_tokens']} wasted, costing ${totals['wasted_cost_usd']:.6f} of "
-        f"${totals['cost_usd']:.6f}.\nRun `sidecar report --by model,tenant` for the whole ledger."
+        f"{totals['wasted_tokens']} wasted, costing ${_usd(totals['wasted_cost_usd'])} of "
+        f"${_usd(totals['cost_usd'])}.\n"
+        "Run `sidecar report --by model,tenant` for the whole ledger."
     )
+
+
+OUTCOME_WORDS = {
+    "completed": "read to the end",
+    "client_cancelled": "stopped by the user",
+    "client_gone": "abandoned mid-answer",
+}
+
+
+def what_happened(report: dict[str, Any], client_errors: int) -> str:
+    """The run's outcomes as the ledger recorded them (not what the simulated users meant to
+    do: a user who pressed stop after the answer ended was not cancelled)."""
+    counts = {str(r["outcome"]): int(r["streams"]) for r in report["rows"]}
+    parts = [f"{counts.pop(o)} {OUTCOME_WORDS[o]} ({o})" for o in OUTCOME_WORDS if o in counts]
+    parts += [f"{n} ended otherwise ({o})" for o, n in sorted(counts.items())]
+    total = report["totals"]["streams"]
+    listed = ", ".join(parts) or "none"
+    return f"{total} streams in the ledger: {listed} ({client_errors} client errors)."
+
+
+def _usd(value: Decimal | None) -> str:
+    return "an unknown amount" if value is None else f"{value:.6f}"

@@ -18,9 +18,11 @@ db_option = option(
 
 
 def _store(db: str) -> ApiKeyStore:
+    from sidecar.cli.ledger import require_existing
     from sidecar.ledger import db as ledger_db
     from sidecar.security.apikeys import ApiKeyStore
 
+    require_existing(db)
     engine = ledger_db.make_engine(db)
     ledger_db.require_migrated(engine, db)
     return ApiKeyStore(engine)

@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from sidecar.cli.options import apply_config, load_config
+from sidecar.cli.config import apply_config, load_config
+from sidecar.cli.options import scope_environment
 from sidecar.errors import SidecarError
 
 
@@ -39,6 +40,7 @@ def _register() -> None:
 
     for module in (serve, simulate, report, prices, keys, db, demo, drift, dashboards):
         cli.add_command(module.command)
+    scope_environment(cli)
 
 
 _register()

@@ -1,95 +1,95 @@
-"""Shared click plumbing: `SIDECAR_<OPTION>` environment variables, a TOML config file, and
-one-line errors for user mistakes (never a traceback).
+"""Shared click plumbing: environment variables, the TOML config file, one-line errors.
 
 Precedence is click's own: a flag beats its environment variable, which beats the config file
 (loaded into `default_map`), which beats the built-in default.
+
+Environment variables: one name per meaning. An option reads `SIDECAR_<OPTION>` when no other
+command has an option of that name, or when every option of that name means the same thing
+(`SHARED`: `--db` is the ledger everywhere). Where two commands' options share a name but not a
+meaning (`report --output` is a file, `prices set --output` a price), each reads
+`SIDECAR_<COMMAND>_<OPTION>` instead (`SIDECAR_REPORT_OUTPUT`, `SIDECAR_PRICES_SET_OUTPUT`), so
+a variable set for one command never leaks into another. `scope_environment` assigns the names
+once every command is registered; docs/configuration.md lists them (checked by a test).
 """
 
 from __future__ import annotations
 
-import tomllib
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, TypeVar
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from typing import Any, Final, TypeVar
 
 import click
 
 F = TypeVar("F", bound=Callable[..., Any])
+PREFIX: Final = "SIDECAR_"
+# Options whose meaning is the same in every command that has them.
+SHARED: Final = frozenset({"db"})
+
+
+class SidecarOption(click.Option):
+    """An option whose environment variable is named by `scope_environment`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.long_name = long_name(self.opts)
+
+
+def long_name(opts: list[str]) -> str:
+    """`report_output`-style key of the first long option (`--latency/--no-latency` → latency)."""
+    first = next((o for o in opts if o.startswith("--")), opts[0])
+    return first.lstrip("-").replace("-", "_")
 
 
 def option(*decls: str, **attrs: Any) -> Callable[[F], F]:
-    """A click option that also reads `SIDECAR_<NAME>` from the environment."""
-    long = next(d for d in decls if d.startswith("--"))
-    attrs.setdefault("envvar", "SIDECAR_" + long[2:].replace("-", "_").upper())
+    """A click option that also reads `SIDECAR_<NAME>` (or its scoped name) from the
+    environment; flags (`--x/--no-x`, `is_flag`) accept 1/0, true/false, yes/no, on/off."""
+    if "envvar" not in attrs:  # an explicit name (e.g. a standard variable) is kept
+        attrs.setdefault("cls", SidecarOption)
     attrs.setdefault("show_envvar", True)
-    return click.option(*decls, **attrs)
+    decorator: Callable[[F], F] = click.option(*decls, **attrs)
+    return decorator
 
 
-def load_config(path: str | None) -> dict[str, Any]:
-    """Read a TOML config file into click's `default_map` shape.
-
-    Top-level keys apply to every command; a `[serve]`-style table applies to one command.
-    Keys may use dashes or underscores (`admin-listen` or `admin_listen`).
-    """
-    if path is None:
-        return {}
-    file = Path(path)
-    try:
-        data = tomllib.loads(file.read_text())
-    except FileNotFoundError:
-        raise click.UsageError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise click.UsageError(f"config file {path} is not valid TOML: {exc}") from None
-    common = {_key(k): v for k, v in data.items() if not isinstance(v, dict)}
-    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
-    return {"__common__": common, **tables}
-
-
-def _key(name: str) -> str:
-    return name.replace("-", "_")
-
-
-def apply_config(ctx: click.Context, config: dict[str, Any]) -> None:
-    """Turn the loaded file into click's `default_map`, keyed by parameter name.
-
-    Keys are option names as typed on the command line (`format`, `admin-listen`), mapped to
-    each command's parameter names, so `format = "json"` reaches the `--format` option.
-    """
-    common = config.get("__common__", {})
-    group = ctx.command
-    assert isinstance(group, click.Group)
-    ctx.default_map = _defaults(ctx, group, common, config)
-
-
-def _defaults(
-    ctx: click.Context, group: click.Group, common: dict[str, Any], tables: dict[str, Any]
-) -> dict[str, Any]:
-    default_map: dict[str, Any] = {}
-    for name in group.list_commands(ctx):
-        command = group.get_command(ctx, name)
-        if command is None:
-            continue
-        table = tables.get(name, {})
+def leaf_commands(
+    group: click.Group, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    for name in sorted(group.commands):
+        command = group.commands[name]
         if isinstance(command, click.Group):
-            merged_common = {
-                **common,
-                **{k: v for k, v in table.items() if not isinstance(v, dict)},
-            }
-            default_map[name] = _defaults(ctx, command, merged_common, table)
-            continue
-        by_option = _option_names(command)
-        values = {**common, **{_key(k): v for k, v in table.items()}}
-        mapped = {by_option[k]: v for k, v in values.items() if k in by_option}
-        if mapped:
-            default_map[name] = mapped
-    return default_map
+            yield from leaf_commands(command, (*path, name))
+        else:
+            yield (*path, name), command
 
 
-def _option_names(command: click.Command) -> dict[str, str]:
-    names: dict[str, str] = {}
-    for param in command.params:
-        names[str(param.name)] = str(param.name)
-        for opt in param.opts:
-            if opt.startswith("--"):
-                names[_key(opt[2:])] = str(param.name)
-    return names
+def _env_key(text: str) -> str:
+    return text.replace("-", "_").replace(" ", "_").upper()
+
+
+def scope_environment(group: click.Group) -> None:
+    """Name every `SidecarOption`'s environment variable (see the module docstring)."""
+    readers: dict[str, list[tuple[tuple[str, ...], SidecarOption]]] = defaultdict(list)
+    for path, command in leaf_commands(group):
+        for param in command.params:
+            if isinstance(param, SidecarOption):
+                readers[param.long_name].append((path, param))
+    for name, found in readers.items():
+        scoped = len(found) > 1 and name not in SHARED
+        for path, param in found:
+            scope = "_".join(path) + "_" if scoped else ""
+            param.envvar = PREFIX + _env_key(scope + name)
+
+
+def environment_table(group: click.Group) -> str:
+    """The Markdown table of every environment variable, for docs/configuration.md."""
+    lines = ["| variable | command | option |", "|---|---|---|"]
+    rows: dict[str, list[str]] = defaultdict(list)
+    options: dict[str, str] = {}
+    for path, command in [(("(every command)",), group), *leaf_commands(group)]:
+        for param in command.params:
+            if isinstance(param, click.Option) and isinstance(param.envvar, str):
+                rows[param.envvar].append(" ".join(path))
+                options[param.envvar] = "/".join(o for o in param.opts if o.startswith("--"))
+    for variable in sorted(rows):
+        commands = ", ".join(f"`{c}`" for c in rows[variable])
+        lines.append(f"| `{variable}` | {commands} | `{options[variable]}` |")
+    return "\n".join(lines) + "\n"

@@ -69,11 +69,13 @@ def command() -> None:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @option("--source", default=None, help="Where these prices come from (default: the file name).")
 def import_(db: str, file: Path, source: str | None) -> None:
-    """Add or replace the prices listed in a TOML FILE of [[price]] tables.
+    """Add or replace the prices listed in a TOML FILE of [[price]] (and [[hourly]]) tables.
 
-    Each table has model, input_per_mtok, output_per_mtok, effective_from and optionally
-    cached_input_per_mtok (amounts as strings keep every digit). A price with the same model
-    and effective_from as a stored one replaces it.
+    Each [[price]] has model, input_per_mtok, output_per_mtok, effective_from (all required)
+    and optionally cached_input_per_mtok (amounts as strings keep every digit). An [[hourly]]
+    table gives a self-hosted server's cost per hour instead (docs/accounting.md). A price with
+    the same model and effective_from as a stored one replaces it. The whole file is checked
+    first: one mistake (a missing or unknown key, a wrong type) imports nothing.
 
     \b
     Example:
@@ -86,8 +88,8 @@ def import_(db: str, file: Path, source: str | None) -> None:
       output_per_mtok = "0.60"
       effective_from = 2026-01-01
     """
-    from sidecar.accounting.pricing import parse_price_toml
-    from sidecar.ledger.prices import upsert_prices
+    from sidecar.accounting.pricefile import parse_price_file
+    from sidecar.ledger.prices import import_price_file
 
     try:
         text = file.read_text(encoding="utf-8")
@@ -95,9 +97,9 @@ def import_(db: str, file: Path, source: str | None) -> None:
         raise ConfigError(f"{file}: cannot read ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{file}: not a UTF-8 text file") from None
-    prices = parse_price_toml(text, str(file))
+    prices = parse_price_file(text, str(file))
     with _ledger(db) as engine:
-        count = upsert_prices(engine, prices, source or file.name)
+        count = import_price_file(engine, prices, source or file.name)
     click.echo(f"imported {count} price{'s' if count != 1 else ''} from {file}")
 
 
@@ -109,22 +111,33 @@ def import_(db: str, file: Path, source: str | None) -> None:
     type=click.Choice(["table", "json", "csv", "toml"]),
     default="table",
     show_default=True,
-    help="toml writes a file `sidecar prices import` reads back.",
+    help="toml writes a file `sidecar prices import` reads back (per-token and hourly prices).",
 )
-def list_(db: str, fmt: str) -> None:
+@option("--hourly", is_flag=True, default=False, help="List the GPU-hour prices instead.")
+def list_(db: str, fmt: str, hourly: bool) -> None:
     """Print every stored price, by model and effective date.
 
     \b
     Example:
       sidecar prices list
+      sidecar prices list --hourly
       sidecar prices list --format toml > prices.toml
     """
-    from sidecar.ledger.prices import list_prices
+    from sidecar.cli.pricelist import hourly_fields, render_hourly
+    from sidecar.ledger.prices import list_hourly, list_prices
 
     with _ledger(db) as engine:
         stored = list_prices(engine)
-    rows = [_fields(s.price, s.source) for s in stored]
-    click.echo(render(rows, fmt), nl=False)
+        per_hour = [hourly_fields(price, source) for price, source in list_hourly(engine)]
+    if hourly:
+        click.echo(render_hourly(per_hour, fmt), nl=False)
+        return
+    text = render([_fields(s.price, s.source) for s in stored], fmt)
+    if fmt == "toml":
+        text += render_hourly(per_hour, fmt)
+    elif fmt == "table" and per_hour:
+        text += f"and {len(per_hour)} hourly prices: `sidecar prices list --hourly`\n"
+    click.echo(text, nl=False)
 
 
 @command.command("set")
@@ -170,16 +183,71 @@ def set_(
     click.echo(f"{model}: {input_} in / {output} out per million tokens from {_iso(price)}")
 
 
+@command.command("backfill")
+@db_option
+@option("--model", required=True, help="Price this model's unpriced rows.")
+@option(
+    "--since",
+    default=None,
+    help="Only streams started from: a duration before now (7d) or an ISO date [default: all].",
+)
+@option("--until", default=None, help="Only streams started before this (duration or date).")
+@option("--actor", default=None, help="Who runs this, for the record [default: user@host].")
+@option("--dry-run", is_flag=True, default=False, help="Count what would be priced; write nothing.")
+def backfill_(
+    db: str, model: str, since: str | None, until: str | None, actor: str | None, dry_run: bool
+) -> None:
+    """Price rows recorded with an unknown cost, at the price now known for their start.
+
+    A stream that started before its price reached the sidecar is recorded unpriced. This
+    charges each such finished stream of MODEL at the ledger's price in force when it started,
+    as the recorder would have, and records who did it, when and with which prices. Rows that
+    have a price are never changed.
+
+    \b
+    Example:
+      sidecar prices set llama-3.1-8b-instruct --input 0.20 --output 0.60 --from 2026-02-01
+      sidecar prices backfill --model llama-3.1-8b-instruct --since 2026-02-01
+    """
+    from datetime import UTC, datetime
+
+    from sidecar.ledger.backfill import backfill
+    from sidecar.ledger.query import check_period, parse_time
+
+    now = datetime.now(UTC)
+    start = None if since is None else parse_time(since, "--since", now)
+    end = None if until is None else parse_time(until, "--until", now)
+    check_period(start, end)
+    with _ledger(db) as engine:
+        result = backfill(engine, model, start, end, actor or _whoami(), now, dry_run)
+    verb = "would price" if dry_run else "priced"
+    record = "" if result.backfill_id is None else f" (backfill #{result.backfill_id})"
+    used = f" at {', '.join(result.price_keys)}" if result.price_keys else ""
+    click.echo(f"{verb} {result.streams} unpriced streams of {model}{used}{record}")
+    if result.still_unpriced:
+        click.echo(
+            f"{result.still_unpriced} unpriced streams started before any price of {model}; "
+            "add an earlier price to price them"
+        )
+
+
+def _whoami() -> str:
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
 @contextlib.contextmanager
 def _ledger(db: str) -> Iterator[Engine]:
-    from sidecar.ledger import db as ledger_db
+    from sidecar.cli.ledger import open_ledger
 
-    engine = ledger_db.make_engine(db)
-    try:
-        ledger_db.require_migrated(engine, db)
+    with open_ledger(db) as engine:
         yield engine
-    finally:
-        engine.dispose()
 
 
 def _iso(price: Price) -> str:

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from sidecar.accounting.hourly import HourlyBook
+from sidecar.accounting.pricing import PriceBook
 from sidecar.cli.options import option
 from sidecar.errors import ConfigError
-from sidecar.ledger.report import COUNT_KEYS, LATENCY_KEYS, money, waste_pct
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from sidecar.accounting.pricing import PriceBook
-    from sidecar.ledger.report import ReportQuery
+    from sidecar.accounting.pricefile import PriceFile
+    from sidecar.ledger.query import ReportQuery
 
-COLUMNS = (*COUNT_KEYS[:5], "waste_pct", "cost_usd", "wasted_cost_usd", "unpriced_streams")
 TOP_TENANTS = 10
 
 
@@ -62,7 +59,8 @@ TOP_TENANTS = 10
     "--reprice",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="What-if: cost every stream under the prices in this TOML file (nothing is written).",
+    help="What-if: cost every stream under the prices in this TOML file, per-token and hourly, "
+    "instead of the recorded ones (nothing is written).",
 )
 @option(
     "--format",
@@ -106,30 +104,35 @@ def command(
       sidecar report --since 7d --format html --output report.html
       sidecar report --since 30d --by model --reprice new-prices.toml
     """
-    from sidecar.ledger import db as ledger_db
-    from sidecar.ledger.report import ReportQuery, parse_by, parse_order, parse_time, run_report
+    from sidecar.cli.ledger import open_ledger
+    from sidecar.ledger.query import ReportQuery, check_period, parse_by, parse_order, parse_time
+    from sidecar.ledger.render import render
+    from sidecar.ledger.report import run_report
 
     now = datetime.now(UTC)
     dims = parse_by(by)
+    start = parse_time(since, "--since", now)
+    end = None if until is None else parse_time(until, "--until", now)
+    check_period(start, end)
+    prices = None if reprice is None else load_reprice(reprice)
     query = ReportQuery(
         by=dims,
-        since=parse_time(since, "--since", now),
-        until=None if until is None else parse_time(until, "--until", now),
+        since=start,
+        until=end,
         latency=latency,
         order=None if order is None else parse_order(order, dims),
         top=top,
-        reprice=None if reprice is None else load_reprice(reprice),
+        reprice=None if prices is None else PriceBook(prices.prices),
+        hourly=None if prices is None else HourlyBook(prices.hourly),
+        now=now,
     )
-    engine = ledger_db.make_engine(db)
-    try:
-        ledger_db.require_migrated(engine, db)
+    notes = () if reprice is None else (what_if(reprice),)
+    with open_ledger(db) as engine:
         report = run_report(engine, query)
         html = fmt == "html"
-        text = html_page(engine, query, report, now) if html else render(report, query.by, fmt)
-    finally:
-        engine.dispose()
+        text = html_page(engine, query, report, now) if html else render(report, dims, fmt, notes)
     if output is None:
-        click.echo(text, nl=False)
+        click.echo(text, nl=False, color=True)  # data as it is: click strips ANSI otherwise
     else:
         try:
             output.write_text(text, encoding="utf-8")
@@ -137,8 +140,12 @@ def command(
             raise ConfigError(f"--output {output}: cannot write ({exc.strerror or exc})") from None
 
 
-def load_reprice(path: Path) -> PriceBook:
-    from sidecar.accounting.pricing import PriceBook, parse_price_toml
+def what_if(path: Path) -> str:
+    return f"What-if: costs under the prices in {path}, not the recorded ones (nothing written)."
+
+
+def load_reprice(path: Path) -> PriceFile:
+    from sidecar.accounting.pricefile import parse_price_file
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -146,72 +153,7 @@ def load_reprice(path: Path) -> PriceBook:
         raise ConfigError(f"--reprice {path}: cannot read ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"--reprice {path}: not a UTF-8 text file") from None
-    return PriceBook(parse_price_toml(text, f"--reprice {path}"))
-
-
-def columns_of(report: dict[str, Any]) -> tuple[str, ...]:
-    latency = LATENCY_KEYS if LATENCY_KEYS[0] in report["totals"] else ()
-    return (*COLUMNS, *latency)
-
-
-def render(report: dict[str, Any], by: tuple[str, ...], fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps(_jsonable(report), indent=2) + "\n"
-    columns = columns_of(report)
-    header = [*by, *columns]
-    if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(_cells(r, by, columns, missing="") for r in report["rows"])
-        return out.getvalue()
-    rows = [_cells(r, by, columns) for r in report["rows"]]
-    totals = _cells(report["totals"], by, columns, label="TOTAL")
-    return _table(header, rows, totals, len(by))
-
-
-def _cells(
-    row: dict[str, Any],
-    by: tuple[str, ...],
-    columns: tuple[str, ...],
-    label: str | None = None,
-    missing: str = "-",
-) -> list[str]:
-    keys = [label] + [""] * (len(by) - 1) if label and by else [str(row[d]) for d in by]
-    values = [str(row[k]) for k in COUNT_KEYS[:5]]
-    values += [f"{waste_pct(row)}%", money(row["cost_usd"]), money(row["wasted_cost_usd"])]
-    values.append(str(row["unpriced_streams"]))
-    for key in columns[len(COLUMNS) :]:
-        value = row[key]
-        values.append(missing if value is None else f"{value:.3f}")
-    return keys + values
-
-
-def _table(header: list[str], rows: list[list[str]], totals: list[str], keys: int) -> str:
-    if not rows:
-        return "no streams in this period\n"
-    widths = [max(len(r[i]) for r in [header, *rows, totals]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        parts = [
-            c.ljust(w) if i < keys else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return "  ".join(parts).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(header), rule, *map(line, rows), rule, line(totals)]) + "\n"
-
-
-def _jsonable(report: dict[str, Any]) -> dict[str, Any]:
-    def convert(row: dict[str, Any]) -> dict[str, Any]:
-        out = dict(row)
-        for key in ("cost_usd", "wasted_cost_usd"):
-            out[key] = money(row[key])
-        out["waste_pct"] = float(waste_pct(row))
-        return out
-
-    return {"rows": [convert(r) for r in report["rows"]], "totals": convert(report["totals"])}
+    return parse_price_file(text, f"--reprice {path}")
 
 
 def html_page(engine: Engine, query: ReportQuery, report: dict[str, Any], now: datetime) -> str:
@@ -219,6 +161,7 @@ def html_page(engine: Engine, query: ReportQuery, report: dict[str, Any], now: d
     from dataclasses import replace
 
     from sidecar.ledger.html import HtmlReport, render_html
+    from sidecar.ledger.render import columns_of
     from sidecar.ledger.report import run_report
 
     end = query.until or now
@@ -232,14 +175,14 @@ def html_page(engine: Engine, query: ReportQuery, report: dict[str, Any], now: d
     period = f"{start} to {_when(query.until) if query.until else 'now'} (UTC)"
     notes = []
     if query.reprice is not None:
-        notes.append("Repriced: costs under the --reprice prices, not the recorded ones.")
+        notes.append("What-if: costs under the --reprice prices, not the recorded ones.")
     if query.top is not None:
         notes.append(f"Top {query.top} rows shown; totals cover every row.")
     data = HtmlReport(
         title=f"sidecar report by {', '.join(query.by) or 'everything'}",
         period=f"Streams started from {period}, generated {_when(now)}.",
         by=query.by,
-        columns=columns_of(report),
+        columns=columns_of(report),  # from sidecar.ledger.render
         report=report,
         timeline=timeline,
         bucket=bucket,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
 import click
 
 from sidecar.cli.options import option
+from sidecar.logs import FORMATS, LEVELS
 from sidecar.upstream.flavour import Flavour
 
 
@@ -58,9 +61,8 @@ from sidecar.upstream.flavour import Flavour
 @option(
     "--spool-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="Where ledger rows wait while the database is unreachable.",
+    default=None,
+    help="Where ledger rows wait while the database is unreachable [default: STATE_DIR/spool].",
 )
 @option(
     "--heartbeat-interval",
@@ -91,6 +93,22 @@ from sidecar.upstream.flavour import Flavour
     help="On SIGTERM, seconds running streams may finish before they end as shutdown.",
 )
 @option(
+    "--upstream-first-byte-timeout",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    show_default=True,
+    help="Seconds the model server may take before its answer's first byte (a queueing vLLM "
+    "can take minutes) before the stream ends as timeout; 0 = wait for ever.",
+)
+@option(
+    "--upstream-idle-timeout",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Seconds of silence from the model server while streaming before the stream ends as "
+    "timeout (a hung GPU, a stuck NCCL); 0 = wait for ever.",
+)
+@option(
     "--default-model",
     default="unknown",
     show_default=True,
@@ -103,6 +121,13 @@ from sidecar.upstream.flavour import Flavour
     show_default=True,
     help="Tenants with their own metric label (busiest first; at most twice this many); the "
     "rest are folded into 'other'.",
+)
+@option(
+    "--model-label",
+    "model_labels",
+    multiple=True,
+    help="Model that always gets its own metric label and drift detectors (repeat). Others "
+    "get one when the upstream's GET /v1/models lists them (up to 64); the rest are 'other'.",
 )
 @option("--max-streams-per-connection", type=click.IntRange(min=1), default=16, show_default=True)
 @option(
@@ -276,6 +301,20 @@ from sidecar.upstream.flavour import Flavour
     help="Seconds a connection may take to send its request head; 0 = no limit.",
 )
 @option(
+    "--body-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds an HTTP request body may take to arrive whole (else 408); 0 = no limit.",
+)
+@option(
+    "--body-idle-timeout",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Longest gap in seconds between an HTTP request body's bytes (else 408); 0 = no limit.",
+)
+@option(
     "--idle-timeout",
     type=click.FloatRange(min=0),
     default=0.0,
@@ -295,6 +334,47 @@ from sidecar.upstream.flavour import Flavour
     default=0,
     show_default=True,
     help="Tokens (prompt + generated) per tenant per UTC day; spent: new streams rejected.",
+)
+# --- deployment (deploy/, docs/deploy.md): logs, state, migrations, links in alerts ---------
+@option(
+    "--log-format",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="Log lines on stderr: text, or json (one object per line: ts, level, event, ids).",
+)
+@option(
+    "--log-level",
+    type=click.Choice(LEVELS, case_sensitive=False),
+    default="info",
+    show_default=True,
+    help="Least severe level logged (info shows the access log and drift resolutions).",
+)
+@option(
+    "--access-log/--no-access-log",
+    envvar="SIDECAR_ACCESS_LOG",  # the derived name would include the /--no- half
+    default=True,
+    show_default=True,
+    help="One info line per finished stream: outcome, token counts, duration, ids.",
+)
+@option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=lambda: os.environ.get("STATE_DIRECTORY") or ".",
+    show_default="$STATE_DIRECTORY (systemd) or the working directory",
+    help="Local state: the ledger spool (STATE_DIR/spool). In a pod: an emptyDir volume.",
+)
+@option(
+    "--migrate",
+    is_flag=True,
+    default=False,
+    help="Run `sidecar db upgrade` before serving: for one replica (fleets: an init container).",
+)
+@option(
+    "--admin-url",
+    default=None,
+    help="How people reach --admin-listen, for links in pushed alerts (generatorURL) "
+    "[default: http://HOSTNAME:ADMIN_PORT].",
 )
 def command(**options: object) -> None:
     """Relay client WebSockets and OpenAI HTTP requests to a model server, and account for them.
@@ -318,8 +398,23 @@ def command(**options: object) -> None:
         options["resume_grace"] = 0.0
     options["edge"] = _edge_settings(options)
     options["flavour"] = Flavour(str(options["flavour"]))
+    options["model_labels"] = tuple(options.get("model_labels") or ())  # type: ignore[arg-type]
     options["upstream_api_key"] = options.get("upstream_api_key") or None
+    _deployment_settings(options)
     serve.main(serve.ServeSettings(**options))  # type: ignore[arg-type]
+
+
+def _deployment_settings(options: dict[str, Any]) -> None:
+    """Resolves the deployment options: the spool under the state directory, the alert link."""
+    state_dir = options.pop("state_dir")
+    if options["spool_dir"] is None:
+        options["spool_dir"] = state_dir / "spool"
+    admin_url = options.pop("admin_url")
+    if not admin_url:
+        _, _, port = str(options["admin_listen"]).rpartition(":")
+        admin_url = f"http://{socket.gethostname()}:{port}"
+    options["drift"].generator_url = str(admin_url).rstrip("/") + "/metrics"
+    options["log_level"] = str(options["log_level"]).lower()
 
 
 def _edge_settings(options: dict[str, object]) -> object:
@@ -348,6 +443,8 @@ def _edge_settings(options: dict[str, object]) -> object:
         max_messages_per_second=o.pop("max_messages_per_second"),
         max_frame_bytes=o.pop("max_frame_bytes"),
         handshake_timeout=o.pop("handshake_timeout"),
+        body_timeout=o.pop("body_timeout"),
+        body_idle_timeout=o.pop("body_idle_timeout"),
         idle_timeout=o.pop("idle_timeout"),
         max_tokens_limit=o.pop("max_tokens_limit"),
         tenant_daily_token_budget=o.pop("tenant_daily_token_budget"),

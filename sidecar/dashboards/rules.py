@@ -1,7 +1,10 @@
 """Prometheus alerting rules for the whole fleet (DESIGN §7, last paragraph).
 
 Each rule aggregates across sidecars (one per model-server replica) so it pages once per model or
-per broken instance, not once per replica. Rate-based rules carry a minimum-traffic guard: a
+per broken instance, not once per replica. Latency drift is not here: the sidecar pushes
+`SidecarLatencyDrift` to Alertmanager itself (`sidecar.telemetry.alerts` says why), and a rule of
+the same name paged a second time. Severities are `warning` or `critical`; every alert links its
+section of docs/runbook.md. Rate-based rules carry a minimum-traffic guard: a
 ratio or a p95 over a handful of requests is noise (DRIFT.md), and an idle model must not page.
 The bounds are starting points; tune them with `Bounds` and regenerate.
 """
@@ -14,7 +17,7 @@ from typing import Any
 import yaml  # type: ignore[import-untyped,unused-ignore]  # types-PyYAML is optional
 
 from sidecar.dashboards import promql as q
-from sidecar.telemetry import names
+from sidecar.telemetry import alerts, names
 
 GROUP = "ai-stream-sidecar"
 
@@ -28,6 +31,8 @@ class Bounds:
     ttft_p95_seconds: float = 2.0
     ttft_min_streams_per_s: float = 0.05
     ledger_queue_rows: int = 5000
+    # Which `up` series are sidecars: a PodMonitor's job is "<namespace>/<name>" (deploy/).
+    scrape_job: str = 'job=~".*sidecar.*"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +54,7 @@ def _waste(b: Bounds) -> Rule:
         f"{q.waste_percent(('model',), window=window)} > {b.waste_percent:g}"
         f" and {generated} > {b.waste_min_generated_tokens_per_s:g}",
         "15m",
-        "warning",
+        alerts.WARNING,
         'Model {{ $labels.model }} wastes {{ $value | printf "%.0f" }}% of generated tokens',
         f"Over 30 minutes, more than {b.waste_percent:g}% of the tokens generated for "
         "{{ $labels.model }} were never delivered. Clients are leaving mid-stream and upstream "
@@ -69,7 +74,7 @@ def _heartbeat(b: Bounds) -> Rule:
         f"{recent} > {b.heartbeat_misses_per_s:g}"
         f" and {recent} > {b.heartbeat_spike_factor:g} * {before}",
         "5m",
-        "warning",
+        alerts.WARNING,
         'Heartbeat misses at {{ $value | printf "%.2f" }}/s across the fleet',
         f"Missed heartbeats rose above {b.heartbeat_misses_per_s:g}/s and to more than "
         f"{b.heartbeat_spike_factor:g}x the previous hour's rate: clients or the network between "
@@ -86,7 +91,7 @@ def _ttft(b: Bounds) -> Rule:
         "SidecarTimeToFirstTokenHigh",
         f"{p95} > {b.ttft_p95_seconds:g} and {volume} > {b.ttft_min_streams_per_s:g}",
         "10m",
-        "warning",
+        alerts.WARNING,
         'Fleet p95 time to first token for {{ $labels.model }} is {{ $value | printf "%.2f" }}s',
         "Across all sidecars, the p95 time to first token of {{ $labels.model }} has been above "
         f"{b.ttft_p95_seconds:g}s for 10 minutes. The model servers are overloaded or degraded.",
@@ -102,7 +107,7 @@ def _ledger(b: Bounds) -> list[Rule]:
             "SidecarLedgerWriteErrors",
             f"{errors} > 0",
             "5m",
-            "warning",
+            alerts.WARNING,
             "Ledger writes failing on {{ $labels.instance }}",
             "The sidecar cannot write cost rows to the database. Rows are spooled locally and "
             "replayed later, so nothing is lost yet; check the database and its credentials.",
@@ -111,7 +116,7 @@ def _ledger(b: Bounds) -> list[Rule]:
             "SidecarLedgerSpooling",
             f"{spooled} > 0",
             "10m",
-            "warning",
+            alerts.WARNING,
             '{{ $value | printf "%.0f" }} ledger rows spooled on {{ $labels.instance }}',
             "Cost rows are piling up in the local spool because the database is unreachable: "
             "`sidecar report` is behind and the spool grows on local disk.",
@@ -120,41 +125,54 @@ def _ledger(b: Bounds) -> list[Rule]:
             "SidecarLedgerBacklog",
             f"{queued} > {b.ledger_queue_rows}",
             "10m",
-            "warning",
+            alerts.WARNING,
             '{{ $value | printf "%.0f" }} ledger rows queued on {{ $labels.instance }}',
             "The batch writer is not keeping up with finished streams; the database is slow.",
         ),
     ]
 
 
-def _drift() -> list[Rule]:
-    active = q.max_by(("model", "signal"), names.DRIFT_ALERT_ACTIVE)
+def _unpriced() -> Rule:
     unpriced = q.sum_by(("model",), q.increase(q.total(names.UNPRICED_STREAMS), window="15m"))
+    return Rule(
+        "SidecarUnpricedStreams",
+        f"{unpriced} > 0",
+        "0s",
+        alerts.WARNING,
+        "Streams on {{ $labels.model }} have no price",
+        "Streams ran on a model with no price in force, so their cost is missing from the "
+        "ledger and the Cost dashboard. Add one with `sidecar prices`.",
+    )
+
+
+def _scrape(b: Bounds) -> list[Rule]:
+    up = q.sel("up", b.scrape_job)
     return [
         Rule(
-            "SidecarLatencyDrift",
-            f"{active} > 0",
-            "2m",
-            "warning",
-            "Latency drift on {{ $labels.model }} ({{ $labels.signal }})",
-            "A sidecar's drift detector reports that the recent p95 of {{ $labels.signal }} for "
-            "{{ $labels.model }} exceeds its baseline. See the Drift dashboard.",
+            "SidecarDown",
+            f"{up} == 0",
+            "5m",
+            alerts.CRITICAL,
+            "Sidecar {{ $labels.instance }} is down or its /metrics does not answer",
+            "Prometheus has failed to scrape {{ $labels.instance }} for 5 minutes. Clients of that "
+            "replica get no answers if the process is gone; if only the admin port is stuck, "
+            "metrics, probes and drift gauges are blind there.",
         ),
         Rule(
-            "SidecarUnpricedStreams",
-            f"{unpriced} > 0",
-            "0s",
-            "info",
-            "Streams on {{ $labels.model }} have no price",
-            "Streams ran on a model with no price in force, so their cost is missing from the "
-            "ledger and the Cost dashboard. Add one with `sidecar prices`.",
+            "SidecarNotScraped",
+            f"absent({up})",
+            "15m",
+            alerts.WARNING,
+            "No sidecar is being scraped",
+            "Prometheus has no scrape target for any sidecar: the PodMonitor or scrape job is "
+            "missing or selects nothing, so every sidecar alert here is silent.",
         ),
     ]
 
 
 def rules(bounds: Bounds | None = None) -> list[Rule]:
     b = bounds or Bounds()
-    return [_waste(b), _heartbeat(b), _ttft(b), *_ledger(b), *_drift()]
+    return [_waste(b), _heartbeat(b), _ttft(b), *_ledger(b), _unpriced(), *_scrape(b)]
 
 
 def document(bounds: Bounds | None = None) -> dict[str, Any]:
@@ -165,11 +183,31 @@ def document(bounds: Bounds | None = None) -> dict[str, Any]:
             "expr": r.expr,
             "for": r.for_,
             "labels": {"severity": r.severity},
-            "annotations": {"summary": r.summary, "description": r.description},
+            "annotations": {
+                "summary": r.summary,
+                "description": r.description,
+                "runbook_url": alerts.runbook_url(r.alert),
+            },
         }
         for r in rules(bounds)
     ]
     return {"groups": [{"name": GROUP, "rules": entries}]}
+
+
+def prometheus_rule(bounds: Bounds | None = None) -> dict[str, Any]:
+    """The same rules as a Prometheus Operator `PrometheusRule` (deploy/kubernetes/)."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": GROUP, "labels": {"app.kubernetes.io/name": GROUP}},
+        "spec": document(bounds),
+    }
+
+
+def render_prometheus_rule(bounds: Bounds | None = None) -> str:
+    header = "# Generated by `sidecar dashboards build`; edit sidecar/dashboards/rules.py.\n"
+    body: str = yaml.safe_dump(prometheus_rule(bounds), sort_keys=True, width=4096)
+    return header + body
 
 
 def render(bounds: Bounds | None = None) -> str:

@@ -16,7 +16,7 @@ import orjson
 
 from sidecar.drift.config import DetectorConfig
 from sidecar.drift.events import AlertChange, AlertResolved
-from sidecar.drift.monitor import DriftMonitor, default_configs
+from sidecar.drift.monitor import DriftMonitor, DriftSnapshot, default_configs
 from sidecar.drift.sinks import (
     AlertDispatcher,
     AlertmanagerSink,
@@ -56,11 +56,30 @@ class DriftSettings:
     threshold: float | None = None
     alertmanager_url: str | None = None
     webhook_url: str | None = None
+    generator_url: str = ""  # `generatorURL` of pushed alerts: where people see this sidecar
 
 
-def build_monitor(settings: DriftSettings) -> DriftMonitor:
+def build_monitor(settings: DriftSettings, max_keys: int = 256) -> DriftMonitor:
     base = PROFILES[settings.profile]
-    return DriftMonitor(default_configs(threshold=settings.threshold, base=replace(base)))
+    configs = default_configs(threshold=settings.threshold, base=replace(base))
+    return DriftMonitor(configs, max_keys=max_keys)
+
+
+PER_CONNECTION_SIGNALS = frozenset({"heartbeat_rtt"})
+
+
+def fold_models(
+    snapshot: DriftSnapshot, label: Callable[[str, str], str]
+) -> tuple[dict[tuple[str, str, str], float], set[tuple[str, str]]]:
+    """The snapshot under metric labels: models that share a label (the `other` fold) show the
+    worst p95 among them, and an alert is active on the label while any of them has one."""
+    p95: dict[tuple[str, str, str], float] = {}
+    for (model, signal, window), value in snapshot.p95.items():
+        if window in DRIFT_WINDOWS:
+            key = (label(model, signal), signal, window)
+            p95[key] = max(value, p95.get(key, value))
+    active = {(label(model, signal), signal) for model, signal in snapshot.active}
+    return p95, active
 
 
 class LiveDrift:
@@ -91,7 +110,12 @@ class LiveDrift:
         if self.settings.alertmanager_url and self._session is not None:
             sinks.append(
                 AlertmanagerSink(
-                    self.settings.alertmanager_url, self._session, epoch_offset=self.offset
+                    self.settings.alertmanager_url,
+                    self._session,
+                    epoch_offset=self.offset,
+                    instance=self.instance_id,
+                    generator_url=self.settings.generator_url,
+                    window_seconds=PROFILES[self.settings.profile].medium_seconds,
                 )
             )
         if self.settings.webhook_url and self._session is not None:
@@ -110,17 +134,18 @@ class LiveDrift:
             self._update_gauges()
 
     def _update_gauges(self) -> None:
-        snapshot = self.monitor.snapshot()
-        for (model, signal, window), value in snapshot.p95.items():
-            if window in DRIFT_WINDOWS:
-                self.metrics.drift_p95.labels(model, signal, window).set(value)
-        seen = set()
-        for model, signal in snapshot.active:
-            self.metrics.drift_alert_active.labels(model, signal).set(1)
-            seen.add((model, signal))
-        for model, signal, _window in snapshot.p95:
-            if (model, signal) not in seen:
-                self.metrics.drift_alert_active.labels(model, signal).set(0)
+        p95, active = fold_models(self.monitor.snapshot(), self._model_label)
+        for (model, signal, window), value in p95.items():
+            self.metrics.drift_p95.labels(model, signal, window).set(value)
+        for model, signal in {(m, s) for m, s, _ in p95} | active:
+            self.metrics.drift_alert_active.labels(model, signal).set((model, signal) in active)
+
+    def _model_label(self, model: str, signal: str) -> str:
+        """The stream metrics' model label (the same cap: a model the accounting has not
+        labelled is `other`); heartbeats are per connection and keep their pseudo-model."""
+        if signal in PER_CONNECTION_SIGNALS:
+            return model
+        return self.metrics.model(model, answered=False)
 
     async def _to_ledger(self, change: AlertChange) -> None:
         alert = change.alert

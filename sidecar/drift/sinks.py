@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
@@ -30,8 +29,12 @@ from sidecar.drift.events import (
     AlertResolved,
     Severity,
 )
+from sidecar.telemetry import alerts
 
-ALERT_NAME = "SidecarLatencyDrift"
+ALERT_NAME = alerts.LATENCY_DRIFT
+# Alert labels use the rules' vocabulary; the detector's own (warn/crit) stays in the log,
+# the webhook payload, the ledger and `drift backtest`, which are contracts of their own.
+SEVERITY_LABEL = {Severity.WARN: alerts.WARNING, Severity.CRIT: alerts.CRITICAL}
 log = logging.getLogger("sidecar.drift")
 
 
@@ -90,8 +93,24 @@ class LogSink:
         self._logger, self._offset = logger, epoch_offset
 
     async def send(self, change: AlertChange) -> None:
+        """One line per change: the payload's fields as log fields (`event: drift_fired`,
+        `drift_escalated`, `drift_reopened`, `drift_resolved`), a sentence for people."""
         level = logging.INFO if isinstance(change, AlertResolved) else logging.WARNING
-        self._logger.log(level, json.dumps(payload(change, self._offset), sort_keys=True))
+        fields = payload(change, self._offset)
+        a = change.alert
+        fields["event"] = "drift_" + fields["event"]
+        fields["alert_id"] = fields.pop("id")
+        self._logger.log(
+            level,
+            "drift alert %s: %s p95 on %s %.4fs vs baseline %.4fs (%s)",
+            change_kind(change),
+            a.signal,
+            a.model,
+            a.medium_p95 or a.short_p95 or 0.0,
+            a.baseline_p95,
+            a.severity.value,
+            extra=fields,
+        )
 
     async def resend(self) -> None:
         return None
@@ -188,28 +207,37 @@ class AlertmanagerSink:
         attempts: int = 3,
         backoff: float = 0.5,
         generator_url: str = "",
+        instance: str = "",
+        window_seconds: float = 300.0,
+        runbook: str = alerts.RUNBOOK,
     ) -> None:
         self.url = url.rstrip("/") + "/api/v2/alerts"
         self.resend_seconds: float | None = resend_seconds
         self._session, self._offset = session, epoch_offset
         self._attempts, self._backoff, self._generator = attempts, backoff, generator_url
+        self._instance, self._window = instance, window_seconds
+        self._runbook = alerts.runbook_url(ALERT_NAME, runbook)
         self._firing: dict[tuple[str, str], Alert] = {}
 
     def _body(self, alert: Alert, ends_at: float | None) -> dict[str, Any]:
+        labels = {
+            "alertname": ALERT_NAME,
+            "model": alert.model,
+            "signal": alert.signal,
+            "severity": SEVERITY_LABEL[alert.severity],
+        }
+        if self._instance:
+            labels["instance"] = self._instance
         body: dict[str, Any] = {
-            "labels": {
-                "alertname": ALERT_NAME,
-                "model": alert.model,
-                "signal": alert.signal,
-                "severity": alert.severity.value,
-            },
+            "labels": labels,
             "annotations": {
                 "summary": f"{alert.signal} p95 drifting on {alert.model or 'upstream'}",
                 "description": (
-                    f"p95 {alert.medium_p95 or 0:.4f}s over 5 min vs baseline "
-                    f"{alert.baseline_p95:.4f}s (x{alert.ratio:.2f} load-adjusted), "
+                    f"p95 {alert.medium_p95 or 0:.4f}s over the last {_duration(self._window)} "
+                    f"vs baseline {alert.baseline_p95:.4f}s (x{alert.ratio:.2f} load-adjusted), "
                     f"{alert.exceed_fraction:.1%} of {alert.n} samples above reference"
                 ),
+                "runbook_url": self._runbook,
                 "onset": _iso(alert.onset + self._offset) or "",
                 "baseline_p95": f"{alert.baseline_p95:.6f}",
                 "current_p95": f"{alert.short_p95 or 0:.6f}",
@@ -253,6 +281,13 @@ class AlertmanagerSink:
 
 def _with_severity(alert: Alert, severity: Severity) -> Alert:
     return replace(alert, severity=severity)
+
+
+def _duration(seconds: float) -> str:
+    """`300` -> `5 min`, `30` -> `30 s`: the window an alert's p95 was measured over."""
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
 
 
 class AlertDispatcher:

@@ -7,7 +7,8 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sidecar.context import ServerContext
-from sidecar.ingress.app import lifespan, respond_json
+from sidecar.ingress.asgi import lifespan, respond_json
+from sidecar.upstream.breaker import BreakerState
 
 
 class AdminApp:
@@ -22,6 +23,7 @@ class AdminApp:
             return
         path = scope["path"]
         if path == "/metrics":
+            self.ctx.metrics.breaker_open.set(self.ctx.breaker.state is BreakerState.OPEN)
             body = generate_latest(self.ctx.metrics.registry)
             await send(
                 {
@@ -34,8 +36,17 @@ class AdminApp:
         elif path == "/healthz":
             await respond_json(send, 200, {"status": "ok"})
         elif path == "/readyz":
-            ready = not self.ctx.draining and await self.ctx.upstream.ready()
+            up = await self.ctx.upstream.ready()
+            if up:  # the probe found the model server answering: let streams through again
+                self.ctx.breaker.succeeded()
+            ready = not self.ctx.draining and up
             status = "ready" if ready else ("draining" if self.ctx.draining else "upstream_down")
-            await respond_json(send, 200 if ready else 503, {"status": status})
+            answer: dict[str, Any] = {"status": status, "breaker": self.ctx.breaker.state.value}
+            degraded = self.ctx.ledger_health()
+            if ready and degraded is not None:
+                # Still 200: streams are served and accounted (spooled or set aside); taking
+                # every replica out of its load balancer over the ledger would be an outage.
+                answer = {"status": "degraded", "reason": degraded}
+            await respond_json(send, 200 if ready else 503, answer)
         else:
             await respond_json(send, 404, {"error": {"message": "not found", "code": 404}})

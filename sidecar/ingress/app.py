@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from sidecar.context import ServerContext
+from sidecar.ingress.asgi import lifespan, respond_error, respond_json
+from sidecar.ingress.http import relay_http
 from sidecar.ingress.websocket import WebSocketSession
 
 HTTP_ROUTES = frozenset({"/v1/chat/completions", "/v1/completions"})
+DRAINING_HEADERS = [(b"retry-after", b"1"), (b"connection", b"close")]
 
 
 class ClientApp:
@@ -29,38 +30,17 @@ class ClientApp:
                 await send({"type": "websocket.close", "code": 1008})
         elif kind == "http":
             if scope["path"] in HTTP_ROUTES and scope["method"] == "POST":
-                from sidecar.ingress.http import relay_http
-
+                if self.ctx.draining:  # a keep-alive connection asking for more while we drain
+                    await respond_error(
+                        send,
+                        503,
+                        "this sidecar is shutting down; retry on another replica",
+                        "draining",
+                        headers=DRAINING_HEADERS,
+                    )
+                    return
                 await relay_http(scope, receive, send, self.ctx)
             else:
                 await respond_json(send, 404, {"error": {"message": "not found", "code": 404}})
         elif kind == "lifespan":
             await lifespan(receive, send)
-
-
-async def lifespan(receive: Any, send: Any) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
-async def respond_json(
-    send: Any, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    payload = orjson.dumps(body)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                *(headers or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})

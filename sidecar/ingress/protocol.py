@@ -130,6 +130,11 @@ _ID_MESSAGES: Final = {
 # Encoders for sidecar → client frames. They return bytes ready for a text frame.
 
 
+# Reconnect guidance in `hello`: clients back off from `base_ms` doubling up to `max_ms`, with
+# full jitter, so a restarted sidecar is not met by every client at the same instant.
+RECONNECT_HINT: Final = {"base_ms": 500, "max_ms": 30_000}
+
+
 def hello(session: str, resume_token: str, heartbeat_s: float) -> bytes:
     return orjson.dumps(
         {
@@ -138,6 +143,7 @@ def hello(session: str, resume_token: str, heartbeat_s: float) -> bytes:
             "session": session,
             "resume_token": resume_token,
             "heartbeat_s": heartbeat_s,
+            "reconnect": RECONNECT_HINT,
         }
     )
 
@@ -159,10 +165,14 @@ def done(
     )
 
 
-def error(stream_id: str | None, code: str, message: str) -> bytes:
+def error(
+    stream_id: str | None, code: str, message: str, retry_after_ms: int | None = None
+) -> bytes:
     frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
     if stream_id is not None:
         frame["id"] = stream_id
+    if retry_after_ms is not None:
+        frame["retry_after_ms"] = retry_after_ms
     return orjson.dumps(frame)
 
 

@@ -1,75 +1,77 @@
-"""One stream on a WebSocket session: its account, relay task, upstream response, replay
-buffer for resumes, and the sink that batches its deltas into one write per upstream read."""
+"""One stream on a WebSocket session: its `Stream` (sidecar.relay.lifecycle), the replay buffer
+for resumes, and the sink that batches its deltas into one write per upstream read."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sidecar.accounting.stream import StreamAccount
 from sidecar.ingress import protocol
-from sidecar.ingress.transport import ClientGone
-from sidecar.telemetry.spans import NOOP_STREAM, StreamTrace
-from sidecar.upstream.client import UpstreamResponse
-from sidecar.upstream.sse import SSEDecoder
-
-if TYPE_CHECKING:
-    from sidecar.ingress.websocket import WebSocketSession
+from sidecar.relay.lifecycle import Stream
+from sidecar.relay.pump import ClientGone
 
 
 class LiveStream:
-    """A running stream: its account, its relay task and its upstream response."""
+    """A running stream of a session and what the session keeps for its resume."""
 
-    __slots__ = (
-        "account",
-        "decoder",
-        "held",
-        "pending_done",
-        "replay",
-        "response",
-        "t_gone",
-        "task",
-        "trace",
-    )
+    __slots__ = ("account", "held", "pending_done", "replay", "stream")
 
-    def __init__(self, account: StreamAccount, replay: int) -> None:
-        self.account = account
+    def __init__(self, stream: Stream, replay: int) -> None:
+        self.stream = stream
+        self.account = stream.account
         # With a resume grace window: recent delta frames by seq, to replay after a reconnect.
         self.replay: deque[tuple[int, bytes]] | None = deque(maxlen=replay) if replay else None
         self.held = False  # parked or reconnected but not yet resumed: keep frames, send none
         self.pending_done: bytes | None = None  # finished upstream while its client was away
-        self.trace: StreamTrace = NOOP_STREAM
-        self.decoder = SSEDecoder()
-        self.task: asyncio.Task[None] | None = None
-        self.response: UpstreamResponse | None = None
-        self.t_gone: float | None = None
 
     def release(self) -> None:
-        """Drop references once the relay task is done: the task's frame refers back to this
-        object, and such cycles wait for a full garbage collection, which pauses the loop."""
-        self.task = None
-        self.response = None
+        """Ended: the replay buffer is no longer needed."""
         self.replay = None
 
 
-class WebSocketSink:
-    """Collects the deltas of one upstream read and writes them as one batch.
+class Writer(Protocol):
+    """What a sink needs of its session (sidecar.ingress.websocket.WebSocketSession)."""
 
-    A `start` frame given as `head` and the `done` frame go out in the same write as the
-    deltas next to them: one send per upstream read is the main cost per token (DESIGN §10).
+    @property
+    def parked(self) -> bool: ...
+
+    async def _write(
+        self, frames: list[bytes], live: LiveStream | None = None, deltas: int = 0
+    ) -> None: ...
+
+    def _error(self, stream_id: str | None, code: str, message: str) -> None: ...
+
+    def _send_soon(self, frames: list[bytes]) -> None: ...
+
+    def answered(self, live: LiveStream) -> None: ...
+
+
+class WebSocketSink:
+    """The WebSocket side of a stream: collects the deltas of one upstream read and writes them
+    as one batch.
+
+    A `start` frame and the `done` frame go out in the same write as the deltas next to them
+    when they can: one send per upstream read is the main cost per token (DESIGN §10).
     """
 
     __slots__ = ("account", "deltas", "done_sent", "frames", "live", "request_id", "session")
 
-    def __init__(self, session: WebSocketSession, live: LiveStream, head: bytes | None) -> None:
+    def __init__(self, session: Writer, live: LiveStream) -> None:
         self.session = session
         self.live = live
         account = self.account = live.account
         self.request_id = account.request_id
-        self.frames: list[bytes] = [head] if head is not None else []
+        self.frames: list[bytes] = []
         self.deltas = 0
         self.done_sent = False
+
+    async def opened(self, body_ready: bool) -> None:
+        start = protocol.start(self.request_id, self.account.trace_id or "")
+        if body_ready:  # the first chunk came with the headers: one write for both
+            self.frames.append(start)
+        else:  # the model server is still thinking: tell the client it has accepted
+            await self.session._write([start])
 
     def delta(self, seq: int, text: str) -> None:
         frame = protocol.delta(self.request_id, seq, text)
@@ -101,8 +103,27 @@ class WebSocketSink:
             self.done_sent = True
             self.session.answered(self.live)
 
+    async def completed(self) -> bool:
+        if self.done_sent:
+            return True
+        done = done_frame(self.account)
+        if self.live.held or self.session.parked:
+            self.live.pending_done = done  # the client is away: deliver the end on resume
+            return False
+        await self.session._write([done])
+        return True
 
-def done_frame(account: StreamAccount) -> bytes:
+    async def failed(
+        self, code: str, message: str, status: int, retry_after: float | None = None
+    ) -> None:
+        retry_ms = None if retry_after is None else round(retry_after * 1000)
+        self.session._send_soon([protocol.error(self.request_id, code, message, retry_ms)])
+
+
+def done_frame(account: StreamAccount, finish_reason: str | None = None) -> bytes:
     return protocol.done(
-        account.request_id, account.finish_reason, account.prompt_tokens, account.generated_tokens
+        account.request_id,
+        finish_reason or account.finish_reason,
+        account.prompt_tokens,
+        account.generated_tokens,
     )

@@ -18,15 +18,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame
 from websockets.protocol import State
 
+from sidecar.relay.pump import ClientGone
+
 EXTENSION = "sidecar.transport"
-
-
-class ClientGone(Exception):
-    """The client's connection is closed or closing; nothing more can be written."""
+__all__ = ["EXTENSION", "ClientGone", "SidecarWebSocketProtocol", "TransportHandle"]
 
 
 def _ignore_rtt(_rtt: float) -> None:
@@ -261,6 +261,28 @@ class SidecarWebSocketProtocol(WebSocketsSansIOProtocol):
             else:
                 handle.unsent_at_close = handle.bytes_written - handle.acked_bytes
         super().connection_lost(exc)
+
+    async def run_asgi(self) -> None:
+        """uvicorn's, except that an upgrade the app refused with an HTTP response (401, 403,
+        429, 503 from the gate) is a normal end, not "returned without completing handshake"
+        logged at ERROR: uvicorn marks the handshake complete after a refusal by close, not
+        after one by response. The gate counts refusals in its metrics."""
+        try:
+            result = await self.app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass
+        except BaseException:
+            self.logger.exception("Exception in ASGI application\n")
+            self.send_500_response()
+        else:
+            refused = self.initial_response is not None and self.close_sent  # sent in full
+            if not self.handshake_complete and not refused:
+                self.logger.error("ASGI callable returned without completing handshake.")
+                self.send_500_response()
+            elif result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+        if self.close_timer is None:
+            self.transport.close()
 
     def send_keepalive_ping(self) -> None:
         super().send_keepalive_ping()

@@ -18,6 +18,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
+from sidecar.ledger.query import MONEY_KEYS
+from sidecar.ledger.render import money_text
 from sidecar.ledger.report import money, waste_pct
 
 PALETTE: Final = (
@@ -141,7 +143,12 @@ def cost_over_time(rows: Sequence[dict[str, Any]], bucket: str) -> str:
     models = sorted({str(r["model"]) for r in rows})
     if not buckets:
         return _empty("cost-over-time")
-    cost = {(str(r[bucket]), str(r["model"])): float(r["cost_usd"]) for r in rows}
+    # Unknown costs are left out of the line (not drawn as zero); the table says "unknown".
+    cost = {
+        (str(r[bucket]), str(r["model"])): float(r["cost_usd"])
+        for r in rows
+        if r["cost_usd"] is not None
+    }
     height, top, bottom, left, right = 300, 15, 40, 80, 70
     plot_w, plot_h = WIDTH - left - right, height - top - bottom
     ticks = _ticks(max(cost.values(), default=0.0))
@@ -258,6 +265,7 @@ def tenant_waste(rows: Sequence[dict[str, Any]]) -> str:
             ],
         )
         for row in rows
+        if row["wasted_cost_usd"] is not None
     ]
     return _bars("tenant-waste", groups, "${:.6f}")
 
@@ -266,6 +274,8 @@ def _cell(row: dict[str, Any], column: str) -> str:
     value = row.get(column)
     if column == "waste_pct":
         return f"{waste_pct(row)}%"
+    if column in MONEY_KEYS:
+        return money_text(row, column)
     if isinstance(value, Decimal):
         return money(value)
     if isinstance(value, float):

@@ -80,6 +80,8 @@ class Stream(Base):
     generated_cost_nusd: Mapped[int | None] = mapped_column(BigInteger)
     wasted_cost_nusd: Mapped[int | None] = mapped_column(BigInteger)
     trace_id: Mapped[str | None] = mapped_column(String(32))
+    # Set when `sidecar prices backfill` priced this row after it was recorded unpriced.
+    backfill_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class Price(Base):
@@ -93,6 +95,38 @@ class Price(Base):
     cached_input_per_mtok: Mapped[str | None] = mapped_column(String(40))
     effective_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     source: Mapped[str | None] = mapped_column(String(200))
+
+
+class HourlyPrice(Base):
+    """A self-hosted server's cost per hour: of one replica (`scope` instance, `target` its
+    sidecar's instance id) or of every replica serving a model (`scope` model)."""
+
+    __tablename__ = "hourly_prices"
+    __table_args__ = (Index(None, "scope", "target", "effective_from", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(128))
+    usd_per_hour: Mapped[str] = mapped_column(String(40))  # decimal text, exact
+    capacity_tokens_per_hour: Mapped[int | None] = mapped_column(BigInteger)
+    prompt_weight: Mapped[str] = mapped_column(String(40))
+    effective_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    source: Mapped[str | None] = mapped_column(String(200))
+
+
+class PriceBackfill(Base):
+    """One `sidecar prices backfill` run: who priced which unpriced rows, when, at what price."""
+
+    __tablename__ = "price_backfills"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ran_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(200))
+    model: Mapped[str] = mapped_column(String(128))
+    since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    streams: Mapped[int] = mapped_column(Integer)
+    price_keys: Mapped[str] = mapped_column(Text)  # the prices used, one key per line
 
 
 class Alert(Base):

@@ -18,8 +18,11 @@ from sqlalchemy import Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
+from sidecar.accounting.hourly import HourlyBook, HourlyPrice
+from sidecar.accounting.pricefile import PriceFile
 from sidecar.accounting.pricing import Price, PriceBook
 from sidecar.errors import ConfigError, LedgerError
+from sidecar.ledger.models import HourlyPrice as HourlyRow
 from sidecar.ledger.models import Price as PriceRow
 
 MAX_TEXT: Final = 40  # width of the amount columns
@@ -56,29 +59,83 @@ def load_price_book(engine: Engine) -> PriceBook:
 
 def upsert_prices(engine: Engine, prices: Iterable[Price], source: str | None) -> int:
     """Insert or replace prices by (model, effective_from); returns how many were written."""
-    values = [_values(price, source) for price in prices]
-    if not values:
-        return 0
+    return import_price_file(engine, PriceFile(tuple(prices), ()), source)
+
+
+def import_price_file(engine: Engine, file: PriceFile, source: str | None) -> int:
+    """Write a checked price file in one transaction (all of it or nothing); returns how many
+    prices were written. Same keys replace: (model, effective_from) and, for hourly prices,
+    (scope, target, effective_from)."""
+    token = [_values(price, source) for price in file.prices]
+    hourly = [_hourly_values(price, source) for price in file.hourly]
+    token_upsert = _upsert(engine, PriceRow, ("model", "effective_from"))
+    hourly_upsert = _upsert(engine, HourlyRow, ("scope", "target", "effective_from"))
+    try:
+        with engine.begin() as connection:
+            for statement, rows in ((token_upsert, token), (hourly_upsert, hourly)):
+                for row in rows:  # one statement per row: a file lists few prices
+                    connection.execute(statement, row)
+    except SQLAlchemyError as exc:
+        raise LedgerError(f"cannot write prices: {_reason(exc)}") from None
+    return len(token) + len(hourly)
+
+
+def _upsert(engine: Engine, table: Any, keys: tuple[str, ...]) -> Any:
     dialect = engine.dialect.name
     insert: Any
     if dialect == "postgresql":
-        insert = postgresql.insert(PriceRow)
+        insert = postgresql.insert(table)
     elif dialect == "sqlite":
-        insert = sqlite.insert(PriceRow)
+        insert = sqlite.insert(table)
     else:
         raise LedgerError(f"prices: unsupported database dialect {dialect!r}")
-    updates = ("input_per_mtok", "output_per_mtok", "cached_input_per_mtok", "source")
-    statement = insert.on_conflict_do_update(
-        index_elements=["model", "effective_from"],
-        set_={name: insert.excluded[name] for name in updates},
+    updates = [c.name for c in table.__table__.columns if c.name != "id" and c.name not in keys]
+    return insert.on_conflict_do_update(
+        index_elements=list(keys), set_={name: insert.excluded[name] for name in updates}
+    )
+
+
+def list_hourly(engine: Engine) -> list[tuple[HourlyPrice, str | None]]:
+    """Every stored hourly price, by pool then effective date, with its source."""
+    statement = select(HourlyRow).order_by(
+        HourlyRow.scope, HourlyRow.target, HourlyRow.effective_from
     )
     try:
-        with engine.begin() as connection:
-            for row in values:  # one statement per row: a file lists few prices
-                connection.execute(statement, row)
+        with engine.connect() as connection:
+            rows = connection.execute(statement).mappings().all()
     except SQLAlchemyError as exc:
-        raise LedgerError(f"cannot write prices: {_reason(exc)}") from None
-    return len(values)
+        raise LedgerError(f"cannot read hourly prices: {_reason(exc)}") from None
+    return [(hourly_price_of_row(dict(row)), row["source"]) for row in rows]
+
+
+def load_hourly_book(engine: Engine) -> HourlyBook:
+    return HourlyBook(price for price, _ in list_hourly(engine))
+
+
+def _hourly_values(price: HourlyPrice, source: str | None) -> dict[str, Any]:
+    if source is not None and len(source) > MAX_SOURCE:
+        source = source[: MAX_SOURCE - 1] + "…"
+    return {
+        "scope": price.scope,
+        "target": price.target,
+        "usd_per_hour": decimal_text(price.usd_per_hour, "usd_per_hour"),
+        "capacity_tokens_per_hour": price.capacity_tokens_per_hour,
+        "prompt_weight": decimal_text(price.prompt_weight, "prompt_weight"),
+        "effective_from": utc(price.effective_from),
+        "source": source,
+    }
+
+
+def hourly_price_of_row(row: dict[str, Any]) -> HourlyPrice:
+    where = f"hourly_prices row {row['scope']}:{row['target']}@{row['effective_from']}"
+    return HourlyPrice(
+        scope="instance" if row["scope"] == "instance" else "model",
+        target=row["target"],
+        usd_per_hour=_parse(row["usd_per_hour"], where),
+        effective_from=utc(row["effective_from"]),
+        capacity_tokens_per_hour=row["capacity_tokens_per_hour"],
+        prompt_weight=_parse(row["prompt_weight"], where),
+    )
 
 
 def _values(price: Price, source: str | None) -> dict[str, Any]:

@@ -3,11 +3,18 @@
 Rows are upserts keyed by id, so writing one twice is harmless: that makes checkpoints, final
 rows and spool replays idempotent. When the database fails, each batch is appended to a local
 spool file (fsynced) and replayed, in order, once the database answers again.
+
+A database that is unreachable is an outage: wait and retry. A database that refuses a row
+(a value it cannot store) is not: retrying would block every row behind it forever. Such a
+batch is written again row by row; the rows it refuses go to a dead-letter file beside the
+spool, with the error, and everything else lands (`ledger/failures.py` tells the two apart).
+Every text value is bounded and cleaned (`ledger/text.py`) before the driver sees it.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import queue
@@ -15,16 +22,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 from sqlalchemy import Dialect, Engine, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
+from sidecar.ledger.failures import is_bad_row
 from sidecar.ledger.models import Alert, Session, Stream
+from sidecar.ledger.text import bounded, string_limits
+
+if TYPE_CHECKING:
+    from sidecar.telemetry.metrics import Metrics
 
 log = logging.getLogger("sidecar.ledger")
 
@@ -47,11 +59,33 @@ class Row:
     final: bool = True  # a checkpoint never overwrites a row that already has an outcome
 
 
+@dataclass(frozen=True, slots=True)
+class Barrier:
+    """Queued behind rows: `then()` runs on the writer thread once every row queued before it
+    is in the database or the spool (the crash journal deletes a segment this way)."""
+
+    then: Callable[[], None]
+
+
+def row_line(row: Row) -> bytes:
+    """A row as one line of the spool, the dead-letter file and the crash journal."""
+    return _dumps({"t": row.table, "f": row.final, "v": row.values}) + b"\n"
+
+
 @dataclass(slots=True)
 class WriterStats:
     written: int = 0
     spooled: int = 0
     errors: int = 0
+    dead_letters: int = 0  # rows the database refused, set aside in the dead-letter file
+
+
+class _Refused(Exception):
+    """The database refused a row of the batch (not an outage): write it row by row."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 class LedgerWriter:
@@ -68,12 +102,13 @@ class LedgerWriter:
     ) -> None:
         self.engine = engine
         self.spool_path = spool_path
+        self.dead_letter_path = dead_letter_path_for(spool_path)
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.retry_interval = retry_interval
         self.max_queue = max_queue  # rows in memory before the backlog goes to the spool
         self.stats = WriterStats()
-        self._queue: queue.SimpleQueue[Row | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Row | Barrier | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._on_change = on_change or (lambda _writer: None)
         self._spooled_rows = self._count_spool()
@@ -92,7 +127,7 @@ class LedgerWriter:
             self._replay_spool()
             self._on_change(self)
 
-    def submit(self, row: Row) -> None:
+    def submit(self, row: Row | Barrier) -> None:
         """Never blocks: the queue is drained by the writer thread."""
         self._idle.clear()
         self._queue.put(row)
@@ -104,6 +139,16 @@ class LedgerWriter:
     @property
     def spooled_rows(self) -> int:
         return self._spooled_rows
+
+    def health(self) -> str | None:
+        """Why the ledger is degraded, or None: rows wait in the spool (the database is
+        unreachable), or rows the database refused wait in the dead-letter file for an operator
+        (who clears this by moving the file away once handled)."""
+        if self._spooled_rows:
+            return "ledger_spooling"
+        if self.dead_letter_path.exists():
+            return "ledger_dead_letters"
+        return None
 
     def close(self, timeout: float = 30.0) -> None:
         """Flush everything (to the database or the spool) and stop the thread."""
@@ -121,14 +166,17 @@ class LedgerWriter:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            batch, stopping = self._collect()
+            batch, barriers, stopping = self._collect()
             if self._spooled_rows and time.monotonic() >= self._next_retry:
                 self._replay_spool()
             if batch:
                 if self._spooled_rows:
                     self._spool(batch)  # keep order: older spooled rows go first
-                elif not self._write(batch):
-                    self._spool(batch)
+                else:
+                    unwritten = self._write_isolating(batch)
+                    if unwritten:
+                        self._spool(unwritten)
+            _run_barriers(barriers)
             if self._queue.qsize() > self.max_queue:
                 stopping = self._spill() or stopping
             if self._queue.empty():
@@ -142,6 +190,7 @@ class LedgerWriter:
         """The database is up but slower than the traffic: move the backlog to the spool (an
         append, no SQL) so memory stays bounded; it is replayed like after an outage."""
         backlog: list[Row] = []
+        barriers: list[Barrier] = []
         stopping = False
         while True:
             try:
@@ -151,44 +200,76 @@ class LedgerWriter:
             if row is None:
                 stopping = True
                 break
-            backlog.append(row)
+            if isinstance(row, Barrier):
+                barriers.append(row)
+            else:
+                backlog.append(row)
         if backlog:
             log.warning("ledger backlog of %d rows spilled to %s", len(backlog), self.spool_path)
             self._spool(backlog)
             self._next_retry = time.monotonic() + self.retry_interval
+        _run_barriers(barriers)
         return stopping
 
-    def _collect(self) -> tuple[list[Row], bool]:
+    def _collect(self) -> tuple[list[Row], list[Barrier], bool]:
         """Sleep until a row arrives, let the rest of the flush interval's rows queue up, then
-        drain them. Blocking in `get()` for each row would wake this thread once per row, and
-        every wake takes the GIL from the event loop in the middle of relaying."""
+        drain them (and the barriers among them). Blocking in `get()` for each row would wake
+        this thread once per row, and every wake takes the GIL from the event loop in the
+        middle of relaying."""
         try:
             first = self._queue.get(timeout=self.flush_interval)
         except queue.Empty:
-            return [], False
+            return [], [], False
         if first is None:
-            return [], True
+            return [], [], True
         if self._queue.qsize() < self.batch_size:
             self._closing.wait(self.flush_interval)
-        batch = [first]
-        while len(batch) < self.batch_size:
+        batch: list[Row] = []
+        barriers: list[Barrier] = []
+        item: Row | Barrier | None = first
+        while True:
+            if item is None:
+                return batch, barriers, True
+            if isinstance(item, Barrier):
+                barriers.append(item)
+            else:
+                batch.append(item)
+            if len(batch) >= self.batch_size:
+                return batch, barriers, False
             try:
-                row = self._queue.get_nowait()
+                item = self._queue.get_nowait()
             except queue.Empty:
-                break
-            if row is None:
-                return batch, True
-            batch.append(row)
-        return batch, False
+                return batch, barriers, False
+
+    def _write_isolating(self, batch: list[Row]) -> list[Row]:
+        """Write `batch`; a row the database refuses goes to the dead-letter file and the rest
+        land. Returns the rows left unwritten by an outage (to spool), in order."""
+        try:
+            if self._write(batch):
+                return []
+            return batch
+        except _Refused:
+            pass
+        for index, row in enumerate(batch):  # one transaction per row, to find the bad ones
+            try:
+                if not self._write([row]):
+                    return batch[index:]
+            except _Refused as refused:
+                self._dead_letter(row, refused.cause)
+        return []
 
     def _write(self, batch: list[Row]) -> bool:
+        """True when written, False on an outage (retry later); raises `_Refused` when the
+        database refused the data itself."""
         try:
             with self.engine.begin() as connection:
                 for table_name, final, values in _group(batch):
                     upsert = _prepared(self.engine.dialect, table_name, final)
                     connection.exec_driver_sql(upsert.sql, upsert.parameters(values))
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, ValueError, TypeError, OverflowError, UnicodeError) as exc:
             self.stats.errors += 1
+            if is_bad_row(exc):
+                raise _Refused(exc) from exc
             self._next_retry = time.monotonic() + self.retry_interval
             if not self._spooled_rows:  # once per outage, not once per retry
                 log.warning(
@@ -199,9 +280,7 @@ class LedgerWriter:
         return True
 
     def _spool(self, batch: list[Row]) -> None:
-        lines = b"".join(
-            orjson.dumps({"t": r.table, "f": r.final, "v": r.values}) + b"\n" for r in batch
-        )
+        lines = b"".join(row_line(r) for r in batch)
         with self.spool_path.open("ab") as spool:
             spool.write(lines)
             spool.flush()
@@ -209,10 +288,33 @@ class LedgerWriter:
         self._spooled_rows += len(batch)
         self.stats.spooled += len(batch)
 
+    def _dead_letter(self, row: Row, exc: Exception) -> None:
+        """Set a refused row aside, with why, for an operator; never retried automatically."""
+        line = _dumps(
+            {
+                "t": row.table,
+                "f": row.final,
+                "v": row.values,
+                "error": f"{type(exc).__name__}: {_first_line(exc)}",
+                "at": datetime.now(UTC),
+            }
+        )
+        with self.dead_letter_path.open("ab") as dead:
+            dead.write(line + b"\n")
+            dead.flush()
+            _fsync(dead.fileno())
+        self.stats.dead_letters += 1
+        log.warning(
+            "ledger refused a %s row (%s); set aside in %s",
+            row.table,
+            _first_line(exc),
+            self.dead_letter_path,
+        )
+
     def _replay_spool(self) -> None:
         rows = list(read_spool(self.spool_path))
         for start in range(0, len(rows), self.batch_size):
-            if not self._write(rows[start : start + self.batch_size]):
+            if self._write_isolating(rows[start : start + self.batch_size]):
                 # Rows already written stay written; upserts make their replay harmless.
                 return
         self.spool_path.unlink(missing_ok=True)
@@ -224,6 +326,39 @@ class LedgerWriter:
             return 0
         with self.spool_path.open("rb") as spool:
             return sum(1 for line in spool if line.strip())
+
+
+class LedgerGauges:
+    """`on_change` for a writer: its state on the ledger metrics (called on the writer thread;
+    prometheus_client's metrics are thread-safe)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self._errors = self._dead = 0
+
+    def __call__(self, writer: LedgerWriter) -> None:
+        m, stats = self.metrics, writer.stats
+        m.ledger_queue_depth.set(writer.depth)
+        m.ledger_spooled_rows.set(writer.spooled_rows)
+        if stats.errors > self._errors:
+            m.ledger_write_errors.inc(stats.errors - self._errors)
+            self._errors = stats.errors
+        if stats.dead_letters > self._dead:
+            m.ledger_dead_letter_rows.inc(stats.dead_letters - self._dead)
+            self._dead = stats.dead_letters
+
+
+def _run_barriers(barriers: list[Barrier]) -> None:
+    for barrier in barriers:
+        try:
+            barrier.then()
+        except OSError as exc:  # a journal segment someone removed: nothing to do
+            log.warning("ledger barrier failed: %s", exc)
+
+
+def dead_letter_path_for(spool_path: Path) -> Path:
+    """Beside the spool: `sidecar-spool-X.jsonl` → `sidecar-spool-X.dead-letter.jsonl`."""
+    return spool_path.with_name(f"{spool_path.stem}.dead-letter{spool_path.suffix or '.jsonl'}")
 
 
 def read_spool(path: Path) -> list[Row]:
@@ -290,11 +425,16 @@ class _Prepared:
     fields: tuple[tuple[str, Any], ...]  # (name, default) in parameter order
     convert: tuple[tuple[int, Callable[[Any], Any]], ...]
     positional: bool
+    limits: tuple[tuple[int, int], ...]  # (index, length) of each bounded text column
 
     def parameters(self, rows: list[dict[str, Any]]) -> list[Any]:
         out: list[Any] = []
         for row in rows:
             params = [row.get(name, default) for name, default in self.fields]
+            for index, limit in self.limits:
+                value = params[index]  # the test is `bounded`'s fast path, without the call
+                if value.__class__ is str and (len(value) > limit or not value.isprintable()):
+                    params[index] = bounded(value, limit)
             for index, convert in self.convert:
                 if params[index] is not None:
                     params[index] = convert(params[index])
@@ -318,7 +458,18 @@ def _prepared(dialect: Dialect, table_name: str, final: bool) -> _Prepared:
         if processor is not None:
             convert.append((index, processor))
     fields = tuple(zip(names, defaults, strict=True))
-    return _Prepared(compiled.string, names, fields, tuple(convert), dialect.positional)
+    lengths = string_limits(TABLES[table_name])
+    limits = tuple((i, lengths[name]) for i, name in enumerate(names) if name in lengths)
+    return _Prepared(compiled.string, names, fields, tuple(convert), dialect.positional, limits)
+
+
+def _dumps(item: dict[str, Any]) -> bytes:
+    """One JSON line; the standard library takes what orjson refuses (an int beyond 64 bits
+    from a hostile upstream), so that spooling or setting a row aside never fails."""
+    try:
+        return orjson.dumps(item)
+    except TypeError:
+        return json.dumps(item, default=str, ensure_ascii=False).encode("utf-8", "replace")
 
 
 def _fsync(fd: int) -> None:

@@ -23,6 +23,10 @@ from sidecar.upstream.sse import (
 )
 
 
+class ClientGone(Exception):
+    """The client's connection is closed or closing; nothing more can be written."""
+
+
 class Sink(Protocol):
     """Where relayed output goes; each method may raise `ClientGone`."""
 
@@ -62,7 +66,16 @@ async def pump(
     decoder = decoder or SSEDecoder()
     finished = False
     latencies: list[float] = []
-    async for data in chunks:
+    read = chunks.__aiter__().__anext__
+    while True:
+        try:
+            data = await read()
+        except StopAsyncIteration:
+            break
+        except OSError:
+            if finished:  # the model server dropped the connection after its answer's end
+                break
+            raise
         now = clock()
         first = account.t_first is None
         for payload in decoder.feed(data):
@@ -121,7 +134,9 @@ def _handle(
             case UpstreamFailure(message):
                 raise UpstreamError("upstream_error", f"model server failed mid-stream: {message}")
             case Malformed():
-                pass  # keep relaying; one bad chunk should not cost the whole answer
+                # Keep relaying: one bad event should not cost the whole answer. Counted, and
+                # reported once when the stream ends (sidecar.relay.lifecycle).
+                account.malformed += 1
     sink.passthrough(payload, usage_only)
     return finished
 

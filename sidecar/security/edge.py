@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from sidecar.accounting.stream import CHARS_PER_TOKEN
 from sidecar.errors import ConfigError
 from sidecar.ledger.models import Stream
 from sidecar.security.apikeys import ApiKeyStore, KeyCache
@@ -35,10 +36,10 @@ from sidecar.security.limits import (
     DailyBudget,
     IdleTimer,
     Refusal,
-    cap_max_tokens,
     utc_day,
 )
 from sidecar.security.metrics import SecurityMetrics
+from sidecar.security.output import cap_output, prompt_estimate
 
 log = logging.getLogger("sidecar.security")
 
@@ -58,6 +59,8 @@ class EdgeSettings:
     max_messages_per_second: float = 50.0
     max_frame_bytes: int = 1024 * 1024
     handshake_timeout: float = 10.0
+    body_timeout: float = 30.0  # a request body must arrive whole within this; 0: no limit
+    body_idle_timeout: float = 10.0  # ...with no gap between its bytes longer than this
     idle_timeout: float = 0.0  # 0: never
     max_tokens_limit: int = 0  # 0: no cap
     tenant_daily_token_budget: int = 0  # 0: unlimited
@@ -95,10 +98,17 @@ class Edge:
             settings.max_connections, settings.max_connections_per_tenant
         )
         self.budget = DailyBudget(settings.tenant_daily_token_budget)
+        if settings.tenant_daily_token_budget and not settings.max_tokens_limit:
+            log.warning(
+                "--tenant-daily-token-budget without --max-tokens-limit: a request that sets "
+                "no max_tokens cannot reserve its output, so concurrent streams may overspend"
+            )
         if engine is not None and settings.tenant_daily_token_budget:
             self.budget.seed(spent_today(engine, time.time()), time.time())
-        self._last_refresh = time.monotonic()
+        self._last_refresh = time.monotonic()  # when the last snapshot read started
+        self._fresh_from = self._last_refresh  # the newest snapshot read started then
         self._refresh_lock = asyncio.Lock()
+        self._next_refresh: asyncio.Task[None] | None = None
         # Called with the ids of keys revoked (or deleted) since the last refresh, so that
         # connections they admitted are closed, not only new ones refused.
         self.on_revoked: Callable[[frozenset[str]], None] = lambda _ids: None
@@ -128,7 +138,11 @@ class Edge:
         options: dict[str, Any] = {
             "ws_max_size": s.max_frame_bytes,
             "http": with_handshake_timeout(
-                s.handshake_timeout, lambda: self.metrics.limited("handshake_timeout")
+                s.handshake_timeout,
+                lambda: self.metrics.limited("handshake_timeout"),
+                s.body_timeout,
+                s.body_idle_timeout,
+                lambda: self.metrics.limited("body_timeout"),
             ),
         }
         if s.tls_cert is not None:
@@ -142,21 +156,40 @@ class Edge:
 
     # Per-request hooks for the session and the HTTP relay -----------------------------------
 
-    def admit(self, body: dict[str, Any], tenant: str, wall: float) -> dict[str, Any] | Refusal:
-        """The request body to send upstream (`max_tokens` capped), or why it is refused
-        (counted). A refused request ends as outcome `rejected` with the refusal's code."""
-        capped = cap_max_tokens(body, self.settings.max_tokens_limit)
+    def admit(
+        self, body: dict[str, Any], tenant: str, wall: float, *, stream: str | None = None
+    ) -> dict[str, Any] | Refusal:
+        """The request body to send upstream (its output bounded by `--max-tokens-limit`), or
+        why it is refused (counted). A refused request ends as outcome `rejected` with the
+        refusal's code. With `stream`, an admitted request reserves its worst case against
+        the tenant's daily budget until `charge(..., stream=stream)` settles it."""
+        capped = cap_output(body, self.settings.max_tokens_limit)
         if isinstance(capped, Refusal):
             self.metrics.limited("max_tokens")
             return capped
         if not self.budget.allows(tenant, wall):
             self.metrics.limited("daily_budget")
             return BUDGET_SPENT
-        return capped
+        admitted, output = capped
+        if stream is not None:
+            # Unbounded output (no limit, none asked) reserves only the prompt: see
+            # docs/security.md on why a budget wants --max-tokens-limit.
+            prompt = prompt_estimate(admitted, CHARS_PER_TOKEN)
+            self.budget.reserve(stream, tenant, prompt + (output or 0))
+        return admitted
 
-    def charge(self, tenant: str, prompt_tokens: int, generated_tokens: int, wall: float) -> None:
-        """A stream ended: its tokens count against the tenant's budget for today."""
-        self.budget.charge(tenant, prompt_tokens + generated_tokens, wall)
+    def charge(
+        self,
+        tenant: str,
+        prompt_tokens: int,
+        generated_tokens: int,
+        wall: float,
+        *,
+        stream: str | None = None,
+    ) -> None:
+        """A stream ended: its reservation (if `admit` made one for `stream`) is released and
+        its true tokens count against the tenant's budget for today."""
+        self.budget.settle(stream, tenant, prompt_tokens + generated_tokens, wall)
 
     def idle_timer(self, now: float) -> IdleTimer | None:
         return IdleTimer(self.settings.idle_timeout, now) if self.settings.idle_timeout else None
@@ -168,10 +201,11 @@ class Edge:
             self._task = asyncio.get_running_loop().create_task(self._refresh_loop())
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._next_refresh):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -181,7 +215,7 @@ class Edge:
     async def refresh(self) -> None:
         assert self.store is not None and self.keys is not None
         async with self._refresh_lock:
-            self._last_refresh = time.monotonic()
+            started = self._last_refresh = time.monotonic()
             try:
                 rows = await asyncio.to_thread(self.store.snapshot)
             except SQLAlchemyError as exc:  # keep the last good snapshot
@@ -189,23 +223,40 @@ class Edge:
                 return
             usable = self.keys.usable_ids()
             self.keys.replace(rows)
+            self._fresh_from = started
             revoked = usable - self.keys.usable_ids()
             if revoked:
                 log.warning("API keys revoked: %s; closing their connections", sorted(revoked))
                 self.on_revoked(revoked)
 
     async def refresh_soon(self) -> None:
-        """On an unknown key: refresh now, at most once a second (bounds database reads)."""
-        if time.monotonic() - self._last_refresh >= 1.0:
-            await self.refresh()
+        """On an unknown key: wait for a snapshot read that started after now, so that a key
+        created before this request is known when it returns. Every request waiting shares
+        one read, and reads start at most once a second (this bounds what clients sending
+        made-up keys cost the database); a new key's first users wait, they are not refused."""
+        asked = time.monotonic()
+        for _ in range(2):  # the read under way may have started before `asked`: then one more
+            if self._fresh_from >= asked:
+                return
+            task = self._next_refresh
+            if task is None or task.done():
+                task = self._next_refresh = asyncio.get_running_loop().create_task(
+                    self._refresh_after_pause()
+                )
+            await asyncio.shield(task)
+
+    async def _refresh_after_pause(self) -> None:
+        await asyncio.sleep(max(0.0, self._last_refresh + 1.0 - time.monotonic()))
+        await self.refresh()
 
 
 def spent_today(engine: Engine, wall: float) -> dict[str, int]:
-    """Tokens (prompt + generated) per tenant in the ledger since the start of today (UTC)."""
+    """Tokens (prompt + generated) per tenant in the ledger since the start of today (UTC);
+    refused requests cost nothing (their rows carry a prompt estimate, never charged)."""
     start = datetime.fromtimestamp(utc_day(wall) * 86400, UTC)
     query = (
         select(Stream.tenant, func.sum(Stream.prompt_tokens + Stream.generated_tokens))
-        .where(Stream.started_at >= start)
+        .where(Stream.started_at >= start, Stream.outcome.is_distinct_from("rejected"))
         .group_by(Stream.tenant)
     )
     try:

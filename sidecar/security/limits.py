@@ -5,8 +5,9 @@
   limited (more than `burst` drops in a row) is closed with 1008.
 - `ConnectionLimits`: concurrent connections in total and per tenant.
 - `DailyBudget`: tokens (prompt + generated) per tenant per UTC day; a spent tenant's new
-  streams are rejected (outcome `rejected`).
-- `cap_max_tokens`: the largest `max_tokens` a request may ask for; absent means the cap.
+  streams are rejected (outcome `rejected`). A stream reserves what it may cost when admitted
+  and settles with its true counts when it ends, so concurrent streams cannot overspend.
+- `security/output.py`: the most output a request may ask for (`--max-tokens-limit`).
 - `IdleTimer`: a connection with no client message and no running stream for too long.
 """
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 
 class TokenBucket:
@@ -114,11 +114,20 @@ def utc_day(wall: float) -> int:
 @dataclass(slots=True)
 class DailyBudget:
     """Tokens per tenant per UTC day. 0 = unlimited. State is in memory; `seed` loads what the
-    ledger already holds for today so that a restart does not hand out a fresh budget."""
+    ledger already holds for today so that a restart does not hand out a fresh budget.
+
+    Admission reserves a stream's worst case (its prompt estimate plus the most output it may
+    cause) and `settle` replaces the reservation with the true count. A tenant is admitted
+    while what it spent plus what its running streams reserved is under the budget, so a day
+    ends at most one reservation (plus estimate errors) over it, however many streams start
+    at once. Reservations belong to running streams and survive the day's roll-over.
+    """
 
     tokens_per_day: int
     day: int = -1
     spent: dict[str, int] = field(default_factory=dict)
+    reserved: dict[str, int] = field(default_factory=dict)  # tenant -> tokens held
+    holds: dict[str, tuple[str, int]] = field(default_factory=dict)  # stream -> (tenant, tokens)
 
     def _roll(self, wall: float) -> None:
         day = utc_day(wall)
@@ -129,7 +138,27 @@ class DailyBudget:
         if not self.tokens_per_day:
             return True
         self._roll(wall)
-        return self.spent.get(tenant, 0) < self.tokens_per_day
+        committed = self.spent.get(tenant, 0) + self.reserved.get(tenant, 0)
+        return committed < self.tokens_per_day
+
+    def reserve(self, stream: str, tenant: str, tokens: int) -> None:
+        """Hold `tokens` for a stream just admitted, until `settle(stream, ...)`."""
+        if not self.tokens_per_day or stream in self.holds:
+            return
+        tokens = max(0, tokens)
+        self.holds[stream] = (tenant, tokens)
+        self.reserved[tenant] = self.reserved.get(tenant, 0) + tokens
+
+    def settle(self, stream: str | None, tenant: str, tokens: int, wall: float) -> None:
+        """A stream ended: release its reservation (if any) and charge what it really cost."""
+        held = self.holds.pop(stream, None) if stream is not None else None
+        if held is not None:
+            left = self.reserved.get(held[0], 0) - held[1]
+            if left > 0:
+                self.reserved[held[0]] = left
+            else:
+                self.reserved.pop(held[0], None)
+        self.charge(tenant, tokens, wall)
 
     def charge(self, tenant: str, tokens: int, wall: float) -> None:
         if not self.tokens_per_day or tokens <= 0:
@@ -141,7 +170,8 @@ class DailyBudget:
         if not self.tokens_per_day:
             return None
         self._roll(wall)
-        return max(0, self.tokens_per_day - self.spent.get(tenant, 0))
+        committed = self.spent.get(tenant, 0) + self.reserved.get(tenant, 0)
+        return max(0, self.tokens_per_day - committed)
 
     def seed(self, spent: dict[str, int], wall: float) -> None:
         self._roll(wall)
@@ -150,29 +180,6 @@ class DailyBudget:
 
 
 BUDGET_SPENT = Refusal(429, "budget_exhausted", "your tenant's daily token budget is spent")
-MAX_TOKENS_KEYS = ("max_tokens", "max_completion_tokens")
-
-
-def cap_max_tokens(body: dict[str, Any], cap: int) -> dict[str, Any] | Refusal:
-    """The request body with its output bounded by `cap` (0 = no cap).
-
-    Asking for more than the cap is refused (`max_tokens_exceeded`) rather than silently cut,
-    so a client never mistakes a truncated answer for a complete one; asking for nothing gets
-    the cap, because the upstream's own default may be the whole context window.
-    """
-    if not cap:
-        return body
-    asked = [body[k] for k in MAX_TOKENS_KEYS if k in body and body[k] is not None]
-    for value in asked:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            return Refusal(400, "invalid_max_tokens", "max_tokens must be a positive integer")
-        if value > cap:
-            return Refusal(
-                400, "max_tokens_exceeded", f"max_tokens may be at most {cap} on this sidecar"
-            )
-    if asked:
-        return body
-    return {**body, "max_tokens": cap}
 
 
 class IdleTimer:

@@ -51,6 +51,7 @@ INGRESS: Final = "sidecar.ingress"
 REQUEST_ID: Final = "sidecar.request_id"  # the client's id for the stream
 STREAM_ID: Final = "sidecar.stream_id"  # the sidecar's id, sent upstream as X-Request-Id
 UPSTREAM_CANCEL_SECONDS: Final = "sidecar.upstream_cancel_seconds"
+UPSTREAM_MALFORMED: Final = "sidecar.upstream.malformed_events"
 
 # Sidecar attributes: the session span, set when it ends.
 SESSION_STREAMS: Final = "sidecar.session.streams"

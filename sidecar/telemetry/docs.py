@@ -1,10 +1,14 @@
-"""docs/metrics.md, generated from a fresh `Metrics()` registry so the docs cannot drift.
+"""docs/metrics.md, generated from a registry built as `sidecar serve` builds its own, so the
+docs cannot drift and nothing registered can be left out.
 
     python -m sidecar.telemetry.docs > docs/metrics.md
 
-A test compares the committed file with this output and checks that every DESIGN §6 name is in it.
-Label names and bucket bounds are only held in `prometheus_client`'s private attributes, which is
-why they are read here (and nowhere else).
+Every collector on the registry is described, in registration order: the stream metrics, the
+edge's (`SecurityMetrics`), build info and the runtime collectors. Tests compare the committed file
+with this output, check that every DESIGN §6 name is in it, and scrape a running sidecar to check
+that every family it exposes is documented. The collector list, label names and bucket bounds are
+only held in `prometheus_client`'s private attributes, which is why they are read here (and
+nowhere else).
 """
 
 from __future__ import annotations
@@ -13,18 +17,27 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
 
 from sidecar.security.metrics import AUTH_REASONS, LIMITS, SecurityMetrics
 from sidecar.telemetry import names
 from sidecar.telemetry.metrics import Metrics
+from sidecar.telemetry.runtime import register_runtime
 
-SUFFIXES = {"counter": "_total", "gauge": "", "histogram": ""}
+SUFFIXES = {"counter": "_total", "gauge": "", "histogram": "", "info": "_info"}
+SAMPLE_ONLY_LABELS = frozenset({"le", "quantile"})
 
 LABEL_VALUES = {
-    "model": "the request's `model`, or `--default-model` when it names none; a model gets "
-    f"its own label once the upstream has streamed tokens for it (at most {names.MAX_MODEL_LABELS}"
-    f" models), anything else is `{names.OTHER_MODEL}` (clients can send any string as a model)",
+    "model": "the request's `model` (cleaned and cut to 128 characters as in the ledger), or "
+    "`--default-model` when it names none; a model has its own label when pinned with "
+    f"`--model-label` or listed by the upstream's `GET /v1/models` (at most "
+    f"{names.MAX_MODEL_LABELS} listed models; read at start-up and every minute), anything else "
+    f"is `{names.OTHER_MODEL}`, so made-up names cannot take the labels first. An upstream that "
+    "does not list its models: a model gets a label once the upstream streamed tokens for it, "
+    "first come first served; drift gauges use the same labels (`other`: the worst of the models "
+    "folded into it), and `all` for `heartbeat_rtt`, which is per connection",
     "tenant": "from the credential, else `X-Sidecar-Tenant` or `?tenant=` (else `default`); "
     "the first `--tenant-top-n` tenants and later ones that out-stream the quietest of them (up "
     f"to twice as many) keep their name, the rest are `{names.OTHER_TENANT}`",
@@ -37,6 +50,14 @@ LABEL_VALUES = {
     "limit": ", ".join(f"`{v}`" for v in LIMITS),
     "signal": ", ".join(f"`{v}`" for v in names.DRIFT_SIGNALS),
     "window": ", ".join(f"`{v}`" for v in names.DRIFT_WINDOWS),
+    "version": "`sidecar_build_info`: the sidecar's package version; `python_info`: Python's",
+    "python_version": "the interpreter's version, e.g. `3.11.2`",
+    "python_implementation": "`CPython` (or another interpreter's name)",
+    "generation": "garbage-collector generation: `0`, `1`, `2`",
+    "implementation": "the interpreter's name",
+    "major": "Python version part",
+    "minor": "Python version part",
+    "patchlevel": "Python version part",
 }
 
 HEADER = """\
@@ -47,6 +68,7 @@ HEADER = """\
 
 `sidecar serve` exposes these on `GET /metrics` of `--admin-listen` (Prometheus text format).
 Names and labels are a public contract (DESIGN §6): dashboards and alert rules depend on them.
+The `process_*` and `python_*` families come from `prometheus_client`'s standard collectors.
 Histograms also expose `_bucket{le}`, `_sum` and `_count`; counters and histograms also expose
 `_created` (the series' start time, from `prometheus_client`).
 
@@ -62,20 +84,48 @@ class MetricDoc:
     buckets: tuple[float, ...]  # upper bounds without +Inf; empty unless a histogram
 
 
-def describe(metrics: Metrics) -> Iterator[MetricDoc]:
-    """Every metric of `metrics`, in the order `Metrics` defines them."""
-    for metric in vars(metrics).values():
-        if not isinstance(metric, MetricWrapperBase):
-            continue
-        kind = str(metric._type)
-        bounds = tuple(getattr(metric, "_upper_bounds", ()))
+def describe(registry: CollectorRegistry) -> Iterator[MetricDoc]:
+    """Every metric family of `registry`, in the order the collectors were registered."""
+    for collector in list(registry._collector_to_names):
+        if isinstance(collector, MetricWrapperBase):
+            yield _wrapper_doc(collector)
+        else:
+            yield from _collected_docs(collector)
+
+
+def _wrapper_doc(metric: MetricWrapperBase) -> MetricDoc:
+    kind = str(metric._type)
+    bounds = tuple(getattr(metric, "_upper_bounds", ()))
+    return MetricDoc(
+        name=metric._name + SUFFIXES[kind],
+        type=kind,
+        labels=tuple(metric._labelnames),
+        help=metric._documentation,
+        buckets=tuple(b for b in bounds if b != float("inf")),
+    )
+
+
+def _collected_docs(collector: Collector) -> Iterator[MetricDoc]:
+    """Custom collectors (process, platform, GC): labels as their samples carry them."""
+    for family in collector.collect():
+        labels: dict[str, None] = {}
+        for sample in family.samples:
+            labels.update(dict.fromkeys(k for k in sample.labels if k not in SAMPLE_ONLY_LABELS))
         yield MetricDoc(
-            name=metric._name + SUFFIXES[kind],
-            type=kind,
-            labels=tuple(metric._labelnames),
-            help=metric._documentation,
-            buckets=tuple(b for b in bounds if b != float("inf")),
+            name=family.name + SUFFIXES.get(family.type, ""),
+            type=family.type,
+            labels=tuple(labels),
+            help=family.documentation,
+            buckets=(),
         )
+
+
+def documented_registry() -> CollectorRegistry:
+    """The registry as `sidecar serve` fills it (see sidecar/serve.py and Edge)."""
+    metrics = Metrics()
+    SecurityMetrics(metrics.registry)  # the edge's metrics share the sidecar's registry
+    register_runtime(metrics.registry)
+    return metrics.registry
 
 
 def buckets_summary(bounds: tuple[float, ...]) -> str:
@@ -88,9 +138,7 @@ def buckets_summary(bounds: tuple[float, ...]) -> str:
 
 
 def render_metrics_doc() -> str:
-    metrics = Metrics()
-    SecurityMetrics(metrics.registry)  # the edge's metrics share the sidecar's registry
-    docs = list(describe(metrics))
+    docs = list(describe(documented_registry()))
     lines = [
         HEADER.rstrip(),
         "",

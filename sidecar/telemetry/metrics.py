@@ -7,6 +7,7 @@ read back with `histogram_quantile` stays within a few percent.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client import Histogram as _Histogram
@@ -88,28 +89,52 @@ class TenantLabels:
 
 
 class ModelLabels:
-    """Bounds model label cardinality: clients may send any string as `model`. A model gets its
-    own label once the upstream has streamed tokens for it (so it exists), up to `max_models`;
-    requests for anything else are counted under `other`."""
+    """Bounds model label cardinality, and keeps the labels for real models: clients may send
+    any string as `model`, and a flood of made-up names must not take every label first.
 
-    def __init__(self, max_models: int = names.MAX_MODEL_LABELS) -> None:
+    A model gets its own label when an operator pinned it (`--model-label`), or when the
+    upstream's `GET /v1/models` lists it (`listed()`, refreshed periodically; up to
+    `max_models` of those); anything else is `other`. Until the upstream has answered that
+    list once (some servers do not serve it), a model gets a label once the upstream has
+    streamed tokens for it, first come first served, up to `max_models`. Labels are never
+    taken back (a live counter cannot move). The drift monitor keys on the same labels.
+    """
+
+    def __init__(
+        self, max_models: int = names.MAX_MODEL_LABELS, pinned: Iterable[str] = ()
+    ) -> None:
         self.max_models = max_models
-        self._known: set[str] = set()
+        self.pinned = frozenset(pinned)
+        self._known: set[str] = set(self.pinned)
+        self._admitted = 0  # labels given beyond the pinned ones
+        self._listed: frozenset[str] | None = None  # None: the upstream never listed its models
+
+    def listed(self, models: Iterable[str]) -> None:
+        """The upstream's current `GET /v1/models` ids."""
+        self._listed = frozenset(models)
 
     def __call__(self, model: str, answered: bool) -> str:
         if model in self._known:
             return model
-        if answered and len(self._known) < self.max_models:
+        listed = self._listed
+        admissible = model in listed if listed is not None else answered
+        if admissible and self._admitted < self.max_models:
             self._known.add(model)
+            self._admitted += 1
             return model
         return names.OTHER_MODEL
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None, tenant_top_n: int = 20) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        tenant_top_n: int = 20,
+        model_labels: Iterable[str] = (),
+    ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.tenant = TenantLabels(tenant_top_n)
-        self.model = ModelLabels()
+        self.model = ModelLabels(pinned=model_labels)
         r = self.registry
         self.sessions_active = Gauge(
             names.SESSIONS_ACTIVE, "WebSocket sessions currently open.", registry=r
@@ -181,9 +206,32 @@ class Metrics:
         self.ledger_write_errors = Counter(
             names.LEDGER_WRITE_ERRORS, "Failed ledger write attempts.", registry=r
         )
+        self.ledger_dead_letter_rows = Counter(
+            names.LEDGER_DEAD_LETTER_ROWS,
+            "Ledger rows the database refused (a value it cannot store, not an outage); set "
+            "aside in the dead-letter file beside the spool, while every other row is written.",
+            registry=r,
+        )
         self.unpriced = Counter(
             names.UNPRICED_STREAMS,
             "Streams whose model has no price in force; their cost is unknown, not zero.",
+            ["model"],
+            registry=r,
+        )
+        self.internal_errors = Counter(
+            names.INTERNAL_ERRORS,
+            "Streams ended as internal_error: an unexpected fault of the sidecar (see its log).",
+            registry=r,
+        )
+        self.breaker_open = Gauge(
+            names.BREAKER_OPEN,
+            "1 while the upstream circuit breaker is open: repeated connection failures, new "
+            "streams refused at once with upstream_unavailable and a retry hint.",
+            registry=r,
+        )
+        self.upstream_malformed = Counter(
+            names.UPSTREAM_MALFORMED,
+            "Upstream stream events that could not be parsed; skipped, the stream goes on.",
             ["model"],
             registry=r,
         )

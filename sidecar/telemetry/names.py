@@ -19,9 +19,14 @@ UPSTREAM_CANCEL: Final = "sidecar_upstream_cancel_seconds"
 LEDGER_QUEUE_DEPTH: Final = "sidecar_ledger_queue_depth"
 LEDGER_SPOOLED_ROWS: Final = "sidecar_ledger_spooled_rows"
 LEDGER_WRITE_ERRORS: Final = "sidecar_ledger_write_errors"  # counter
+LEDGER_DEAD_LETTER_ROWS: Final = "sidecar_ledger_dead_letter_rows"  # counter
 DRIFT_P95: Final = "sidecar_drift_p95_seconds"  # gauge {model,signal,window}
 DRIFT_ALERT_ACTIVE: Final = "sidecar_drift_alert_active"  # gauge {model,signal}
 UNPRICED_STREAMS: Final = "sidecar_unpriced_streams"  # counter {model}
+INTERNAL_ERRORS: Final = "sidecar_internal_errors"  # counter; streams ended by a sidecar fault
+BREAKER_OPEN: Final = "sidecar_upstream_breaker_open"  # gauge; 1 while new streams are refused
+UPSTREAM_MALFORMED: Final = "sidecar_upstream_malformed"  # counter {model}; unparsable events
+BUILD_INFO: Final = "sidecar_build_info"  # gauge, always 1 {version,python_version,...}
 
 # Label values that dashboards and rules rely on.
 TOKEN_KINDS: Final = ("prompt", "generated", "delivered", "wasted")
@@ -36,6 +41,7 @@ OUTCOMES: Final = (
     "rejected",
     "shutdown",
     "interrupted",
+    "internal_error",
 )
 DISCONNECT_REASONS: Final = (
     "client_closed",

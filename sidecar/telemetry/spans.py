@@ -39,6 +39,7 @@ _FAILURES = frozenset(
         Outcome.INTERRUPTED,
         Outcome.REJECTED,
         Outcome.SHUTDOWN,
+        Outcome.INTERNAL_ERROR,
     }
 )
 _NUMERIC_REQUEST = (
@@ -275,6 +276,8 @@ class _RecordingStream(StreamTrace):
             a.OUTCOME: outcome.value,
             a.COUNT_SOURCE: account.count_source.value,
         }
+        if account.malformed:
+            attrs[a.UPSTREAM_MALFORMED] = account.malformed
         if account.finish_reason:
             attrs[a.GEN_AI_RESPONSE_FINISH_REASONS] = (account.finish_reason,)
         if self._settings.capture_content:

@@ -12,18 +12,41 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
 
+from sidecar.accounting.stream import clean_model
 from sidecar.errors import ConfigError, UpstreamError, UpstreamTimeout
 from sidecar.upstream.flavour import Flavour
 from sidecar.upstream.http1 import Origin, Pool, Response
+from sidecar.upstream.outage import OutageLog
+
+log = logging.getLogger("sidecar.upstream")
 
 # Transport failures of the upstream connection, as the relay sees them. A response cut off
 # or malformed mid-body raises `BrokenResponse`, a `ConnectionError`.
 UPSTREAM_IO_ERRORS = (OSError, TimeoutError)
+MODEL_LIST_BYTES = 1024 * 1024
+READY_TIMEOUT = 5.0
+MAX_LISTED_MODELS = 1000
+
+
+def parse_model_ids(body: bytes) -> list[str] | None:
+    """`{"data": [{"id": ...}, ...]}` → the ids, cleaned as a request's model is (so they
+    compare equal), at most `MAX_LISTED_MODELS`; None for anything else."""
+    try:
+        answer = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    data = answer.get("data") if isinstance(answer, dict) else None
+    if not isinstance(data, list):
+        return None
+    ids = (item.get("id") for item in data[:MAX_LISTED_MODELS] if isinstance(item, dict))
+    return [clean_model(i) for i in ids if isinstance(i, str) and i]
 
 
 class UpstreamResponse:
@@ -85,6 +108,7 @@ class UpstreamClient:
             raise ConfigError(f"--upstream: {exc}") from None
         self._pool: Pool | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._outage = OutageLog()
 
     async def start(self) -> None:
         self._pool = Pool(
@@ -109,11 +133,35 @@ class UpstreamClient:
     ) -> Response:
         assert self._pool is not None, "UpstreamClient.start() was not awaited"
         try:
-            return await self._pool.request(method, path, body, headers)
+            response = await self._pool.request(method, path, body, headers)
         except UPSTREAM_IO_ERRORS as exc:
+            self._unreachable(exc)
             raise UpstreamError(
                 "upstream_unavailable", f"model server at {self.base_url} unreachable: {exc}"
             ) from None
+        lasted = self._outage.reached(time.monotonic())
+        if lasted is not None:
+            log.info(
+                "upstream %s reachable again after %.1f s",
+                self.base_url,
+                lasted,
+                extra={"event": "upstream_reachable", "upstream": self.base_url},
+            )
+        return response
+
+    def _unreachable(self, exc: BaseException) -> None:
+        failures = self._outage.failed(time.monotonic())
+        if failures is not None:
+            log.warning(
+                "upstream %s unreachable: %s",
+                self.base_url,
+                exc or type(exc).__name__,
+                extra={
+                    "event": "upstream_unreachable",
+                    "upstream": self.base_url,
+                    "failures": failures,
+                },
+            )
 
     async def stream(
         self, path: str, body: dict[str, Any], request_id: str, headers: Mapping[str, str]
@@ -133,9 +181,13 @@ class UpstreamClient:
         return UpstreamResponse(self, response, request_id)
 
     async def ready(self) -> bool:
+        """Does the model server answer `GET /v1/models` within 5 s? (A readiness probe must
+        not wait as long as a streaming request may: the first-byte timeout is minutes.)"""
         try:
-            response = await self._request("GET", "/v1/models", b"", self._headers({}))
-        except UpstreamError:
+            response = await asyncio.wait_for(
+                self._request("GET", "/v1/models", b"", self._headers({})), READY_TIMEOUT
+            )
+        except (UpstreamError, TimeoutError):
             return False
         try:
             with contextlib.suppress(UpstreamTimeout, *UPSTREAM_IO_ERRORS):
@@ -143,6 +195,20 @@ class UpstreamClient:
         finally:
             response.release()
         return response.status < 500
+
+    async def model_ids(self) -> list[str] | None:
+        """The ids the upstream's `GET /v1/models` lists, or None when it does not answer."""
+        try:
+            response = await self._request("GET", "/v1/models", b"", self._headers({}))
+        except UpstreamError:
+            return None
+        try:
+            body = await asyncio.wait_for(response.read(MODEL_LIST_BYTES), 5.0)
+        except UPSTREAM_IO_ERRORS:
+            return None
+        finally:
+            response.release()
+        return parse_model_ids(body) if response.status == 200 else None
 
     def abort_later(self, request_id: str) -> None:
         task = asyncio.get_running_loop().create_task(self._abort(request_id))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.dashboards import all_promql, build_all, render_all
+from sidecar.dashboards import all_promql, build_all, render_all, rules
 from sidecar.dashboards.build import RULES_FILE, substitute
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,7 +66,7 @@ def test_all_promql_covers_panels_variables_and_rules() -> None:
     for uid in ("sidecar-overview", "sidecar-cost", "sidecar-drift"):
         assert any(w.startswith(f"{uid} panel ") for w in wheres)
         assert f"{uid} variable $model" in wheres
-    assert sum(w.startswith("rules ") for w in wheres) == 8
+    assert sum(w.startswith("rules ") for w in wheres) == len(rules.rules())
     assert not any("$" in expr for _, expr in all_promql())
 
 

@@ -18,6 +18,9 @@ COUNTERS = {
     names.DISCONNECTS,
     names.LEDGER_WRITE_ERRORS,
     names.UNPRICED_STREAMS,
+    names.INTERNAL_ERRORS,
+    names.UPSTREAM_MALFORMED,
+    names.LEDGER_DEAD_LETTER_ROWS,
 }
 HISTOGRAMS = {
     names.TIME_TO_FIRST_TOKEN,
@@ -32,11 +35,14 @@ GAUGES = {
     names.LEDGER_SPOOLED_ROWS,
     names.DRIFT_P95,
     names.DRIFT_ALERT_ACTIVE,
+    names.BUILD_INFO,
+    names.BREAKER_OPEN,
 }
 EXPOSED = (
     {f"{c}_total" for c in COUNTERS}
     | {f"{h}{s}" for h in HISTOGRAMS for s in ("_bucket", "_sum", "_count")}
     | GAUGES
+    | {"up"}  # Prometheus' own series per scrape target (SidecarDown, SidecarNotScraped)
 )
 
 KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool"}

@@ -42,8 +42,17 @@ def test_the_helper_sees_the_exposition(prometheus: PrometheusServer) -> None:
 EXPRESSIONS = all_promql()
 
 
+# Rules about the scrape itself: while the fake sidecar is scraped they must find nothing.
+SCRAPE_HEALTH = {"SidecarDown", "SidecarNotScraped"}
+
+
 @pytest.mark.parametrize(("where", "expr"), EXPRESSIONS, ids=[w for w, _ in EXPRESSIONS])
 def test_expression_returns_series(prometheus: PrometheusServer, where: str, expr: str) -> None:
+    if where.split()[-1] in SCRAPE_HEALTH:
+        assert prometheus.query(expr) == [], f"{where} fires on a healthy target: {expr}"
+        selector = expr.removeprefix("absent(").removesuffix(")").removesuffix(" == 0")
+        assert prometheus.query(selector), f"{where}: {selector} selects no scrape target"
+        return
     series = prometheus.query(expr)
     assert series, f"{where}: no series for {expr}"
     values = [float(s["value"][1]) for s in series]

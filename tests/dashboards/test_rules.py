@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,12 +11,14 @@ import yaml
 
 from sidecar.dashboards import rules
 from sidecar.dashboards.build import RULES_FILE
+from sidecar.telemetry import alerts
 from tests.dashboards.test_build import COMMITTED
 from tests.support.timeouts import scaled
 from tests.support.unavailable import service_unavailable
 
 RULES = COMMITTED / RULES_FILE
 TESTS = RULES.with_name("sidecar-alerts.test.yml")
+RUNBOOK = Path(__file__).resolve().parents[2] / "docs" / "runbook.md"
 
 
 def _promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -65,3 +68,17 @@ def test_every_rule_is_documented() -> None:
     readme = (COMMITTED / "README.md").read_text()
     for rule in rules.rules():
         assert f"`{rule.alert}`" in readme
+
+
+def test_one_owner_per_alert_one_severity_vocabulary_and_a_runbook_each() -> None:
+    """A rule named like a pushed alert paged every drift twice, with another severity."""
+    document = yaml.safe_load(RULES.read_text())
+    entries = document["groups"][0]["rules"]
+    names = {e["alert"] for e in entries}
+    assert names.isdisjoint(alerts.PUSHED_ALERTS)
+    assert {e["labels"]["severity"] for e in entries} <= set(alerts.SEVERITIES)
+    headings = set(re.findall(r"^## (\w+)$", RUNBOOK.read_text(), re.MULTILINE))
+    for entry in entries:
+        assert entry["annotations"]["runbook_url"] == alerts.runbook_url(entry["alert"])
+    assert names | alerts.PUSHED_ALERTS <= headings, "docs/runbook.md has a section per alert"
+    assert {"SidecarDown", "SidecarNotScraped"} <= names

@@ -123,6 +123,8 @@ def test_ttft_step_fires_and_resolves(tmp_path: Path) -> None:
                 )  # fmt: skip
                 timeline = await _scenario(stack, alertmanager, received)
                 timeline["rows"] = len(stream_rows(stack.db_url))
+                assert stack.serve is not None
+                timeline["log"] = stack.serve.output()
                 return timeline
         finally:
             await runner.cleanup()
@@ -133,7 +135,11 @@ def test_ttft_step_fires_and_resolves(tmp_path: Path) -> None:
     assert timeline["fired"] - timeline["step"] < 60
     (alert,) = timeline["firing"]
     assert alert["labels"]["signal"] == "ttft" and alert["labels"]["model"] == "sim-small"
-    assert alert["labels"]["severity"] in ("warn", "crit")
+    assert alert["labels"]["severity"] in ("warning", "critical")
+    assert alert["labels"]["instance"]  # the sidecar's --instance-id: which replica drifts
+    assert alert["annotations"]["runbook_url"].endswith("#sidecarlatencydrift")
+    assert alert["generatorURL"].endswith("/metrics")
+    assert "event=drift_fired" in timeline["log"] and "event=drift_resolved" in timeline["log"]
     fired = next(r for r in reversed(received) if r["event"] in ("fired", "reopened"))
     assert fired["signal"] == "ttft" and fired["short_p95"] > fired["baseline_p95"]
     assert timeline["rows"] > 200

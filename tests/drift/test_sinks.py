@@ -117,17 +117,17 @@ async def _alertmanager_body() -> None:
                 dispatcher.publish([AlertResolved(resolved)])
                 await _until(
                     lambda: any(
-                        "endsAt" in b[0] and b[0]["labels"]["severity"] == "crit"
+                        "endsAt" in b[0] and b[0]["labels"]["severity"] == "critical"
                         for b in rec.bodies
                     )
                 )
         first = rec.bodies[0][0]
         labels = {"alertname": "SidecarLatencyDrift", "model": "llama", "signal": "ttft"}
-        assert first["labels"] == {**labels, "severity": "warn"}
+        assert first["labels"] == {**labels, "severity": "warning"}
         assert "endsAt" not in first and first["startsAt"] == "2023-11-14T22:13:50+00:00"
         escalation = next(b for b in rec.bodies if len(b) == 2)
-        assert escalation[0]["labels"]["severity"] == "warn" and "endsAt" in escalation[0]
-        assert escalation[1]["labels"]["severity"] == "crit" and "endsAt" not in escalation[1]
+        assert escalation[0]["labels"]["severity"] == "warning" and "endsAt" in escalation[0]
+        assert escalation[1]["labels"]["severity"] == "critical" and "endsAt" not in escalation[1]
         assert rec.bodies[-1][0]["endsAt"] == "2023-11-14T22:18:20+00:00"
 
 
@@ -166,7 +166,10 @@ def test_callable_and_log_sinks(caplog: pytest.LogCaptureFixture) -> None:
     seen, dispatcher = asyncio.run(_callable_and_log())
     assert seen == [AlertFired(ALERT)]
     assert dispatcher.failed["callable"] == 1
-    assert any('"event": "fired"' in r.getMessage() for r in caplog.records)
+    fired = [r for r in caplog.records if getattr(r, "event", None) == "drift_fired"]
+    assert len(fired) == 1 and fired[0].levelname == "WARNING"
+    assert fired[0].model == "llama" and fired[0].severity == "warn"  # type: ignore[attr-defined]
+    assert fired[0].getMessage().startswith("drift alert fired: ttft p95 on llama")
 
 
 async def _callable_and_log() -> tuple[list[object], AlertDispatcher]:
@@ -198,8 +201,41 @@ async def _alertmanager_round_trip(alertmanager_url: str) -> None:
             listed = await response.json()
         mine = [a for a in listed if a["labels"].get("alertname") == "SidecarLatencyDrift"]
         assert len(mine) == 1 and mine[0]["status"]["state"] == "active"
-        assert mine[0]["labels"]["model"] == "llama" and mine[0]["labels"]["severity"] == "warn"
+        assert mine[0]["labels"]["model"] == "llama" and mine[0]["labels"]["severity"] == "warning"
         await sink.send(AlertResolved(Alert(**{**_fields(alert), "resolved_at": time.time()})))
         async with session.get(alertmanager_url + "/api/v2/alerts?active=true") as response:
             active = await response.json()
         assert [a for a in active if a["labels"].get("alertname") == "SidecarLatencyDrift"] == []
+
+
+def test_pushed_alert_names_instance_runbook_source_and_its_window() -> None:
+    sink = AlertmanagerSink(
+        "http://am:9093",
+        None,  # type: ignore[arg-type]  # _body sends nothing
+        instance="pod-a",
+        generator_url="http://pod-a:9464/metrics",
+        window_seconds=30.0,
+    )
+    body = sink._body(ALERT, None)
+    assert body["labels"] == {
+        "alertname": "SidecarLatencyDrift",
+        "instance": "pod-a",
+        "model": "llama",
+        "signal": "ttft",
+        "severity": "warning",
+    }
+    assert body["generatorURL"] == "http://pod-a:9464/metrics"
+    assert body["annotations"]["runbook_url"].endswith("docs/runbook.md#sidecarlatencydrift")
+    assert "over the last 30 s vs baseline" in body["annotations"]["description"]
+    five_minutes = AlertmanagerSink("http://am:9093", None)._body(ALERT, None)  # type: ignore[arg-type]
+    assert "over the last 5 min vs baseline" in five_minutes["annotations"]["description"]
+    assert "instance" not in five_minutes["labels"] and "generatorURL" not in five_minutes
+
+
+def test_log_sink_resolution_is_info_with_fields(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="sidecar.drift")
+    resolved = Alert(**{**_fields(ALERT), "resolved_at": 1_700_000_300.0})
+    asyncio.run(LogSink().send(AlertResolved(resolved)))
+    (record,) = caplog.records
+    assert record.levelname == "INFO" and record.event == "drift_resolved"  # type: ignore[attr-defined]
+    assert record.alert_id == 1 and record.resolved_at == "2023-11-14T22:18:20+00:00"  # type: ignore[attr-defined]

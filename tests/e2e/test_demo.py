@@ -43,3 +43,11 @@ def test_demo_prints_the_cost_report_and_exits_clean(tmp_path: Path) -> None:
     generated, delivered, wasted = map(int, match.groups())
     assert generated == delivered + wasted and wasted > 0
     assert not any(port_is_open("127.0.0.1", p) for p in ports)  # nothing left running
+    # The summary says what happened, from the ledger: the same counts as the outcome table.
+    summary = re.search(r"(\d+) streams in the ledger: (.*) \(\d+ client errors\)\.", out)
+    assert summary, out
+    said = {outcome: int(n) for n, outcome in re.findall(r"(\d+) [a-z -]+\((\w+)\)", summary[2])}
+    table = out[out.index("Cost report by outcome") :].splitlines()
+    body = table[3 : table.index(table[2], 3)]  # between the two rules
+    recorded = {line.split()[0]: int(line.split()[1]) for line in body}
+    assert said == recorded and sum(said.values()) == int(summary[1])

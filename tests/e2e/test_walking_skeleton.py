@@ -169,7 +169,7 @@ def test_failing_and_unreachable_upstream(tmp_path: Path) -> None:
         stack.start_serve()
         frames, pong = asyncio.run(_upstream_failures(stack.ws_url))
         assert [f["code"] for f in frames] == ["upstream_error", "upstream_error"]
-        assert "500" in str(frames[0]["message"])
+        assert "503" in str(frames[0]["message"])
         assert pong["type"] == "pong"
         stack.processes[0].stop()  # now nothing listens upstream
         frames, pong = asyncio.run(_upstream_failures(stack.ws_url))

@@ -110,7 +110,8 @@ BAD_INPUT = [
      "error: --from: 'soon' is not an ISO date like 2026-01-31"),
     (["import", "missing.toml"], "error: missing.toml: cannot read (No such file or directory)"),
     (["import", "bad.toml"], "error: bad.toml is not valid TOML"),
-    (["import", "negative.toml"], "price must be a non-negative number"),
+    (["import", "negative.toml"],
+     "error: negative.toml:3: [[price]] #1: input_per_mtok = '-1'; write a non-negative number"),
 ]  # fmt: skip
 
 
@@ -119,6 +120,7 @@ def bad_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     (tmp_path / "bad.toml").write_text("[[price]\n")
     (tmp_path / "negative.toml").write_text(
         '[[price]]\nmodel = "m"\ninput_per_mtok = "-1"\noutput_per_mtok = "1"\n'
+        "effective_from = 2026-01-01\n"
     )
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
@@ -155,7 +157,7 @@ def test_never_a_traceback_in_a_real_process(bad_files: str) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-    assert result.stderr.startswith("error: negative.toml [[price]] #1 input_per_mtok: price")
+    assert result.stderr.startswith("error: negative.toml:3: [[price]] #1: input_per_mtok")
 
 
 def test_library_upsert_and_list(empty_ledger: str) -> None:
@@ -193,7 +195,7 @@ def test_price_change_keeps_history_and_reprice_only_reads(
     yesterday = ["--db", empty_ledger, "--since", "2026-11-21", "--until", "2026-11-22",
                  "--by", "model", "--format", "csv", "--no-latency"]  # fmt: skip
     before = CliRunner().invoke(report_command, yesterday).output
-    assert before.splitlines()[1] == "big,2,300,150,120,30,20.0%,0.000600,0.000060,0"
+    assert before.splitlines()[1] == "big,2,300,150,120,30,20.0,0.000600,0.000060,0,false,false"
 
     # the price doubles from today on: yesterday's bill does not move
     invoke("set", "big", "--input", "2.00", "--output", "4.00", "--from", "2026-11-22",
@@ -207,7 +209,10 @@ def test_price_change_keeps_history_and_reprice_only_reads(
     snapshot = _ledger_snapshot(empty_ledger)
     repriced = CliRunner().invoke(report_command, [*yesterday, "--reprice", str(new)])
     assert repriced.exit_code == 0, repriced.output
-    assert repriced.output.splitlines()[1] == "big,2,300,150,120,30,20.0%,0.001200,0.000120,0"
+    assert (
+        repriced.output.splitlines()[1]
+        == "big,2,300,150,120,30,20.0,0.001200,0.000120,0,false,false"
+    )
     assert _ledger_snapshot(empty_ledger) == snapshot
 
 
@@ -220,8 +225,13 @@ def test_reprice_with_the_recorded_prices_reproduces_the_recorded_costs(
     args = ["--db", report_ledger, "--since", "2025-01-01", "--by", "day,model", "--format",
             "json", "--no-latency"]  # fmt: skip
     recorded = CliRunner().invoke(report_command, args).output
-    repriced = CliRunner().invoke(report_command, [*args, "--reprice", str(same)]).output
-    assert json.loads(repriced) == json.loads(recorded)
+    repriced = json.loads(
+        CliRunner().invoke(report_command, [*args, "--reprice", str(same)]).output
+    )
+    assert repriced.pop("notes") == [
+        f"What-if: costs under the prices in {same}, not the recorded ones (nothing written)."
+    ]
+    assert repriced == json.loads(recorded)
 
 
 def test_reprice_by_effective_date_and_unknown_models(report_ledger: str, tmp_path: Path) -> None:
@@ -237,13 +247,13 @@ def test_reprice_by_effective_date_and_unknown_models(report_ledger: str, tmp_pa
     result = CliRunner().invoke(report_command, ["--db", report_ledger, "--since", "2026-11-21",
         "--by", "model", "--format", "csv", "--no-latency", "--reprice", str(file)])  # fmt: skip
     assert result.output.splitlines()[1:] == [
-        "big,4,500,260,230,30,11.5%,0.000000,0.000000,4",
-        "mystery,1,10,10,10,0,0.0%,0.000060,0.000000,0",
+        "big,4,500,260,230,30,11.5,,,4,false,false",  # no price: unknown, never $0
+        "mystery,1,10,10,10,0,0.0,0.000060,0.000000,0,false,false",
         # 100 × 0.000001/M rounds to 0 nano-dollars per stream; 50 × $1/M = 0.00005
-        "small,2,100,50,20,30,60.0%,0.000050,0.000030,0",
+        "small,2,100,50,20,30,60.0,0.000050,0.000030,0,false,false",
     ]
     file.write_text('[[price]]\nmodel = "x"\ninput_per_mtok = "0.0000000001"\n'
-                    'output_per_mtok = "1"\n')  # fmt: skip
+                    'output_per_mtok = "1"\neffective_from = 2026-01-01\n')  # fmt: skip
     bad = CliRunner().invoke(report_command, ["--db", report_ledger, "--reprice", str(file)])
     assert isinstance(bad.exception, ConfigError)
     assert "more than 9 decimal places" in str(bad.exception)

@@ -9,12 +9,14 @@ from click.testing import CliRunner
 
 from sidecar.cli.report import command
 from sidecar.errors import ConfigError
-from sidecar.ledger.report import ReportQuery, interpolate, run_report
+from sidecar.ledger.latency import interpolate
+from sidecar.ledger.query import ReportQuery
+from sidecar.ledger.report import run_report
 from tests.ledger.conftest import at, engine_for
 
 HEADER = (
     "streams  prompt_tokens  generated_tokens  delivered_tokens  wasted_tokens  waste_pct"
-    "  cost_usd  wasted_cost_usd  unpriced_streams  ttft_p50_s  ttft_p95_s  heartbeat_rtt_p50_s"
+    "   cost_usd  wasted_cost_usd  unpriced_streams  ttft_p50_s  ttft_p95_s  heartbeat_rtt_p50_s"
 )
 
 
@@ -29,23 +31,27 @@ def test_table_by_model_and_tenant(report_ledger: str) -> None:
     assert text.splitlines() == [
         "model    tenant  " + HEADER,
         "-------  ------  -------  -------------  ----------------  ----------------  -------------"
-        "  ---------  --------  ---------------  ----------------  ----------  ----------"
+        "  ---------  ---------  ---------------  ----------------  ----------  ----------"
         "  -------------------",
         "big      acme          4            500               260               230             30"
-        "      11.5%  0.001020         0.000060                 0       0.175       0.285"
+        "      11.5%   0.001020         0.000060                 0       0.175       0.285"
         "                0.030",
+        # no price at all: unknown, never $0
         "mystery  globex        1             10                10                10              0"
-        "       0.0%  0.000000         0.000000                 1       0.500       0.500"
+        "       0.0%    unknown          unknown                 1       0.500       0.500"
         "                    -",
         "small    globex        2            100                50                20             30"
-        "      60.0%  0.000045         0.000018                 0       0.050       0.050"
+        "      60.0%   0.000045         0.000018                 0       0.050       0.050"
         "                0.010",
         "-------  ------  -------  -------------  ----------------  ----------------  -------------"
-        "  ---------  --------  ---------------  ----------------  ----------  ----------"
+        "  ---------  ---------  ---------------  ----------------  ----------  ----------"
         "  -------------------",
+        # partly priced: the priced part, marked
         "TOTAL                  7            610               320               260             60"
-        "      18.8%  0.001065         0.000078                 1       0.175       0.450"
+        "      18.8%  ≥0.001065        ≥0.000078                 1       0.175       0.450"
         "                0.020",
+        "unknown: no price for any stream of the row; ≥: the priced streams' cost, without the 1"
+        " unpriced ones (unpriced_streams).",
     ]
 
 
@@ -67,7 +73,10 @@ def test_json_keeps_the_design_shape(report_ledger: str) -> None:
         "ttft_p95_s": 0.285,
         "heartbeat_rtt_p50_s": 0.03,  # sessions sA 0.020 and sB 0.040
         "waste_pct": 11.5,
+        "cost_partial": False,
     }
+    assert data["rows"][1]["cost_usd"] is None  # "mystery" has no price: null, never "0"
+    assert data["rows"][1]["wasted_cost_usd"] is None
     assert data["rows"][1]["heartbeat_rtt_p50_s"] is None  # no session, no heartbeat
     assert data["totals"] == {
         "streams": 7,
@@ -82,6 +91,7 @@ def test_json_keeps_the_design_shape(report_ledger: str) -> None:
         "ttft_p95_s": 0.45,
         "heartbeat_rtt_p50_s": 0.02,
         "waste_pct": 18.8,
+        "cost_partial": True,  # the priced part; 1 stream unpriced
     }
 
 
@@ -90,10 +100,10 @@ def test_csv_by_day_without_latency(report_ledger: str) -> None:
                   "--no-latency")  # fmt: skip
     assert text.splitlines() == [
         "day,streams,prompt_tokens,generated_tokens,delivered_tokens,wasted_tokens,waste_pct,"
-        "cost_usd,wasted_cost_usd,unpriced_streams",
-        "2026-01-01,1,1000,1000,1000,0,0.0%,0.003000,0.000000,0",
-        "2026-11-21,2,300,150,120,30,20.0%,0.000600,0.000060,0",
-        "2026-11-22,5,310,170,140,30,17.6%,0.000465,0.000018,1",
+        "cost_usd,wasted_cost_usd,unpriced_streams,cost_partial,idle",
+        "2026-01-01,1,1000,1000,1000,0,0.0,0.003000,0.000000,0,false,false",
+        "2026-11-21,2,300,150,120,30,20.0,0.000600,0.000060,0,false,false",
+        "2026-11-22,5,310,170,140,30,17.6,0.000465,0.000018,1,true,false",
     ]
 
 
@@ -102,12 +112,12 @@ def test_csv_by_hour_and_ingress_with_latency(report_ledger: str) -> None:
     assert text.splitlines() == [
         "hour,ingress,streams,prompt_tokens,generated_tokens,delivered_tokens,wasted_tokens,"
         "waste_pct,cost_usd,wasted_cost_usd,unpriced_streams,ttft_p50_s,ttft_p95_s,"
-        "heartbeat_rtt_p50_s",
-        "2026-11-22T09:00,http,1,50,40,10,30,75.0%,0.000032,0.000018,0,0.050,0.050,0.010",
-        "2026-11-22T09:00,ws,1,100,80,80,0,0.0%,0.000260,0.000000,0,0.200,0.200,0.040",
-        "2026-11-22T10:00,http,1,10,10,10,0,0.0%,0.000000,0.000000,1,0.500,0.500,",
-        "2026-11-22T10:00,ws,1,50,10,10,0,0.0%,0.000014,0.000000,0,,,",
-        "2026-11-22T11:00,ws,1,100,30,30,0,0.0%,0.000160,0.000000,0,0.150,0.150,0.040",
+        "heartbeat_rtt_p50_s,cost_partial,idle",
+        "2026-11-22T09:00,http,1,50,40,10,30,75.0,0.000032,0.000018,0,0.050,0.050,0.010,false,false",
+        "2026-11-22T09:00,ws,1,100,80,80,0,0.0,0.000260,0.000000,0,0.200,0.200,0.040,false,false",
+        "2026-11-22T10:00,http,1,10,10,10,0,0.0,,,1,0.500,0.500,,false,false",  # unknown: empty
+        "2026-11-22T10:00,ws,1,50,10,10,0,0.0,0.000014,0.000000,0,,,,false,false",
+        "2026-11-22T11:00,ws,1,100,30,30,0,0.0,0.000160,0.000000,0,0.150,0.150,0.040,false,false",
     ]
 
 
@@ -118,7 +128,7 @@ def test_by_session_and_outcome(report_ledger: str) -> None:
         (r["session"], r["outcome"], r["streams"], r["heartbeat_rtt_p50_s"]) for r in data["rows"]
     ]
     assert keys == [
-        ("-", "completed", 1, None),
+        ("s6", "completed", 1, None),  # an HTTP request is its own session, not "-"
         ("sA", "client_gone", 1, 0.02),
         ("sA", "completed", 1, 0.02),
         ("sB", "completed", 1, 0.04),
@@ -131,7 +141,9 @@ def test_by_session_and_outcome(report_ledger: str) -> None:
 def test_top_and_order(report_ledger: str) -> None:
     text = report(report_ledger, "--since", "2026-11-21", "--by", "tenant,model", "--top", "1",
                   "--order", "wasted_cost_usd", "--format", "csv", "--no-latency")  # fmt: skip
-    assert text.splitlines()[1:] == ["acme,big,4,500,260,230,30,11.5%,0.001020,0.000060,0"]
+    assert text.splitlines()[1:] == [
+        "acme,big,4,500,260,230,30,11.5,0.001020,0.000060,0,false,false"
+    ]
     text = report(report_ledger, "--since", "2026-11-21", "--by", "model", "--order", "ttft_p95_s",
                   "--format", "csv")  # fmt: skip
     assert [line.split(",")[0] for line in text.splitlines()[1:]] == ["mystery", "big", "small"]

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from sidecar.ingress import protocol
 from sidecar.ingress.protocol import Ack, Cancel, Generate, Ping, Pong, ProtocolError, Resume
 from sidecar.security import credentials
-from sidecar.security.limits import Refusal, cap_max_tokens
+from sidecar.security.limits import Refusal
+from sidecar.security.output import cap_output
 from sidecar.upstream import sse
 
 CHUNKS = (sse.Content, sse.Usage, sse.Finish, sse.StreamEnd, sse.UpstreamFailure, sse.Malformed)
@@ -160,9 +161,16 @@ def test_credentials_never_raise(
 
 
 @PROFILE
-@given(st.dictionaries(st.sampled_from(["max_tokens", "max_completion_tokens", "x"]), json_values))
-def test_cap_max_tokens_total(body: dict[str, Any]) -> None:
-    result = cap_max_tokens(body, 50)
+@given(
+    st.dictionaries(
+        st.sampled_from(["max_tokens", "max_completion_tokens", "n", "best_of", "prompt", "x"]),
+        json_values,
+    )
+)
+def test_cap_output_total(body: dict[str, Any]) -> None:
+    result = cap_output(body, 50)
     if not isinstance(result, Refusal):
-        asked = [result.get(k) for k in ("max_tokens", "max_completion_tokens")]
+        capped, total = result
+        asked = [capped.get(k) for k in ("max_tokens", "max_completion_tokens")]
         assert any(isinstance(v, int) and 0 < v <= 50 for v in asked)
+        assert total is not None and 0 < total <= 50

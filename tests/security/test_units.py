@@ -22,8 +22,8 @@ from sidecar.security.limits import (
     Refusal,
     TokenBucket,
     Verdict,
-    cap_max_tokens,
 )
+from sidecar.security.output import cap_output
 from sidecar.security.redact import MASK, RedactingFilter, Redactor
 from tests.security.helpers import AUDIENCE, ISSUER, SECRET, RsaKeys, hs_token
 
@@ -84,15 +84,15 @@ def test_daily_budget_rolls_over_at_utc_midnight() -> None:
     assert free.allows("t", day) and free.remaining("t", day) is None
 
 
-def test_cap_max_tokens() -> None:
+def test_cap_output() -> None:
     body = {"messages": []}
-    assert cap_max_tokens(body, 0) is body
-    assert cap_max_tokens(body, 100) == {"messages": [], "max_tokens": 100}
-    assert cap_max_tokens({"max_tokens": 100}, 100) == {"max_tokens": 100}
-    over = cap_max_tokens({"max_completion_tokens": 101}, 100)
+    assert cap_output(body, 0) == (body, None)
+    assert cap_output(body, 100) == ({"messages": [], "max_tokens": 100}, 100)
+    assert cap_output({"max_tokens": 100}, 100) == ({"max_tokens": 100}, 100)
+    over = cap_output({"max_completion_tokens": 101}, 100)
     assert isinstance(over, Refusal) and over.code == "max_tokens_exceeded"
     for bad in (0, -1, True, "5", 1.5):
-        refused = cap_max_tokens({"max_tokens": bad}, 100)
+        refused = cap_output({"max_tokens": bad}, 100)
         assert isinstance(refused, Refusal) and refused.code == "invalid_max_tokens"
 
 

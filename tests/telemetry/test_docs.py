@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from sidecar.security.metrics import AUTH_FAILURES, LIMIT_HITS
 from sidecar.telemetry import names
 from sidecar.telemetry.docs import buckets_summary, render_metrics_doc
 
@@ -50,8 +51,17 @@ def test_every_design_metric_is_documented() -> None:
         for key, value in vars(names).items()
         if key.isupper() and isinstance(value, str) and value.startswith("sidecar_")
     }
+    constants |= {AUTH_FAILURES.removesuffix("_total"), LIMIT_HITS.removesuffix("_total")}
     exposed = {name.removesuffix("_total") for name in rows}
     assert constants == exposed, "every names.py metric documented, and nothing else"
+
+
+def test_edge_build_and_runtime_metrics_are_documented() -> None:
+    """They were missing while the doc walked `Metrics`' attributes instead of the registry."""
+    doc = render_metrics_doc()
+    for name in (AUTH_FAILURES, LIMIT_HITS, "sidecar_build_info", "process_cpu_seconds_total"):
+        assert f"| `{name}` |" in doc, name
+    assert "| `python_gc_collections_total` | counter | `generation` |" in doc
 
 
 def test_rows_carry_type_labels_help_and_buckets() -> None:

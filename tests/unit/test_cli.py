@@ -103,3 +103,121 @@ def test_flags_beat_environment_beat_config_file(tmp_path: Path) -> None:
         env={"SIDECAR_DB": wrong},
     )
     assert flag_wins.exit_code == 0, flag_wins.output
+
+
+# Environment variables: one name per meaning ------------------------------------------------
+
+
+def every_option() -> list[tuple[tuple[str, ...], click.Option]]:
+    from sidecar.cli.options import leaf_commands
+
+    found: list[tuple[tuple[str, ...], click.Option]] = [
+        (("sidecar",), p) for p in cli.params if isinstance(p, click.Option)
+    ]
+    for path, command in leaf_commands(cli):
+        found += [(path, p) for p in command.params if isinstance(p, click.Option)]
+    return [(path, p) for path, p in found if p.name not in ("help", "version")]
+
+
+def test_no_two_options_with_different_meanings_read_the_same_variable() -> None:
+    readers: dict[str, list[tuple[tuple[str, ...], click.Option]]] = {}
+    for path, param in every_option():
+        assert isinstance(param.envvar, str), f"sidecar {' '.join(path)} {param.opts} has no env"
+        readers.setdefault(param.envvar, []).append((path, param))
+    for variable, options in readers.items():
+        meanings = {(p.opts[-1], p.help, repr(p.type), p.is_flag) for _, p in options}
+        assert len(meanings) == 1, f"{variable} is read by {[' '.join(c) for c, _ in options]}"
+    # the cases the issue found
+    assert readers["SIDECAR_REPORT_OUTPUT"][0][0] == ("report",)
+    assert readers["SIDECAR_PRICES_SET_OUTPUT"][0][0] == ("prices", "set")
+    assert "SIDECAR_OUTPUT" not in readers and "SIDECAR_FORMAT" not in readers
+    assert "SIDECAR_LISTEN" not in readers
+    assert readers["SIDECAR_LATENCY"][0][1].opts == ["--latency"]  # not .../__NO_LATENCY
+    assert len(readers["SIDECAR_DB"]) > 5  # one meaning everywhere: the ledger
+
+
+def test_the_environment_table_in_the_docs_is_the_code() -> None:
+    from sidecar.cli.envdoc import render_configuration_doc
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+    assert docs.read_text(encoding="utf-8") == render_configuration_doc(), (
+        "run `python -m sidecar.cli.envdoc > docs/configuration.md`"
+    )
+
+
+def test_boolean_flags_are_settable_from_the_environment(tmp_path: Path) -> None:
+    from sidecar.ledger import db
+
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    db.upgrade(url)
+    runner = CliRunner()
+    for value, expected in (("1", True), ("true", True), ("0", False), ("off", False)):
+        result = runner.invoke(
+            cli, ["report", "--db", url, "--format", "json"], env={"SIDECAR_LATENCY": value}
+        )
+        assert result.exit_code == 0, result.output
+        assert ("ttft_p50_s" in result.output) is expected, value
+    flags = [(c, p) for c, p in every_option() if p.is_flag]
+    assert flags and all(isinstance(p.envvar, str) for _, p in flags)
+
+
+def test_a_variable_meant_for_another_command_is_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sidecar.ledger import db
+
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    db.upgrade(url)
+    env = {"SIDECAR_OUTPUT": "0.60", "SIDECAR_PRICES_SET_OUTPUT": "0.60", "SIDECAR_FORMAT": "csv"}
+    monkeypatch.chdir(tmp_path)
+    report = CliRunner().invoke(cli, ["report", "--db", url], env=env)
+    keys = CliRunner().invoke(cli, ["keys", "list", "--db", url], env=env)
+    assert not (tmp_path / "0.60").exists()
+    assert report.exit_code == 0 and report.output == "no streams in this period\n"
+    assert keys.exit_code == 0, keys.output
+
+
+# The config file: checked, one line per mistake --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[reprot]\nformat = "json"\n', "sidecar.toml:1: [reprot] is not a sidecar command; "
+         "did you mean [report]?"),
+        ('db = "sqlite:///x.db"\n[report]\nlatncy = true\n', "sidecar.toml:3: latncy is not an "
+         "option at [report]; did you mean latency?"),
+        ('listen = "127.0.0.1:1"\n', "sidecar.toml:1: listen means different things in [serve], "
+         "[simulate]: set it in one of those"),
+        ('[prices]\nsource = "x"\n', "sidecar.toml:2: source means different things in "
+         "[prices.import], [prices.set]"),
+        ('[prices.sett]\nsource = "x"\n', "sidecar.toml:1: [prices.sett] is not a sidecar "
+         "command; did you mean [prices.set]?"),
+        ('\n[report]\n\ntop = "x"\n', "sidecar.toml:4: [report] top = 'x': 'x' is not a valid "
+         "integer range"),  # blamed on the file, not on SIDECAR_TOP
+        ("colour = 1\n", "sidecar.toml:1: colour is not an option at the top level"),
+    ],
+)  # fmt: skip
+def test_config_file_mistakes_are_one_line_with_the_place(
+    text: str, message: str, tmp_path: Path
+) -> None:
+    (tmp_path / "sidecar.toml").write_text(text)
+    result = run("--config", "sidecar.toml", "report", cwd=tmp_path)
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.startswith(f"error: {message}"), result.stderr
+    assert result.stderr.count("\n") == 1 and "env var" not in result.stderr
+
+
+def test_config_tables_reach_subcommands(tmp_path: Path) -> None:
+    from sidecar.cli.config import apply_config, load_config
+
+    config = tmp_path / "sidecar.toml"
+    config.write_text(
+        'db = "sqlite:///a.db"\n[prices.set]\nsource = "sheet"\n[serve]\nlisten = "x:1"\n'
+    )
+    ctx = click.Context(cli)
+    apply_config(ctx, load_config(str(config)))
+    assert ctx.default_map is not None
+    assert ctx.default_map["prices"]["set"] == {"db": "sqlite:///a.db", "source": "sheet"}
+    assert ctx.default_map["serve"]["listen"] == "x:1"
+    assert ctx.default_map["report"] == {"db": "sqlite:///a.db"}

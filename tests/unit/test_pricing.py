@@ -3,6 +3,7 @@ from decimal import Decimal
 
 import pytest
 
+from sidecar.accounting.pricefile import parse_price_file
 from sidecar.accounting.pricing import Price, PriceBook, cost_of, parse_price_toml
 from sidecar.errors import ConfigError
 
@@ -58,20 +59,80 @@ def test_a_later_price_for_the_same_instant_replaces_it() -> None:
     assert price is not None and price.input_per_mtok == 2
 
 
+GOOD = '[[price]]\nmodel = "m"\ninput_per_mtok = "1"\noutput_per_mtok = "1"\n'
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[[price]\n", "not valid TOML"),
-        ('[[price]]\ninput_per_mtok = "1"\noutput_per_mtok = "1"', '"model"'),
-        ('[[price]]\nmodel = "m"\ninput_per_mtok = "cheap"\noutput_per_mtok = "1"', "not a number"),
-        ('[[price]]\nmodel = "m"\ninput_per_mtok = "-1"\noutput_per_mtok = "1"', "non-negative"),
+        ("[[price]\n", "prices.toml is not valid TOML"),
         (
-            '[[price]]\nmodel = "m"\ninput_per_mtok = "1"\noutput_per_mtok = "1"\n'
-            'effective_from = "yesterday"',
-            "ISO date",
+            '[[price]]\ninput_per_mtok = "1"\noutput_per_mtok = "1"\neffective_from = 2026-01-01',
+            'prices.toml:1: [[price]] #1: model is required (e.g. model = "llama-3.1-8b-instruct")',
+        ),
+        (
+            GOOD,  # the help says required: no silent 1970-01-01
+            "prices.toml:1: [[price]] #1: effective_from is required (e.g. effective_from = "
+            "2026-01-01)",
+        ),
+        (
+            GOOD.replace('"1"\noutput', '"cheap"\noutput') + "effective_from = 2026-01-01",
+            "prices.toml:3: [[price]] #1: input_per_mtok = 'cheap' is not a number; write a "
+            'non-negative number, e.g. input_per_mtok = "0.20"',
+        ),
+        (
+            GOOD.replace('"1"\noutput', '"-1"\noutput') + "effective_from = 2026-01-01",
+            "prices.toml:3: [[price]] #1: input_per_mtok = '-1'; write a non-negative number",
+        ),
+        (
+            GOOD + 'effective_from = "yesterday"',
+            "prices.toml:5: [[price]] #1: effective_from: 'yesterday' is not an ISO date",
+        ),
+        (
+            GOOD + "effective_from = 2026-01-01\noutput_per_mtk = 2\n",
+            "prices.toml:6: [[price]] #1: unknown key 'output_per_mtk'; did you mean "
+            "output_per_mtok?",
+        ),
+        (
+            GOOD.replace("[[price]]", "[[prices]]") + "effective_from = 2026-01-01",
+            "prices.toml:1: unknown table or key 'prices'; did you mean [[price]]?",
+        ),
+        ("# nothing\n", "prices.toml: no [[price]] or [[hourly]] tables; nothing to import"),
+        (
+            GOOD + "effective_from = 2026-01-01\n" + GOOD + "effective_from = 2026-01-01\n",
+            "prices.toml:6: [[price]] #2 repeats m@2026-01-01T00:00:00+00:00",
+        ),
+        (
+            '[[hourly]]\nusd_per_hour = "2"\neffective_from = 2026-01-01',
+            'prices.toml:1: [[hourly]] #1: give exactly one of instance = "gpu-node-1"',
+        ),
+        (
+            '[[hourly]]\nmodel = "m"\nusd_per_hour = "2"\neffective_from = 2026-01-01T10:30:00Z',
+            "prices.toml:4: [[hourly]] #1: an hourly price starts on a whole hour, e.g. "
+            "2026-01-01T10:00:00Z",
+        ),
+        (
+            '[[hourly]]\nmodel = "m"\nusd_per_hour = "2"\neffective_from = 2026-01-01\n'
+            "capacity_tokens_per_hour = 1.5",
+            "prices.toml:5: [[hourly]] #1: expected a positive whole number of tokens",
         ),
     ],
 )
-def test_bad_price_files_say_what_is_wrong(text: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        parse_price_toml(text, "prices.toml")
+def test_bad_price_files_say_where_and_how_to_fix(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_price_file(text, "prices.toml")
+    assert str(error.value).startswith(message), str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_hourly_prices_parse_exactly() -> None:
+    text = (
+        '[[hourly]]\ninstance = "gpu-1"\nusd_per_hour = "2.40"\n'
+        "effective_from = 2026-01-01T00:00:00Z\ncapacity_tokens_per_hour = 9000000\n"
+        'prompt_weight = "0.25"\n'
+    )
+    (hourly,) = parse_price_file(text, "p.toml").hourly
+    assert hourly.pool == ("instance", "gpu-1")
+    assert hourly.usd_per_hour == Decimal("2.40") and hourly.prompt_weight == Decimal("0.25")
+    assert hourly.capacity_tokens_per_hour == 9_000_000
+    assert parse_price_toml(text) == []  # only per-token prices come back from the old reader

@@ -12,10 +12,11 @@ from click.testing import CliRunner
 from sqlalchemy import insert
 
 from sidecar.cli.main import cli
-from sidecar.cli.report import render
 from sidecar.ledger import db
 from sidecar.ledger.models import Stream
-from sidecar.ledger.report import ReportQuery, parse_by, parse_time, run_report
+from sidecar.ledger.query import ReportQuery, parse_by, parse_time
+from sidecar.ledger.render import render
+from sidecar.ledger.report import run_report
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -72,27 +73,29 @@ def test_group_by_model_and_tenant(ledger: str) -> None:
 
 def test_table_output_exact(ledger: str) -> None:
     query = ReportQuery(by=("model",), since=datetime(2026, 11, 22, tzinfo=UTC))
-    text = render(run_report(db.make_engine(ledger), query), ("model",), "table")
+    text = render(run_report(db.make_engine(ledger), query), ("model",), "table", ())
     assert text == (
         "model  streams  prompt_tokens  generated_tokens  delivered_tokens  wasted_tokens"
-        "  waste_pct  cost_usd  wasted_cost_usd  unpriced_streams\n"
+        "  waste_pct   cost_usd  wasted_cost_usd  unpriced_streams\n"
         "-----  -------  -------------  ----------------  ----------------  -------------"
-        "  ---------  --------  ---------------  ----------------\n"
+        "  ---------  ---------  ---------------  ----------------\n"
         "big          2            200               150               120             30"
-        "      20.0%  0.000500         0.000060                 0\n"
+        "      20.0%   0.000500         0.000060                 0\n"
         "small        2            200                50                20             30"
-        "      60.0%  0.000180         0.000060                 1\n"
+        "      60.0%  ≥0.000180        ≥0.000060                 1\n"
         "-----  -------  -------------  ----------------  ----------------  -------------"
-        "  ---------  --------  ---------------  ----------------\n"
+        "  ---------  ---------  ---------------  ----------------\n"
         "TOTAL        4            400               200               140             60"
-        "      30.0%  0.000680         0.000120                 1\n"
+        "      30.0%  ≥0.000680        ≥0.000120                 1\n"
+        "unknown: no price for any stream of the row; ≥: the priced streams' cost, without the 1"
+        " unpriced ones (unpriced_streams).\n"
     )
 
 
 def test_json_and_csv_output_exact(ledger: str) -> None:
     query = ReportQuery(by=("outcome",), since=datetime(2026, 11, 22, tzinfo=UTC))
     report = run_report(db.make_engine(ledger), query)
-    data = json.loads(render(report, ("outcome",), "json"))
+    data = json.loads(render(report, ("outcome",), "json", ()))
     assert data["rows"][0] == {
         "outcome": "client_cancelled",
         "streams": 1,
@@ -104,14 +107,15 @@ def test_json_and_csv_output_exact(ledger: str) -> None:
         "cost_usd": "0.000180",
         "wasted_cost_usd": "0.000060",
         "waste_pct": 75.0,
+        "cost_partial": False,
     }
     assert data["totals"]["cost_usd"] == "0.000680"
-    assert render(report, ("outcome",), "csv").splitlines() == [
+    assert render(report, ("outcome",), "csv", ()).splitlines() == [
         "outcome,streams,prompt_tokens,generated_tokens,delivered_tokens,wasted_tokens,"
-        "waste_pct,cost_usd,wasted_cost_usd,unpriced_streams",
-        "client_cancelled,1,100,40,10,30,75.0%,0.000180,0.000060,0",
-        "client_gone,1,100,50,20,30,60.0%,0.000200,0.000060,0",
-        "completed,2,200,110,110,0,0.0%,0.000300,0.000000,1",
+        "waste_pct,cost_usd,wasted_cost_usd,unpriced_streams,cost_partial,idle",
+        "client_cancelled,1,100,40,10,30,75.0,0.000180,0.000060,0,false,false",
+        "client_gone,1,100,50,20,30,60.0,0.000200,0.000060,0,false,false",
+        "completed,2,200,110,110,0,0.0,0.000300,0.000000,1,true,false",
     ]
 
 
@@ -139,3 +143,77 @@ def test_parse_helpers() -> None:
     assert parse_by("model, day") == ("model", "day")
     assert parse_time("90m", "--since", NOW) == datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
     assert parse_time("2026-11-01T05:00:00+01:00", "--since", NOW).hour == 4
+
+
+def test_a_missing_database_is_an_error_and_is_not_created(tmp_path: Path) -> None:
+    missing = tmp_path / "sidecar.db"
+    result = CliRunner().invoke(cli, ["report", "--db", f"sqlite:///{missing}"])
+    assert result.exit_code != 0
+    assert str(result.exception).startswith(f"no ledger at {missing}: pass --db")
+    assert not missing.exists()
+
+
+def test_a_reprice_table_says_it_is_a_what_if(ledger: str, tmp_path: Path) -> None:
+    prices = tmp_path / "p.toml"
+    prices.write_text(
+        '[[price]]\nmodel = "big"\ninput_per_mtok = "1"\noutput_per_mtok = "1"\n'
+        "effective_from = 2026-01-01\n"
+    )
+    args = ["report", "--db", ledger, "--since", "2026-11-22", "--by", "model"]
+    result = CliRunner().invoke(cli, [*args, "--reprice", str(prices)])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-2:] == [
+        f"What-if: costs under the prices in {prices}, not the recorded ones (nothing written).",
+        "unknown: no price for any stream of the row; ≥: the priced streams' cost, without the 2"
+        " unpriced ones (unpriced_streams).",
+    ]
+    plain = CliRunner().invoke(cli, args)
+    assert "What-if" not in plain.output
+
+
+def test_totals_are_unknown_when_nothing_is_priced(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    unpriced = dict(price_key=None, prompt_cost_nusd=None, generated_cost_nusd=None,
+                    wasted_cost_nusd=None)  # fmt: skip
+    with engine.begin() as connection:
+        connection.execute(insert(Stream), [row(1, "m", "t", "completed", 5, 5, **unpriced)])
+    report = run_report(engine, ReportQuery(by=("model",)))
+    data = json.loads(render(report, ("model",), "json", ()))
+    for part in (data["rows"][0], data["totals"]):
+        assert (part["cost_usd"], part["wasted_cost_usd"], part["cost_partial"]) == (
+            None, None, False,
+        )  # fmt: skip
+    assert render(report, ("model",), "csv", ()).splitlines()[1] == (
+        "m,1,100,5,5,0,0.0,,,1,false,false"
+    )
+
+
+def test_top_and_order_put_unknown_costs_last(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    unpriced = dict(price_key=None, prompt_cost_nusd=None, generated_cost_nusd=None,
+                    wasted_cost_nusd=None)  # fmt: skip
+    with engine.begin() as connection:
+        connection.execute(insert(Stream), [
+            row(1, "u1", "t", "completed", 5, 5, **unpriced),
+            row(2, "cheap", "t", "completed", 5, 5),
+            row(3, "u2", "t", "completed", 5, 5, **unpriced),
+            row(4, "dear", "t", "completed", 500, 5),
+        ])  # fmt: skip
+    report = run_report(engine, ReportQuery(by=("model",), top=3))  # ordered by cost_usd
+    assert [r["model"] for r in report["rows"]] == ["dear", "cheap", "u1"]
+    assert report["totals"]["streams"] == 4
+
+
+@pytest.mark.parametrize(
+    "args", [["report"], ["prices", "list"], ["keys", "list"], ["db", "current"]], ids=" ".join
+)
+def test_reading_commands_do_not_create_a_missing_ledger(args: list[str], tmp_path: Path) -> None:
+    missing = tmp_path / "sidecar.db"
+    result = CliRunner().invoke(cli, [*args, "--db", f"sqlite:///{missing}"])
+    assert result.exit_code != 0
+    assert str(result.exception).startswith(f"no ledger at {missing}")
+    assert not missing.exists()

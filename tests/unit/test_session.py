@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+from sidecar.context import Limits
 from sidecar.ingress.websocket import RTT_WINDOW, WebSocketSession
 
 
@@ -12,6 +13,9 @@ def _session() -> WebSocketSession:
     observed: list[float] = []
     ctx: Any = SimpleNamespace(
         edge=None,
+        limits=Limits(),
+        app_ping_interval=0.0,
+        resume_grace=0.0,
         instance_id="test",
         wall_clock=lambda: 0.0,
         clock=lambda: 0.0,

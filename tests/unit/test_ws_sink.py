@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
 
 from sidecar.accounting.stream import StreamAccount
-from sidecar.ingress import protocol
 from sidecar.ingress.stream import LiveStream, WebSocketSink
 from sidecar.ingress.transport import ClientGone
 from sidecar.relay.pump import pump
@@ -25,11 +25,14 @@ class FakeSession:
         self.fail = fail
         self.answered_streams: list[LiveStream] = []
 
-    async def _write(self, frames: list[bytes], live: LiveStream, deltas: int) -> None:
+    async def _write(
+        self, frames: list[bytes], live: LiveStream | None = None, deltas: int = 0
+    ) -> None:
         if self.fail:
             raise ClientGone
         self.writes.append([orjson.loads(f) for f in frames])
-        live.account.on_written(deltas)
+        if live is not None:
+            live.account.on_written(deltas)
 
     def answered(self, live: LiveStream) -> None:
         self.answered_streams.append(live)
@@ -56,17 +59,28 @@ async def _chunks(reads: list[bytes]) -> AsyncIterator[bytes]:
         yield data
 
 
-def _relay(reads: list[bytes], head: bytes | None, session: FakeSession, replay: int = 0) -> Any:
-    live = LiveStream(account(request_id="r1", t_start=0.0), replay)
-    sink = WebSocketSink(session, live, head)  # type: ignore[arg-type]
-    finished = asyncio.run(pump(_chunks(reads), live.account, sink, Observer(), lambda: 1.0))
+def _live(acc: StreamAccount, replay: int = 0) -> LiveStream:
+    return LiveStream(SimpleNamespace(account=acc), replay)  # type: ignore[arg-type]
+
+
+def _relay(reads: list[bytes], head: bool | None, session: FakeSession, replay: int = 0) -> Any:
+    """`head`: whether the first read came with the headers (None: `start` was sent before)."""
+    live = _live(account(request_id="r1", t_start=0.0, trace_id="t"), replay)
+    sink = WebSocketSink(session, live)  # type: ignore[arg-type]
+
+    async def run() -> bool:
+        if head is not None:
+            await sink.opened(body_ready=head)
+        return await pump(_chunks(reads), live.account, sink, Observer(), lambda: 1.0)
+
+    finished = asyncio.run(run())
     return finished, sink, live
 
 
 def test_start_first_deltas_and_done_each_share_a_write() -> None:
     session = FakeSession()
     reads = [_event("a") + _event("b"), _event("c", "stop") + USAGE + b"data: [DONE]\n\n"]
-    finished, sink, live = _relay(reads, protocol.start("r1", "t"), session)
+    finished, sink, live = _relay(reads, True, session)
     assert finished and sink.done_sent and session.answered_streams == [live]
     kinds = [[frame["type"] for frame in write] for write in session.writes]
     assert kinds == [["start", "delta", "delta"], ["delta", "done"]]
@@ -110,8 +124,8 @@ def test_latency_samples_are_taken_after_the_write_and_keep_first_token_apart() 
             seen.append(("gap", seconds, len(session.writes)))
 
     times = iter([1.5, 1.75])
-    live = LiveStream(account(request_id="r1", t_start=1.0), 0)
-    sink = WebSocketSink(session, live, None)  # type: ignore[arg-type]
+    live = _live(account(request_id="r1", t_start=1.0))
+    sink = WebSocketSink(session, live)  # type: ignore[arg-type]
     reads = [_event("a") + _event("b"), _event("c")]
     asyncio.run(pump(_chunks(reads), live.account, sink, Recording(), lambda: next(times)))
     assert seen == [("ttft", 0.5, 1), ("gap", 0.0, 1), ("gap", 0.25, 2)]
