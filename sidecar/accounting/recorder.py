@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sidecar.accounting.pricing import PriceBook
-from sidecar.accounting.stream import StreamAccount
+from sidecar.accounting.stream import Outcome, StreamAccount
 from sidecar.ledger.models import NANO
 from sidecar.ledger.pricecolumns import price_columns
 from sidecar.ledger.writer import Row
@@ -120,6 +120,14 @@ class Recorder:
             if isinstance(row.get(key), float):
                 row[key] = utc(row[key])
         self.submit(Row("sessions", row))
+
+    def completed_ahead(self, account: StreamAccount, now_mono: float) -> None:
+        """The upstream finished and its end is about to be written to the client: the final
+        row as it will be if that write succeeds goes first, so a crash between the two cannot
+        turn a finished answer into `interrupted`. If the write fails instead, the stream's
+        real final row (e.g. `client_gone`) replaces this one."""
+        ahead = replace(account, outcome=Outcome.COMPLETED, t_end=now_mono, written=account.deltas)
+        self.submit(Row("streams", self.stream_row(ahead, now_mono)))
 
     def checkpoint(self, account: StreamAccount) -> None:
         self._written_marks[account.stream_id] = _mark(account)

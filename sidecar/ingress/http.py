@@ -119,6 +119,7 @@ class HttpAnswer:
             await self._start_response()
 
     async def completed(self) -> bool:
+        self.stream.completing()
         if self.shaped.client_wants_stream:
             await self.send({"type": "http.response.body", "body": b""})
         else:
@@ -162,6 +163,8 @@ class HttpAnswer:
             return
         if not self.started:
             await self._start_response()
+        if finished:  # `[DONE]` is in this write: the final row goes first
+            self.stream.completing()
         data, self.chunks = b"".join(self.chunks), []
         await self.send({"type": "http.response.body", "body": data, "more_body": True})
         self.account.written = self.account.deltas

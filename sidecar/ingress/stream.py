@@ -87,6 +87,7 @@ class WebSocketSink:
         # Not while the client is away: the relay keeps `done` for the resume.
         with_done = finished and not (self.done_sent or self.live.held or self.session.parked)
         if with_done:
+            self.live.stream.completing()
             self.frames.append(done_frame(self.account))
         elif not self.frames:
             return
@@ -110,6 +111,7 @@ class WebSocketSink:
         if self.live.held or self.session.parked:
             self.live.pending_done = done  # the client is away: deliver the end on resume
             return False
+        self.live.stream.completing()
         await self.session._write([done])
         return True
 

@@ -107,6 +107,7 @@ class Stream:
 
     __slots__ = (
         "_cancel_observed",
+        "_final_ahead",
         "_notice",
         "account",
         "ctx",
@@ -129,6 +130,7 @@ class Stream:
         self.task: asyncio.Task[Any] | None = None
         self.t_stop: float | None = None  # when the sidecar decided to stop the upstream
         self._cancel_observed = False
+        self._final_ahead = False
         self._notice: Notice | None = None
         self.on_end: Callable[[Stream], None] | None = None  # the ingress forgets it
         self.relaying = True  # until its relay returns (a finished stream may await a resume)
@@ -214,6 +216,13 @@ class Stream:
             # full collection (which pauses the loop).
             self.task = self.response = None
             self.relaying = False
+
+    def completing(self) -> None:
+        """The upstream's end is about to reach the client (`done`, `[DONE]`, the whole JSON):
+        its final row goes to the crash journal first (`Recorder.completed_ahead`)."""
+        if not self.account.ended and not self._final_ahead:
+            self._final_ahead = True
+            self.ctx.recorder.completed_ahead(self.account, self.ctx.clock())
 
     def stop(
         self,

@@ -60,7 +60,8 @@ async def _chunks(reads: list[bytes]) -> AsyncIterator[bytes]:
 
 
 def _live(acc: StreamAccount, replay: int = 0) -> LiveStream:
-    return LiveStream(SimpleNamespace(account=acc), replay)  # type: ignore[arg-type]
+    stream = SimpleNamespace(account=acc, completing=lambda: None)
+    return LiveStream(stream, replay)  # type: ignore[arg-type]
 
 
 def _relay(reads: list[bytes], head: bool | None, session: FakeSession, replay: int = 0) -> Any:
