@@ -1,0 +1,49 @@
+"""Reads the running server into the live view's rows when someone asks (`GET /sessions`).
+
+Only fields the ingress keeps anyway are read (sidecar.ingress.websocket `WebSocketSession`,
+sidecar.relay.lifecycle `Stream`): the view adds no work per token or per frame. Everything runs
+on the event loop, between two awaits, so one answer is one consistent moment.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sidecar.accounting.stream import StreamAccount
+from sidecar.live.view import Now, SessionRow
+
+if TYPE_CHECKING:
+    from sidecar.context import ServerContext
+
+
+def now(ctx: ServerContext) -> Now:
+    return Now(ctx.wall_clock(), ctx.clock())
+
+
+def session_rows(ctx: ServerContext) -> list[SessionRow]:
+    """Open sessions, then those parked awaiting a resume."""
+    return [session_row(s) for s in (*ctx.sessions, *ctx.parked.values())]
+
+
+def session_row(session: Any) -> SessionRow:
+    """`session`: a `WebSocketSession` (typed loosely: the context holds them as `Any`)."""
+    parked: bool = session.parked
+    handle = session.handle
+    return SessionRow(
+        session_id=session.id,
+        tenant=session.tenant,
+        connected_at=session.started_at,
+        rtts=session.rtts or (),
+        rtt_next=session.rtt_next,
+        missed=session.missed,
+        buffered=handle.buffered() if handle is not None and not parked else 0,
+        stalled_since=session.machine.stalled_since,
+        parked=parked,
+        trace_id=session.trace.trace_id_hex,
+        streams=[live.account for live in session.live.values()],
+    )
+
+
+def http_streams(ctx: ServerContext) -> list[StreamAccount]:
+    """Running streams that belong to no session (the OpenAI HTTP routes)."""
+    return [s.account for s in ctx.streams if s.account.session_id is None]
