@@ -94,3 +94,12 @@ def environment_table(group: click.Group) -> str:
         commands = ", ".join(f"`{c}`" for c in rows[variable])
         lines.append(f"| `{variable}` | {commands} | `{options[variable]}` |")
     return "\n".join(lines) + "\n"
+
+
+# One option, one meaning: `serve` requires the token, `top` sends it (SIDECAR_ADMIN_TOKEN).
+admin_token_option = option(
+    "--admin-token",
+    default=None,
+    help="Bearer token of the admin listener: serve requires it on /sessions and /metrics "
+    "(the probes and the /ui page, which asks for it, stay open); top sends it.",
+)

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from sidecar.cli.options import option
+from sidecar.cli.options import admin_token_option, option
 from sidecar.logs import FORMATS, LEVELS
 from sidecar.upstream.flavour import Flavour
 
@@ -27,12 +27,7 @@ from sidecar.upstream.flavour import Flavour
     show_default=True,
     help="Operators' endpoints: /metrics, /healthz, /readyz, /sessions, /ui.",
 )
-@option(
-    "--admin-token",
-    default=None,
-    help="Bearer token the admin endpoints (/sessions, /metrics) require; the probes and the "
-    "/ui page (which asks for it) stay open [default: no token].",
-)
+@admin_token_option
 @option(
     "--admin-metrics-open",
     is_flag=True,
