@@ -7,6 +7,7 @@ It polls the admin listener's `GET /sessions` (the same answer `/ui` shows); `re
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -92,8 +93,9 @@ def run(
         if settings.format == "json":
             out.write(json.dumps(answer, separators=(",", ":")) + "\n")
         else:
-            size = shutil.get_terminal_size()
-            screen = render(answer, settings, size.columns, size.lines if in_place else 0)
+            # A terminal gets what fits on its screen; a pipe or a file gets every line whole.
+            size = shutil.get_terminal_size() if in_place else os.terminal_size((0, 0))
+            screen = render(answer, settings, size.columns, size.lines)
             out.write((CLEAR if in_place else "") + screen + ("" if in_place else "\n"))
         out.flush()
         refreshed += 1
@@ -117,7 +119,7 @@ COLUMNS = (
 
 
 def render(answer: dict[str, Any], settings: TopSettings, width: int, height: int = 0) -> str:
-    """The screen for one answer; `height` > 0 cuts it to fit the terminal."""
+    """The screen for one answer; `width` and `height` > 0 cut it to fit a terminal."""
     t = answer["totals"]
     lines = [
         f"sidecar top · {settings.admin} · {display(answer['instance_id'])} · "
@@ -154,7 +156,7 @@ def render(answer: dict[str, Any], settings: TopSettings, width: int, height: in
         lines.extend(_ended_line(stream) for stream in answer["ended"])
     if height > 0 and len(lines) > height - 1:
         lines = [*lines[: height - 2], f"… {len(lines) - height + 2} more lines"]
-    return "\n".join(line[:width] for line in lines)
+    return "\n".join(line[:width] if width > 0 else line for line in lines)
 
 
 def _row(cells: list[str]) -> str:
