@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from sidecar.accounting.recorder import Recorder
 from sidecar.accounting.stream import StreamAccount
 from sidecar.drift.monitor import DriftMonitor
-from sidecar.live.view import ENDED_KEPT
+from sidecar.live.query import ENDED_KEPT
 from sidecar.telemetry.metrics import Metrics
 from sidecar.telemetry.spans import Tracing
 from sidecar.upstream.client import UpstreamClient

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from sidecar.cli.options import admin_token_option, option
-from sidecar.live.view import SORTS
+from sidecar.live.query import SORTS
 
 
 @click.command("top")

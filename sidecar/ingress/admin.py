@@ -21,7 +21,8 @@ from sidecar.context import ServerContext
 from sidecar.ingress.asgi import lifespan, respond_json
 from sidecar.ingress.scope import header
 from sidecar.live import snapshot
-from sidecar.live.view import LiveView, parse_query
+from sidecar.live.query import parse_query
+from sidecar.live.view import LiveView
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/ui"})
 NO_STORE = [(b"cache-control", b"no-store")]
@@ -120,10 +121,11 @@ class AdminApp:
         answer = self.view.answer(
             query,
             snapshot.now(ctx),
-            snapshot.session_rows(ctx),
+            snapshot.sessions(ctx),
             snapshot.http_streams(ctx),
             ctx.ended,
             ctx.instance_id,
+            snapshot.SESSION_FIELDS,
         )
         if self.access.trace_link:
             answer["trace_link"] = self.access.trace_link

@@ -1,16 +1,17 @@
-"""Reads the running server into the live view's rows when someone asks (`GET /sessions`).
+"""Reads the running server for the live view when someone asks (`GET /sessions`).
 
 Only fields the ingress keeps anyway are read (sidecar.ingress.websocket `WebSocketSession`,
-sidecar.relay.lifecycle `Stream`): the view adds no work per token or per frame. Everything runs
-on the event loop, between two awaits, so one answer is one consistent moment.
+sidecar.relay.lifecycle `Stream`): the view adds no work per token or per frame. It all runs on
+the event loop between two awaits, so one answer is one consistent moment.
 """
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from sidecar.accounting.stream import StreamAccount
-from sidecar.live.view import Now, SessionRow
+from sidecar.live.view import Fields, Now, SessionRow
 
 if TYPE_CHECKING:
     from sidecar.context import ServerContext
@@ -20,20 +21,21 @@ def now(ctx: ServerContext) -> Now:
     return Now(ctx.wall_clock(), ctx.clock())
 
 
-def session_rows(ctx: ServerContext) -> list[SessionRow]:
-    """Open sessions, then those parked awaiting a resume."""
-    return [session_row(s) for s in (*ctx.sessions, *ctx.parked.values())]
+def sessions(ctx: ServerContext) -> list[Any]:
+    """Open sessions, then those parked awaiting a resume (`WebSocketSession`s)."""
+    return [*ctx.sessions, *ctx.parked.values()]
 
 
 def session_row(session: Any) -> SessionRow:
-    """`session`: a `WebSocketSession` (typed loosely: the context holds them as `Any`)."""
+    """Everything the view shows of one `WebSocketSession` (typed loosely: the context holds
+    them as `Any`)."""
     parked: bool = session.parked
     handle = session.handle
     return SessionRow(
         session_id=session.id,
         tenant=session.tenant,
         connected_at=session.started_at,
-        rtts=session.rtts or (),
+        rtts=session.rtts,
         rtt_next=session.rtt_next,
         missed=session.missed,
         buffered=handle.buffered() if handle is not None and not parked else 0,
@@ -42,6 +44,17 @@ def session_row(session: Any) -> SessionRow:
         trace_id=session.trace.trace_id_hex,
         streams=[live.account for live in session.live.values()],
     )
+
+
+SESSION_FIELDS = Fields(
+    session_id=attrgetter("id"),
+    tenant=attrgetter("tenant"),
+    connected_at=attrgetter("started_at"),
+    missed=attrgetter("missed"),
+    ring=attrgetter("rtts", "rtt_next"),
+    busy=attrgetter("live"),
+    row=session_row,
+)
 
 
 def http_streams(ctx: ServerContext) -> list[StreamAccount]:

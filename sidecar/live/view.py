@@ -1,9 +1,11 @@
-"""The live sessions view as plain data: rows in, the `GET /sessions` answer out (DESIGN §8).
+"""The live sessions view: the server's sessions in, the `GET /sessions` answer out (DESIGN §8).
 
-Pure: no sockets, no clock, no event loop. `sidecar.live.snapshot` reads the running server into
-`SessionRow`s and `StreamAccount`s when someone asks (nothing is added to the relay path); this
-module filters, sorts, limits and shapes them. Only counts, names, ids and timings reach a row:
-never prompt or completion text.
+Pure: no sockets, no clock, no event loop. It is asked at most a few times a second and must
+stay cheap at 10,000 connections, so it touches every session only through `Fields`: a few
+attribute getters (C speed) for the filters and sorts, and the full `SessionRow` (built by
+sidecar.live.snapshot) only for sessions that have running streams or are shown. Nothing is
+added to the relay path. Only counts, names, ids and timings reach the answer: never prompt or
+completion text.
 
 A stream is *stuck* when its client stopped taking what the sidecar writes:
 - `not_reading`: the connection's send buffer has not drained for `STUCK_AFTER` seconds (the
@@ -16,52 +18,23 @@ A stream is *stuck* when its client stopped taking what the sidecar writes:
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
-from urllib.parse import parse_qs
 
 from sidecar.accounting.stream import StreamAccount
+from sidecar.live.query import Query
+from sidecar.live.rtt import Ring, RttMedians, rtt_last, rtt_recent
 
 STUCK_AFTER = 2.0  # seconds without progress before a stream counts as stuck
-RTT_RECENT = 30  # RTTs per session in the answer, oldest first (a sparkline's worth)
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 10_000
-DEFAULT_ENDED = 20
-ENDED_KEPT = 200  # streams that just ended, kept by the server for this view
-PARAMS = frozenset({"tenant", "model", "min_rtt", "stuck", "sort", "order", "limit", "ended"})
 
 
 class Stuck(enum.StrEnum):
     NOT_READING = "not_reading"
     NOT_ACKING = "not_acking"
     CLIENT_AWAY = "client_away"
-
-
-# Sort keys and their natural order (True: largest first).
-SORTS: dict[str, bool] = {
-    "connected": False,  # oldest first: rows stay put while the page refreshes
-    "rtt": True,
-    "rtt_p50": True,
-    "waste": True,  # generated but not (yet) delivered
-    "generated": True,
-    "missed": True,
-    "streams": True,
-    "tenant": False,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Query:
-    tenant: str | None = None
-    model: str | None = None
-    min_rtt: float | None = None  # seconds; sessions without an RTT yet do not match
-    stuck: bool = False
-    sort: str = "connected"
-    descending: bool | None = None  # None: the sort's natural order
-    limit: int = DEFAULT_LIMIT
-    ended: int = DEFAULT_ENDED  # how many just-ended streams to include
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +44,7 @@ class SessionRow:
     session_id: str
     tenant: str
     connected_at: float  # wall clock
-    rtts: Sequence[float]  # the session's RTT ring, read in place
+    rtts: Ring  # the session's RTT ring, read in place
     rtt_next: int  # where the ring writes next once it is full
     missed: int  # heartbeat pongs that never came
     buffered: int  # bytes written that the client has not taken yet
@@ -82,45 +55,42 @@ class SessionRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Fields:
+    """How to read the server's session objects: cheap getters for every session, `row` for
+    the few that need everything."""
+
+    session_id: Callable[[Any], str]
+    tenant: Callable[[Any], str]
+    connected_at: Callable[[Any], float]
+    missed: Callable[[Any], int]
+    ring: Callable[[Any], tuple[Ring, int]]
+    busy: Callable[[Any], object]  # truthy: it has running streams
+    row: Callable[[Any], SessionRow]
+
+
+def _same(row: SessionRow) -> SessionRow:
+    return row
+
+
+# Plain `SessionRow`s as the sessions (tests, and anyone holding rows already).
+ROW_FIELDS = Fields(
+    session_id=attrgetter("session_id"),
+    tenant=attrgetter("tenant"),
+    connected_at=attrgetter("connected_at"),
+    missed=attrgetter("missed"),
+    ring=attrgetter("rtts", "rtt_next"),
+    busy=attrgetter("streams"),
+    row=_same,
+)
+
+
+@dataclass(frozen=True, slots=True)
 class Now:
     wall: float
     mono: float
 
 
-def parse_query(query_string: str) -> Query | str:
-    """The query from `?tenant=&model=&min_rtt=&stuck=1&sort=&order=&limit=&ended=`, or a
-    one-line message saying what is wrong with it."""
-    params = {k: v[-1] for k, v in parse_qs(query_string, keep_blank_values=True).items()}
-    unknown = sorted(set(params) - PARAMS)
-    if unknown:
-        return f"unknown parameter {unknown[0]!r}; use {', '.join(sorted(PARAMS))}"
-    try:
-        min_rtt = float(params["min_rtt"]) if params.get("min_rtt") else None
-        limit = int(params.get("limit") or DEFAULT_LIMIT)
-        ended = int(params.get("ended") or DEFAULT_ENDED)
-    except ValueError as exc:
-        return f"not a number: {str(exc).rpartition(': ')[2]}"
-    if not 0 <= limit <= MAX_LIMIT or not 0 <= ended <= ENDED_KEPT:
-        return f"limit must be 0..{MAX_LIMIT} and ended 0..{ENDED_KEPT}"
-    sort = params.get("sort") or "connected"
-    if sort not in SORTS:
-        return f"sort must be one of {', '.join(SORTS)}"
-    order = params.get("order") or ""
-    if order not in ("", "asc", "desc"):
-        return "order must be asc or desc"
-    stuck = params.get("stuck", "0")
-    if stuck not in ("", "0", "1", "true", "false"):
-        return "stuck must be 1 or 0"
-    return Query(
-        tenant=params.get("tenant") or None,
-        model=params.get("model") or None,
-        min_rtt=min_rtt,
-        stuck=stuck in ("", "1", "true"),
-        sort=sort,
-        descending=None if not order else order == "desc",
-        limit=limit,
-        ended=ended,
-    )
+Judged = tuple[StreamAccount, Stuck | None, float | None]  # a stream, why stuck, since when
 
 
 class AckWatch:
@@ -150,61 +120,6 @@ class AckWatch:
         return stalled
 
 
-class RttMedians:
-    """Each session's RTT median, recomputed only when its ring changed (a pong every
-    `--heartbeat-interval`): sorting 256 RTTs for 10,000 sessions every second would not be
-    cheap."""
-
-    __slots__ = ("_memo",)
-
-    def __init__(self) -> None:
-        self._memo: dict[str, tuple[tuple[int, int, float], float]] = {}
-
-    def median(self, row: SessionRow) -> float | None:
-        rtts = row.rtts
-        if not rtts:
-            return None
-        mark = (len(rtts), row.rtt_next, rtt_last(row))
-        memo = self._memo.get(row.session_id)
-        if memo is not None and memo[0] == mark:
-            return memo[1]
-        value = sorted(rtts)[len(rtts) // 2]  # the ledger's p50 (upper median)
-        self._memo[row.session_id] = (mark, value)
-        return value
-
-    def retain(self, session_ids: set[str]) -> None:
-        if len(self._memo) > 2 * len(session_ids) + 64:
-            self._memo = {k: v for k, v in self._memo.items() if k in session_ids}
-
-
-def rtt_last(row: SessionRow) -> float:
-    """The latest RTT of a non-empty ring."""
-    rtts, full = row.rtts, row.rtt_next or len(row.rtts)
-    return rtts[full - 1]
-
-
-def rtt_recent(row: SessionRow, count: int = RTT_RECENT) -> list[float]:
-    """The latest `count` RTTs, oldest first."""
-    rtts, at = row.rtts, row.rtt_next
-    ordered = [*rtts[at:], *rtts[:at]] if at else list(rtts)
-    return ordered[-count:]
-
-
-@dataclass(slots=True)
-class _Picked:
-    row: SessionRow
-    rtt_last: float | None
-    streams: list[tuple[StreamAccount, Stuck | None, float | None]]
-
-    @property
-    def waste(self) -> int:
-        return sum(a.wasted_tokens for a, _, _ in self.streams)
-
-    @property
-    def generated(self) -> int:
-        return sum(a.generated_tokens for a, _, _ in self.streams)
-
-
 @dataclass(slots=True)
 class LiveView:
     """Builds the answer; keeps what must outlive one request (ack progress, RTT medians)."""
@@ -220,61 +135,81 @@ class LiveView:
         self,
         query: Query,
         now: Now,
-        sessions: Sequence[SessionRow],
+        sessions: Collection[Any],
         http: Sequence[StreamAccount],
         ended: Sequence[StreamAccount],
         instance_id: str,
+        fields: Fields = ROW_FIELDS,
     ) -> dict[str, Any]:
-        acking = self.acks.look([a for s in sessions for a in s.streams], now.mono)
-        picked: list[_Picked] = []
-        stuck_total = streams_total = parked = 0
-        for row in sessions:
-            parked += row.parked
-            streams = [(a, *_stuck(row, a, acking, now.mono)) for a in row.streams]
-            streams_total += len(streams)
-            stuck_total += sum(1 for _, why, _ in streams if why is not None)
-            last = rtt_last(row) if row.rtts else None
-            if _session_matches(query, row, last):
-                shown = [s for s in streams if _stream_matches(query, s[0], s[1])]
-                if shown or not (query.model or query.stuck):
-                    picked.append(_Picked(row, last, shown))
-        self.medians.retain({row.session_id for row in sessions})
-        picked.sort(key=self._sort_key(query.sort), reverse=_descending(query))
-        http_shown = _sorted_streams(
-            [a for a in http if _stream_matches(query, a, None) and query.min_rtt is None],
-            query,
+        f = fields
+        busy = {f.session_id(s): (s, f.row(s)) for s in sessions if f.busy(s)}
+        acking = self.acks.look([a for _, r in busy.values() for a in r.streams], now.mono)
+        judged = {
+            sid: [(a, *_stuck(row, a, acking, now.mono)) for a in row.streams]
+            for sid, (_, row) in busy.items()
+        }
+        shown = {
+            sid: [j for j in js if _stream_matches(query, j[0], j[1])] for sid, js in judged.items()
+        }
+        if query.by_stream:
+            candidates: Collection[Any] = [s for sid, (s, _) in busy.items() if shown[sid]]
+        else:
+            candidates = sessions
+        if query.tenant is not None:
+            candidates = [s for s in candidates if f.tenant(s) == query.tenant]
+        if query.min_rtt is not None:
+            floor = query.min_rtt
+            candidates = [s for s in candidates if _at_least(rtt_last(*f.ring(s)), floor)]
+        ordered = sorted(
+            candidates, key=self._sort_key(query.sort, f, shown), reverse=query.largest_first
         )
+        self.medians.prune(len(sessions), lambda: map(f.session_id, sessions))
+        rows = [
+            busy[sid][1] if (sid := f.session_id(s)) in busy else f.row(s)
+            for s in ordered[: query.limit]
+        ]
+        http_shown = _sorted_streams(
+            [a for a in http if _stream_matches(query, a, None) and query.min_rtt is None], query
+        )
+        every = [j for js in judged.values() for j in js]
         return {
             "now": iso(now.wall),
             "instance_id": instance_id,
             "totals": {
                 "sessions": len(sessions),
-                "parked": parked,
-                "streams": streams_total,
+                "parked": sum(1 for _, row in busy.values() if row.parked),
+                "streams": len(every),
                 "http_streams": len(http),
-                "stuck_streams": stuck_total,
+                "stuck_streams": sum(1 for _, why, _ in every if why is not None),
             },
-            "matched": {"sessions": len(picked), "http_streams": len(http_shown)},
-            "sessions": [self._session_json(p, now) for p in picked[: query.limit]],
+            "matched": {"sessions": len(ordered), "http_streams": len(http_shown)},
+            "sessions": [
+                self._session_json(row, shown.get(row.session_id, []), now) for row in rows
+            ],
             "http_streams": [stream_json(a, now) for a in http_shown[: query.limit]],
             "ended": [ended_json(a) for a in _recent_ends(ended, query)],
         }
 
-    def _sort_key(self, sort: str) -> Callable[[_Picked], Any]:
-        keys: dict[str, Callable[[_Picked], Any]] = {
-            "connected": lambda p: p.row.connected_at,
-            "rtt": lambda p: -1.0 if p.rtt_last is None else p.rtt_last,
-            "rtt_p50": lambda p: _or_minus_one(self.medians.median(p.row)),
-            "waste": lambda p: p.waste,
-            "generated": lambda p: p.generated,
-            "missed": lambda p: p.row.missed,
-            "streams": lambda p: len(p.streams),
-            "tenant": lambda p: (p.row.tenant, p.row.connected_at),
-        }
-        return keys[sort]
+    def _sort_key(
+        self, sort: str, f: Fields, shown: dict[str, list[Judged]]
+    ) -> Callable[[Any], Any]:
+        """Sessions without running streams have none of the stream measures."""
+        if sort == "connected":
+            return f.connected_at
+        if sort == "missed":
+            return f.missed
+        if sort == "tenant":
+            return lambda s: (f.tenant(s), f.connected_at(s))
+        if sort == "rtt":
+            return lambda s: _or_minus_one(rtt_last(*f.ring(s)))
+        if sort == "rtt_p50":
+            median = self.medians.median
+            return lambda s: _or_minus_one(median(f.session_id(s), *f.ring(s)))
+        measure = {"waste": _waste, "generated": _generated, "streams": len}[sort]
+        values = {sid: measure(js) for sid, js in shown.items()}
+        return lambda s: values.get(f.session_id(s), 0)
 
-    def _session_json(self, picked: _Picked, now: Now) -> dict[str, Any]:
-        row = picked.row
+    def _session_json(self, row: SessionRow, streams: list[Judged], now: Now) -> dict[str, Any]:
         return {
             "session_id": row.session_id,
             "tenant": row.tenant,
@@ -282,15 +217,15 @@ class LiveView:
             "state": "parked" if row.parked else "open",
             "connected_at": iso(row.connected_at),
             "connected_seconds": round(now.wall - row.connected_at, 3),
-            "rtt_last_seconds": picked.rtt_last,
-            "rtt_p50_seconds": self.medians.median(row),
-            "rtt_recent_seconds": rtt_recent(row) if row.rtts else [],
+            "rtt_last_seconds": rtt_last(row.rtts, row.rtt_next),
+            "rtt_p50_seconds": self.medians.median(row.session_id, row.rtts, row.rtt_next),
+            "rtt_recent_seconds": rtt_recent(row.rtts, row.rtt_next),
             "missed_pongs": row.missed,
             "buffered_bytes": row.buffered,
             "trace_id": row.trace_id,
-            "generated_tokens": picked.generated,
-            "wasted_tokens": picked.waste,
-            "streams": [stream_json(a, now, why, at) for a, why, at in picked.streams],
+            "generated_tokens": _generated(streams),
+            "wasted_tokens": _waste(streams),
+            "streams": [stream_json(a, now, why, at) for a, why, at in streams],
         }
 
 
@@ -308,12 +243,6 @@ def _stuck(
     return None, None
 
 
-def _session_matches(query: Query, row: SessionRow, last: float | None) -> bool:
-    if query.tenant is not None and row.tenant != query.tenant:
-        return False
-    return query.min_rtt is None or (last is not None and last >= query.min_rtt)
-
-
 def _stream_matches(query: Query, account: StreamAccount, stuck: Stuck | None) -> bool:
     if query.tenant is not None and account.tenant != query.tenant:
         return False
@@ -322,36 +251,29 @@ def _stream_matches(query: Query, account: StreamAccount, stuck: Stuck | None) -
     return stuck is not None or not query.stuck
 
 
-def _descending(query: Query) -> bool:
-    return SORTS[query.sort] if query.descending is None else query.descending
+def _at_least(value: float | None, floor: float) -> bool:
+    return value is not None and value >= floor
 
 
 def _or_minus_one(value: float | None) -> float:
     return -1.0 if value is None else value
 
 
+def _waste(streams: list[Judged]) -> int:
+    return sum(a.wasted_tokens for a, _, _ in streams)
+
+
+def _generated(streams: list[Judged]) -> int:
+    return sum(a.generated_tokens for a, _, _ in streams)
+
+
 def _sorted_streams(accounts: list[StreamAccount], query: Query) -> list[StreamAccount]:
     """HTTP streams have no session: sorted by waste or generated when asked, else by start."""
-    key: Callable[[StreamAccount], Any]
     if query.sort == "waste":
-        key = _wasted
-    elif query.sort == "generated":
-        key = _generated
-    else:
-        return sorted(accounts, key=_started, reverse=query.descending is True)
-    return sorted(accounts, key=key, reverse=_descending(query))
-
-
-def _wasted(account: StreamAccount) -> int:
-    return account.wasted_tokens
-
-
-def _generated(account: StreamAccount) -> int:
-    return account.generated_tokens
-
-
-def _started(account: StreamAccount) -> float:
-    return account.started_at
+        return sorted(accounts, key=attrgetter("wasted_tokens"), reverse=query.largest_first)
+    if query.sort == "generated":
+        return sorted(accounts, key=attrgetter("generated_tokens"), reverse=query.largest_first)
+    return sorted(accounts, key=attrgetter("started_at"), reverse=query.descending is True)
 
 
 def _recent_ends(ended: Sequence[StreamAccount], query: Query) -> list[StreamAccount]:

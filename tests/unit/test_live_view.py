@@ -6,22 +6,13 @@ from array import array
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sidecar.accounting.stream import Outcome, StreamAccount
-from sidecar.live.view import (
-    ENDED_KEPT,
-    MAX_LIMIT,
-    STUCK_AFTER,
-    AckWatch,
-    LiveView,
-    Now,
-    Query,
-    RttMedians,
-    SessionRow,
-    parse_query,
-    rtt_last,
-    rtt_recent,
-)
+from sidecar.live.query import ENDED_KEPT, MAX_LIMIT, Query, parse_query
+from sidecar.live.rtt import RttMedians, rtt_last, rtt_recent
+from sidecar.live.view import STUCK_AFTER, AckWatch, LiveView, Now, SessionRow
 
 T0 = 1_800_000_000.0  # wall clock of the tests' "now"
 NOW = Now(T0, 500.0)
@@ -130,31 +121,45 @@ def test_no_text_ever_reaches_the_answer() -> None:
 
 
 def test_rtt_ring_reads_in_order_once_full() -> None:
-    row = session(rtts=[4.0, 5.0, 1.0, 2.0, 3.0], rtt_next=2)  # full ring, next write at 2
-    assert rtt_last(row) == 5.0
-    assert rtt_recent(row) == [1.0, 2.0, 3.0, 4.0, 5.0]
-    assert rtt_recent(row, 2) == [4.0, 5.0]
-    filling = session(rtts=[1.0, 2.0])
-    assert rtt_last(filling) == 2.0 and rtt_recent(filling) == [1.0, 2.0]
+    ring = array("d", [4.0, 5.0, 1.0, 2.0, 3.0])  # full, the next write goes to index 2
+    assert rtt_last(ring, 2) == 5.0
+    assert rtt_recent(ring, 2) == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert rtt_recent(ring, 2, 2) == [4.0, 5.0]
+    assert rtt_recent(ring, 2, 3) == [3.0, 4.0, 5.0]  # across the ring's wrap
+    assert rtt_last(ring, 0) == 3.0  # full, next write at 0: the last one is at the end
+    assert rtt_last(array("d", [1.0, 2.0]), 0) == 2.0
+    assert rtt_last(None, 0) is None and rtt_recent(None, 0) == []
+
+
+@given(st.integers(1, 40), st.integers(0, 39), st.integers(1, 50))
+def test_rtt_recent_is_the_rings_tail_in_order(size: int, next_at: int, count: int) -> None:
+    next_at %= size
+    ring = array("d", [float(n) for n in range(size)])
+    chronological = [*ring[next_at:], *ring[:next_at]]
+    assert rtt_recent(ring, next_at, count) == chronological[-count:]
+    assert rtt_last(ring, next_at) == chronological[-1]
 
 
 def test_median_is_recomputed_only_when_the_ring_changes() -> None:
     medians = RttMedians()
     rtts = array("d", [0.3, 0.1, 0.2])
-    row = SessionRow("s", "t", 0.0, rtts, 0, 0, 0, None, False, None, [])
-    assert medians.median(row) == 0.2
+    assert medians.median("s", rtts, 0) == 0.2
     rtts[1] = 9.0  # changed in place without a new pong: the memo is kept
-    assert medians.median(row) == 0.2
+    assert medians.median("s", rtts, 0) == 0.2
     rtts.append(0.4)
-    assert medians.median(row) == 0.4  # upper median of 0.3, 9.0, 0.2, 0.4
-    assert medians.median(session(rtts=[])) is None
+    assert medians.median("s", rtts, 0) == 0.4  # upper median of 0.3, 9.0, 0.2, 0.4
+    many = array("d", [float(n) for n in range(100)])
+    assert medians.median("t", many, 0) == 85.0  # of the latest 30 (70..99), as plotted
+    assert medians.median("s", None, 0) is None
 
 
 def test_median_memo_forgets_closed_sessions() -> None:
     medians = RttMedians()
     for n in range(200):
-        medians.median(session(f"s{n}", rtts=[0.1]))
-    medians.retain({"s1"})
+        medians.median(f"s{n}", [0.1], 0)
+    medians.prune(100, lambda: ["never listed"])
+    assert len(medians._memo) == 200  # fewer than twice the open ones: kept
+    medians.prune(1, lambda: ["s1"])
     assert list(medians._memo) == ["s1"]
 
 
@@ -198,6 +203,10 @@ def test_sorts_and_limit() -> None:
     assert ids(answer(rows, Query(sort="missed")))[0] == "new"
     assert ids(answer(rows, Query(sort="rtt_p50", limit=1))) == ["new"]
     assert answer(rows, Query(limit=1))["matched"]["sessions"] == 3
+    assert ids(answer(rows, Query(sort="generated"))) == ["old", "mid", "new"]  # 10, 10, 0
+    assert ids(answer(rows, Query(sort="streams")))[-1] == "new"
+    tenants = [session("z", tenant="zeta"), session("a", tenant="alpha")]
+    assert ids(answer(tenants, Query(sort="tenant"))) == ["a", "z"]
 
 
 def test_a_client_that_stops_reading_makes_its_streams_stuck() -> None:
