@@ -9,6 +9,7 @@ and sends it with each of its requests.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from dataclasses import dataclass
 from functools import cache
@@ -24,6 +25,7 @@ from sidecar.live import snapshot
 from sidecar.live.query import parse_query
 from sidecar.live.view import LiveView
 
+ROWS_PER_SLICE = 25
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/ui"})
 NO_STORE = [(b"cache-control", b"no-store")]
 # The page is self-contained (admin ports are often offline): inline script and style only,
@@ -117,8 +119,8 @@ class AdminApp:
         if isinstance(query, str):
             await respond_json(send, 400, {"error": {"message": query, "code": 400}})
             return
-        ctx = self.ctx
-        answer = self.view.answer(
+        ctx, view = self.ctx, self.view
+        chosen = view.select(
             query,
             snapshot.now(ctx),
             snapshot.sessions(ctx),
@@ -127,6 +129,12 @@ class AdminApp:
             ctx.instance_id,
             snapshot.SESSION_FIELDS,
         )
+        listed = []
+        for n, row in enumerate(chosen.rows, 1):
+            listed.append(view.session_json(chosen, row))
+            if n % ROWS_PER_SLICE == 0:  # let streams run between slices: a poll must not
+                await asyncio.sleep(0)  # hold the loop while it lists 1,000 sessions
+        answer = chosen.answer(listed)
         if self.access.trace_link:
             answer["trace_link"] = self.access.trace_link
         await respond_json(send, 200, answer, NO_STORE)

@@ -120,6 +120,21 @@ class AckWatch:
         return stalled
 
 
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """An answer but for its sessions' JSON: see `LiveView.select`."""
+
+    now: Now
+    head: dict[str, Any]  # now, instance_id, totals, matched
+    rows: list[SessionRow]  # the sessions listed, in order
+    shown: dict[str, list[Judged]]  # their streams to list, by session id
+    http: list[dict[str, Any]]
+    ended: list[dict[str, Any]]
+
+    def answer(self, sessions: list[dict[str, Any]]) -> dict[str, Any]:
+        return {**self.head, "sessions": sessions, "http_streams": self.http, "ended": self.ended}
+
+
 @dataclass(slots=True)
 class LiveView:
     """Builds the answer; keeps what must outlive one request (ack progress, RTT medians)."""
@@ -141,6 +156,22 @@ class LiveView:
         instance_id: str,
         fields: Fields = ROW_FIELDS,
     ) -> dict[str, Any]:
+        """`select`, then every listed session's JSON, in one go."""
+        chosen = self.select(query, now, sessions, http, ended, instance_id, fields)
+        return chosen.answer([self.session_json(chosen, row) for row in chosen.rows])
+
+    def select(
+        self,
+        query: Query,
+        now: Now,
+        sessions: Collection[Any],
+        http: Sequence[StreamAccount],
+        ended: Sequence[StreamAccount],
+        instance_id: str,
+        fields: Fields = ROW_FIELDS,
+    ) -> Selection:
+        """What the answer lists, and its totals; the listed sessions' JSON (most of the
+        work) is left to `session_json`, so a server can pause between them."""
         f = fields
         busy = {f.session_id(s): (s, f.row(s)) for s in sessions if f.busy(s)}
         acking = self.acks.look([a for _, r in busy.values() for a in r.streams], now.mono)
@@ -172,7 +203,7 @@ class LiveView:
             [a for a in http if _stream_matches(query, a, None) and query.min_rtt is None], query
         )
         every = [j for js in judged.values() for j in js]
-        return {
+        head = {
             "now": iso(now.wall),
             "instance_id": instance_id,
             "totals": {
@@ -183,12 +214,15 @@ class LiveView:
                 "stuck_streams": sum(1 for _, why, _ in every if why is not None),
             },
             "matched": {"sessions": len(ordered), "http_streams": len(http_shown)},
-            "sessions": [
-                self._session_json(row, shown.get(row.session_id, []), now) for row in rows
-            ],
-            "http_streams": [stream_json(a, now) for a in http_shown[: query.limit]],
-            "ended": [ended_json(a) for a in _recent_ends(ended, query)],
         }
+        return Selection(
+            now,
+            head,
+            rows,
+            shown,
+            [stream_json(a, now) for a in http_shown[: query.limit]],
+            [ended_json(a) for a in _recent_ends(ended, query)],
+        )
 
     def _sort_key(
         self, sort: str, f: Fields, shown: dict[str, list[Judged]]
@@ -209,7 +243,8 @@ class LiveView:
         values = {sid: measure(js) for sid, js in shown.items()}
         return lambda s: values.get(f.session_id(s), 0)
 
-    def _session_json(self, row: SessionRow, streams: list[Judged], now: Now) -> dict[str, Any]:
+    def session_json(self, chosen: Selection, row: SessionRow) -> dict[str, Any]:
+        streams, now = chosen.shown.get(row.session_id, []), chosen.now
         return {
             "session_id": row.session_id,
             "tenant": row.tenant,
