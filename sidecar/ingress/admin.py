@@ -120,15 +120,7 @@ class AdminApp:
             await respond_json(send, 400, {"error": {"message": query, "code": 400}})
             return
         ctx, view = self.ctx, self.view
-        chosen = view.select(
-            query,
-            snapshot.now(ctx),
-            snapshot.sessions(ctx),
-            snapshot.http_streams(ctx),
-            ctx.ended,
-            ctx.instance_id,
-            snapshot.SESSION_FIELDS,
-        )
+        chosen = view.select(query, snapshot.read(ctx))
         listed = []
         for n, row in enumerate(chosen.rows, 1):
             listed.append(view.session_json(chosen, row))

@@ -10,20 +10,23 @@ from __future__ import annotations
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
-from sidecar.accounting.stream import StreamAccount
-from sidecar.live.view import Fields, Now, SessionRow
+from sidecar.live.view import Fields, LiveState, Now, SessionRow
 
 if TYPE_CHECKING:
     from sidecar.context import ServerContext
 
 
-def now(ctx: ServerContext) -> Now:
-    return Now(ctx.wall_clock(), ctx.clock())
-
-
-def sessions(ctx: ServerContext) -> list[Any]:
-    """Open sessions, then those parked awaiting a resume (`WebSocketSession`s)."""
-    return [*ctx.sessions, *ctx.parked.values()]
+def read(ctx: ServerContext) -> LiveState:
+    """Open sessions, then those parked awaiting a resume; running HTTP streams; the latest
+    streams to end."""
+    return LiveState(
+        now=Now(ctx.wall_clock(), ctx.clock()),
+        sessions=[*ctx.sessions, *ctx.parked.values()],
+        http=[s.account for s in ctx.streams if s.account.session_id is None],
+        ended=ctx.ended,
+        instance_id=ctx.instance_id,
+        fields=SESSION_FIELDS,
+    )
 
 
 def session_row(session: Any) -> SessionRow:
@@ -55,8 +58,3 @@ SESSION_FIELDS = Fields(
     busy=attrgetter("live"),
     row=session_row,
 )
-
-
-def http_streams(ctx: ServerContext) -> list[StreamAccount]:
-    """Running streams that belong to no session (the OpenAI HTTP routes)."""
-    return [s.account for s in ctx.streams if s.account.session_id is None]

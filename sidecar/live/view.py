@@ -90,6 +90,18 @@ class Now:
     mono: float
 
 
+@dataclass(frozen=True, slots=True)
+class LiveState:
+    """What the server holds at one moment, as the view reads it."""
+
+    now: Now
+    sessions: Collection[Any]  # read through `fields`
+    http: Sequence[StreamAccount]  # running streams with no session
+    ended: Sequence[StreamAccount]  # the latest to end, oldest first
+    instance_id: str
+    fields: Fields = ROW_FIELDS
+
+
 Judged = tuple[StreamAccount, Stuck | None, float | None]  # a stream, why stuck, since when
 
 
@@ -146,33 +158,15 @@ class LiveView:
     def new(cls) -> LiveView:
         return cls(AckWatch(), RttMedians())
 
-    def answer(
-        self,
-        query: Query,
-        now: Now,
-        sessions: Collection[Any],
-        http: Sequence[StreamAccount],
-        ended: Sequence[StreamAccount],
-        instance_id: str,
-        fields: Fields = ROW_FIELDS,
-    ) -> dict[str, Any]:
+    def answer(self, query: Query, state: LiveState) -> dict[str, Any]:
         """`select`, then every listed session's JSON, in one go."""
-        chosen = self.select(query, now, sessions, http, ended, instance_id, fields)
+        chosen = self.select(query, state)
         return chosen.answer([self.session_json(chosen, row) for row in chosen.rows])
 
-    def select(
-        self,
-        query: Query,
-        now: Now,
-        sessions: Collection[Any],
-        http: Sequence[StreamAccount],
-        ended: Sequence[StreamAccount],
-        instance_id: str,
-        fields: Fields = ROW_FIELDS,
-    ) -> Selection:
+    def select(self, query: Query, state: LiveState) -> Selection:
         """What the answer lists, and its totals; the listed sessions' JSON (most of the
         work) is left to `session_json`, so a server can pause between them."""
-        f = fields
+        now, sessions, http, f = state.now, state.sessions, state.http, state.fields
         busy = {f.session_id(s): (s, f.row(s)) for s in sessions if f.busy(s)}
         acking = self.acks.look([a for _, r in busy.values() for a in r.streams], now.mono)
         judged = {
@@ -205,7 +199,7 @@ class LiveView:
         every = [j for js in judged.values() for j in js]
         head = {
             "now": iso(now.wall),
-            "instance_id": instance_id,
+            "instance_id": state.instance_id,
             "totals": {
                 "sessions": len(sessions),
                 "parked": sum(1 for _, row in busy.values() if row.parked),
@@ -221,7 +215,7 @@ class LiveView:
             rows,
             shown,
             [stream_json(a, now) for a in http_shown[: query.limit]],
-            [ended_json(a) for a in _recent_ends(ended, query)],
+            [ended_json(a) for a in _recent_ends(state.ended, query)],
         )
 
     def _sort_key(

@@ -206,8 +206,8 @@ def test_trace_link_reaches_the_page() -> None:
     assert orjson.loads(get(app, "/sessions")[2])["trace_link"] == "http://jaeger/trace/{trace_id}"
 
 
-def test_snapshot_skips_streams_of_sessions_in_the_http_list() -> None:
+def test_snapshot_lists_streams_without_a_session_as_http() -> None:
     ctx = _ctx()
     ctx.streams.add(_Stream(_account("ws", "sess")))
     ctx.streams.add(_Stream(_account("h", None)))
-    assert [a.request_id for a in snapshot.http_streams(ctx)] == ["h"]
+    assert [a.request_id for a in snapshot.read(ctx).http] == ["h"]

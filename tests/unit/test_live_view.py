@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sidecar.accounting.stream import Outcome, StreamAccount
 from sidecar.live.query import ENDED_KEPT, MAX_LIMIT, Query, parse_query
 from sidecar.live.rtt import RttMedians, rtt_last, rtt_recent
-from sidecar.live.view import STUCK_AFTER, AckWatch, LiveView, Now, SessionRow
+from sidecar.live.view import STUCK_AFTER, AckWatch, LiveState, LiveView, Now, SessionRow
 
 T0 = 1_800_000_000.0  # wall clock of the tests' "now"
 NOW = Now(T0, 500.0)
@@ -83,7 +83,7 @@ def answer(
     now: Now = NOW,
 ) -> dict[str, Any]:
     view = view or LiveView.new()
-    return view.answer(query or Query(), now, sessions, http or [], ended or [], "i-1")
+    return view.answer(query or Query(), LiveState(now, sessions, http or [], ended or [], "i-1"))
 
 
 def ids(result: dict[str, Any]) -> list[str]:

@@ -10,8 +10,9 @@ import pytest
 from sidecar.accounting.stream import Outcome
 from sidecar.errors import ConfigError
 from sidecar.live import top
+from sidecar.live.query import Query
 from sidecar.live.top import TopSettings, render
-from sidecar.live.view import LiveView, Query
+from sidecar.live.view import LiveState, LiveView
 from tests.unit.test_live_view import NOW, account, session
 
 
@@ -23,7 +24,7 @@ def _answer() -> dict[str, Any]:
         session("sess-aaaaaaaaaaaa", tenant="evil\x1b[2J", rtts=[0.0031], streams=[running]),
         session("sess-bbbbbbbbbbbb", tenant="beta", rtts=[], stalled_since=NOW.mono - 5),
     ]
-    return LiveView.new().answer(Query(sort="waste"), NOW, rows, [], [ended], "pod-1")
+    return LiveView.new().answer(Query(sort="waste"), LiveState(NOW, rows, [], [ended], "pod-1"))
 
 
 def test_screen_lists_sessions_streams_and_endings() -> None:
