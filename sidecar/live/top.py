@@ -183,7 +183,9 @@ def _ended_line(s: dict[str, Any]) -> str:
 
 
 def _ms(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1000:.1f}ms"
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1000:.{2 if seconds < 0.001 else 1}f}ms"  # loopback: tens of µs
 
 
 def _age(seconds: float) -> str:

@@ -61,6 +61,7 @@ def test_live_page(tmp_path: Path, chromium_process: ChromiumProcess) -> None:
             TOKEN,
             "--trace-link",
             "http://tracing.example/trace/{trace_id}",
+            "--trace-console",  # tracing on: sessions have a trace, their streams' spans in it
         )
 
         async def scenario() -> None:
@@ -108,10 +109,13 @@ def test_live_page(tmp_path: Path, chromium_process: ChromiumProcess) -> None:
                 )
                 assert "not acking" in await page.evaluate(text_of("#sessions"))
                 assert "completed" in await page.evaluate(text_of("#ended"))
-                link = await page.evaluate(
-                    f"document.querySelector('tr[data-session=\"{acme_id}\"] a').href"
+                links = await page.evaluate(
+                    f"[...document.querySelectorAll('tr[data-session=\"{acme_id}\"] a')]"
+                    ".map(a => a.href)"
                 )
-                assert link.startswith("http://tracing.example/trace/")
+                session_trace, stream_trace = links
+                assert session_trace.startswith("http://tracing.example/trace/")
+                assert session_trace == stream_trace  # the stream's span is in the session's trace
                 shot = await page.screenshot(tmp_path / "ui.png")
                 assert shot[:8] == b"\x89PNG\r\n\x1a\n"
                 if os.environ.get("SIDECAR_UPDATE_SCREENSHOT") == "1":

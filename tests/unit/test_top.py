@@ -51,6 +51,7 @@ def test_screen_lists_sessions_streams_and_endings() -> None:
     first = lines[4].split()
     assert first[:2] == ["aaaaaaaaaaaa", "evil\\x1b[2J"]  # control characters escaped
     assert first[4:6] == ["3.1ms", "3.1ms"] and first[-2:] == ["40", "30"]
+    assert top._ms(0.00004) == "0.04ms" and top._ms(0.0123) == "12.3ms"
     assert "└ r-s1" in lines[5] and "generated      40  delivered      10" in lines[5]
     assert lines[6].split()[0] == "bbbbbbbbbbbb" and lines[6].split()[4] == "-"
     assert "just ended" in screen and "client_gone" in screen and "wasted      3" in screen
