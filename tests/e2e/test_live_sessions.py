@@ -135,6 +135,8 @@ def test_live_sessions_and_top(tmp_path: Path) -> None:
             assert 0 < by_tenant(moved)["acme"]["rtt_p50_seconds"] < 1
             assert by_tenant(moved)["acme"]["rtt_recent_seconds"]
 
+            assert "hello there" not in json.dumps(moved)  # no prompt (nor completion) text
+
             # Filters.
             assert [s["tenant"] for s in sessions(stack, "tenant=beta")["sessions"]] == ["beta"]
             assert sessions(stack, "min_rtt=10")["sessions"] == []
