@@ -7,34 +7,21 @@ sidecar.live.snapshot) only for sessions that have running streams or are shown.
 added to the relay path. Only counts, names, ids and timings reach the answer: never prompt or
 completion text.
 
-A stream is *stuck* when its client stopped taking what the sidecar writes:
-- `not_reading`: the connection's send buffer has not drained for `STUCK_AFTER` seconds (the
-  session's once-a-second tick notices; `--send-timeout` later cuts the client off);
-- `not_acking`: the client acknowledges deltas and its ack has not moved for `STUCK_AFTER`
-  seconds while written deltas wait (seen from the second look on: `AckWatch` compares looks);
-- `client_away`: the connection is gone and the stream runs on for a resume (a parked session).
+Which streams are stuck: sidecar.live.stuck; their JSON: sidecar.live.shape.
 """
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any
 
 from sidecar.accounting.stream import StreamAccount
 from sidecar.live.query import Query
 from sidecar.live.rtt import Ring, RttMedians, rtt_last, rtt_recent
-
-STUCK_AFTER = 2.0  # seconds without progress before a stream counts as stuck
-
-
-class Stuck(enum.StrEnum):
-    NOT_READING = "not_reading"
-    NOT_ACKING = "not_acking"
-    CLIENT_AWAY = "client_away"
+from sidecar.live.shape import ended_json, iso, stream_json
+from sidecar.live.stuck import AckWatch, Stuck, judge
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,33 +92,6 @@ class LiveState:
 Judged = tuple[StreamAccount, Stuck | None, float | None]  # a stream, why stuck, since when
 
 
-class AckWatch:
-    """When each stream's ack last moved, as seen by successive looks (one per request)."""
-
-    __slots__ = ("_since",)
-
-    def __init__(self) -> None:
-        self._since: dict[str, tuple[int, float]] = {}
-
-    def look(self, accounts: Iterable[StreamAccount], now: float) -> dict[str, float]:
-        """Since when each acking stream's ack has stood still with deltas waiting; streams not
-        seen in this look are forgotten."""
-        previous, since = self._since, {}
-        stalled: dict[str, float] = {}
-        for account in accounts:
-            acked = account.acked
-            if acked is None:
-                continue
-            key = account.stream_id
-            seen = previous.get(key)
-            start = seen[1] if seen is not None and seen[0] == acked else now
-            since[key] = (acked, start)
-            if account.written > acked:
-                stalled[key] = start
-        self._since = since
-        return stalled
-
-
 @dataclass(frozen=True, slots=True)
 class Selection:
     """An answer but for its sessions' JSON: see `LiveView.select`."""
@@ -170,7 +130,9 @@ class LiveView:
         busy = {f.session_id(s): (s, f.row(s)) for s in sessions if f.busy(s)}
         acking = self.acks.look([a for _, r in busy.values() for a in r.streams], now.mono)
         judged = {
-            sid: [(a, *_stuck(row, a, acking, now.mono)) for a in row.streams]
+            sid: [
+                (a, *judge(row.parked, row.stalled_since, a, acking, now.mono)) for a in row.streams
+            ]
             for sid, (_, row) in busy.items()
         }
         shown = {
@@ -214,7 +176,7 @@ class LiveView:
             head,
             rows,
             shown,
-            [stream_json(a, now) for a in http_shown[: query.limit]],
+            [stream_json(a, now.mono) for a in http_shown[: query.limit]],
             [ended_json(a) for a in _recent_ends(state.ended, query)],
         )
 
@@ -254,22 +216,8 @@ class LiveView:
             "trace_id": row.trace_id,
             "generated_tokens": _generated(streams),
             "wasted_tokens": _waste(streams),
-            "streams": [stream_json(a, now, why, at) for a, why, at in streams],
+            "streams": [stream_json(a, now.mono, why, at) for a, why, at in streams],
         }
-
-
-def _stuck(
-    row: SessionRow, account: StreamAccount, acking: dict[str, float], now: float
-) -> tuple[Stuck | None, float | None]:
-    """Why a running stream is stuck and since when (monotonic), or (None, None)."""
-    if row.parked:
-        return Stuck.CLIENT_AWAY, None
-    if row.stalled_since is not None and now - row.stalled_since >= STUCK_AFTER:
-        return Stuck.NOT_READING, row.stalled_since
-    since = acking.get(account.stream_id)
-    if since is not None and now - since >= STUCK_AFTER:
-        return Stuck.NOT_ACKING, since
-    return None, None
 
 
 def _stream_matches(query: Query, account: StreamAccount, stuck: Stuck | None) -> bool:
@@ -316,58 +264,3 @@ def _recent_ends(ended: Sequence[StreamAccount], query: Query) -> list[StreamAcc
         if query.model is None or account.model == query.model:
             found.append(account)
     return found
-
-
-def stream_json(
-    account: StreamAccount, now: Now, stuck: Stuck | None = None, since: float | None = None
-) -> dict[str, Any]:
-    """A running stream: its counts so far (waste: what would be wasted if it ended now)."""
-    return {
-        **_stream_fields(account),
-        "idle_seconds": _round(now.mono - (account.t_last or account.t_start)),
-        "stuck": None if stuck is None else stuck.value,
-        "stuck_seconds": None if since is None else _round(now.mono - since),
-    }
-
-
-def ended_json(account: StreamAccount) -> dict[str, Any]:
-    """A stream that just ended, with its outcome (the ledger row's final counts)."""
-    duration = account.duration or 0.0
-    return {
-        **_stream_fields(account),
-        "outcome": None if account.outcome is None else account.outcome.value,
-        "error_code": account.error_code,
-        "ended_at": iso(account.started_at + duration),
-        "duration_seconds": _round(duration),
-    }
-
-
-def _stream_fields(account: StreamAccount) -> dict[str, Any]:
-    ttft = account.time_to_first_token
-    return {
-        "id": account.request_id,
-        "stream_id": account.stream_id,
-        "session_id": account.session_id,
-        "tenant": account.tenant,
-        "model": account.model,
-        "ingress": account.ingress,
-        "path": account.path,
-        "started_at": iso(account.started_at),
-        "generated_tokens": account.generated_tokens,
-        "delivered_tokens": account.delivered_tokens,
-        "wasted_tokens": account.wasted_tokens,
-        "written": account.written,
-        "acked": account.acked,
-        "ttft_seconds": None if ttft is None else _round(ttft),
-        "trace_id": account.trace_id,
-    }
-
-
-def _round(seconds: float) -> float:
-    return round(seconds, 6)
-
-
-def iso(epoch: float) -> str:
-    """UTC, milliseconds, `Z`: what the other JSON answers and the ledger use."""
-    moment = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
-    return moment.replace("+00:00", "Z")

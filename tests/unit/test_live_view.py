@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from sidecar.accounting.stream import Outcome, StreamAccount
 from sidecar.live.query import ENDED_KEPT, MAX_LIMIT, Query, parse_query
 from sidecar.live.rtt import RttMedians, rtt_last, rtt_recent
-from sidecar.live.view import STUCK_AFTER, AckWatch, LiveState, LiveView, Now, SessionRow
+from sidecar.live.stuck import STUCK_AFTER, AckWatch
+from sidecar.live.view import LiveState, LiveView, Now, SessionRow
 
 T0 = 1_800_000_000.0  # wall clock of the tests' "now"
 NOW = Now(T0, 500.0)
