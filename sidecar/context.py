@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from sidecar.accounting.recorder import Recorder
 from sidecar.accounting.stream import StreamAccount
 from sidecar.drift.monitor import DriftMonitor
+from sidecar.live.query import ENDED_KEPT
 from sidecar.telemetry.metrics import Metrics
 from sidecar.telemetry.spans import Tracing
 from sidecar.upstream.breaker import Breaker
@@ -108,6 +110,8 @@ class ServerContext:
     # Every stream not yet ended, on every ingress (sidecar.relay.lifecycle.Stream): the drain
     # waits for these.
     streams: set[Any] = field(default_factory=set)
+    # The latest streams to end (one append per ending), for the live view's "just ended".
+    ended: deque[StreamAccount] = field(default_factory=lambda: deque(maxlen=ENDED_KEPT))
     draining: bool = False
     # Opens after repeated connection failures: new streams are refused at once, not queued.
     breaker: Breaker = field(default_factory=Breaker)

@@ -27,7 +27,7 @@ from sidecar.accounting.recorder import Recorder
 from sidecar.context import Limits, ServerContext
 from sidecar.drift.live import DriftSettings, LiveDrift, build_monitor
 from sidecar.errors import ConfigError, LedgerError
-from sidecar.ingress.admin import AdminApp
+from sidecar.ingress.admin import AdminAccess, AdminApp
 from sidecar.ingress.app import ClientApp
 from sidecar.ingress.transport import SidecarWebSocketProtocol
 from sidecar.ledger import db, journal
@@ -88,6 +88,10 @@ class ServeSettings:
     log_level: str = "info"
     access_log: bool = True
     migrate: bool = False
+    # the admin listener (sidecar.ingress.admin)
+    admin_token: str | None = None
+    admin_metrics_open: bool = False
+    trace_link: str | None = None
 
 
 class _Server(uvicorn.Server):
@@ -216,7 +220,8 @@ async def run(
             (SidecarWebSocketProtocol,),
             {"send_buffer_bytes": settings.send_buffer_bytes},
         )
-    admin = _Server(_config(AdminApp(ctx), settings))
+    access = AdminAccess(settings.admin_token, settings.admin_metrics_open, settings.trace_link)
+    admin = _Server(_config(AdminApp(ctx, access), settings))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -388,7 +393,7 @@ def _safe(text: str) -> str:
 
 def main(settings: ServeSettings) -> None:
     logs.configure(settings.log_format, settings.log_level)
-    redact.install([settings.upstream_api_key, settings.edge.jwt.secret])
+    redact.install([settings.upstream_api_key, settings.edge.jwt.secret, settings.admin_token])
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(run(settings))
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from sidecar.cli.options import option
+from sidecar.cli.options import admin_token_option, option
 from sidecar.logs import FORMATS, LEVELS
 from sidecar.upstream.flavour import Flavour
 
@@ -25,7 +25,20 @@ from sidecar.upstream.flavour import Flavour
     "--admin-listen",
     default="127.0.0.1:9464",
     show_default=True,
-    help="Operators' endpoints: /metrics, /healthz, /readyz.",
+    help="Operators' endpoints: /metrics, /healthz, /readyz, /sessions, /ui.",
+)
+@admin_token_option
+@option(
+    "--admin-metrics-open",
+    is_flag=True,
+    default=False,
+    help="Serve /metrics without --admin-token (for a Prometheus that sends no credential).",
+)
+@option(
+    "--trace-link",
+    default=None,
+    help="Your tracing UI's URL for a trace, with {trace_id}, for links on /ui "
+    "(e.g. http://jaeger:16686/trace/{trace_id}).",
 )
 @option(
     "--upstream",
@@ -400,6 +413,7 @@ def command(**options: object) -> None:
     options["flavour"] = Flavour(str(options["flavour"]))
     options["model_labels"] = tuple(options.get("model_labels") or ())  # type: ignore[arg-type]
     options["upstream_api_key"] = options.get("upstream_api_key") or None
+    options["admin_token"] = options.get("admin_token") or None
     _deployment_settings(options)
     serve.main(serve.ServeSettings(**options))  # type: ignore[arg-type]
 

@@ -248,6 +248,7 @@ class Stream:
         if not account.finish(outcome, now, error_code=error_code, unsent=unsent):
             return False
         ctx.streams.discard(self)
+        ctx.ended.append(account)  # the live view's "just ended" (a bounded ring)
         if self.on_end is not None:
             self.on_end(self)
         if outcome in STOPPED_OUTCOMES:

@@ -87,6 +87,11 @@ class SessionTrace:
 
     __slots__ = ()
 
+    @property
+    def trace_id_hex(self) -> str | None:
+        """The session's trace (its streams' spans are its children); None when not tracing."""
+        return None
+
     def stream_started(
         self, account: StreamAccount, request_body: Mapping[str, Any]
     ) -> StreamTrace:
@@ -187,6 +192,10 @@ class _RecordingSession(SessionTrace):
         self._settings, self._span = settings, span
         self._streams = 0
         self._ended = False
+
+    @property
+    def trace_id_hex(self) -> str | None:
+        return format(self._span.get_span_context().trace_id, "032x")
 
     def stream_started(
         self, account: StreamAccount, request_body: Mapping[str, Any]
