@@ -19,6 +19,7 @@ from sidecar.ingress.session_state import State
 from sidecar.ingress.stream import LiveStream
 from sidecar.ingress.websocket import WebSocketSession
 from sidecar.live import snapshot
+from sidecar.upstream.breaker import Breaker
 
 TOKEN = "s3cret-admin-token"
 
@@ -33,8 +34,11 @@ def _ctx() -> Any:
         wall_clock=lambda: 1_800_000_000.0,
         clock=lambda: 100.0,
         metrics=SimpleNamespace(
-            heartbeat_rtt=SimpleNamespace(observe=lambda _v: None), registry=CollectorRegistry()
+            heartbeat_rtt=SimpleNamespace(observe=lambda _v: None),
+            registry=CollectorRegistry(),
+            breaker_open=SimpleNamespace(set=lambda _v: None),
         ),
+        breaker=Breaker(),
         observer=SimpleNamespace(sample=lambda *_args: None),
         sessions=set(),
         parked={},
