@@ -210,8 +210,12 @@ class Procs:
         template = self.tmp / "migrated.db"
         if not template.exists():  # migrate once (about a second), then copy the empty ledger
             url = f"sqlite:///{template}"
+            # With this checkout's code: another version's migrations may be ahead of it.
             subprocess.run(
-                [*_sidecar(), "db", "upgrade", "--db", url], check=True, capture_output=True
+                [*_sidecar(), "db", "upgrade", "--db", url],
+                check=True,
+                capture_output=True,
+                env=child_env(self.code),
             )
         shutil.copyfile(template, self.tmp / f"{name}.db")
         db = f"sqlite:///{self.tmp / (name + '.db')}"
