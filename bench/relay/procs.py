@@ -215,6 +215,7 @@ class Procs:
                 [*_sidecar(), "db", "upgrade", "--db", url],
                 check=True,
                 capture_output=True,
+                cwd=self.tmp,  # not the checkout, whose `sidecar/` would come first
                 env=child_env(self.code),
             )
         shutil.copyfile(template, self.tmp / f"{name}.db")
