@@ -223,7 +223,7 @@ def _recompute(
     dialect = connection.dialect.name
     connection.execute(delete(StreamRollup).where(_within(StreamRollup.hour, spans)))
     source = _sums(dialect, spans)
-    written = connection.execute(
+    connection.execute(
         insert(StreamRollup).from_select(list(source.selected_columns.keys()), source)
     )
     if seen:
@@ -235,7 +235,9 @@ def _recompute(
             ),
             seen,
         )
-    return max(int(written.rowcount), 0)
+    # (psycopg reports no row count for INSERT ... SELECT through SQLAlchemy: count them)
+    written = select(func.count()).where(_within(StreamRollup.hour, spans))
+    return int(connection.execute(written).scalar() or 0)
 
 
 def _sums(dialect: str, spans: list[tuple[datetime, datetime]]) -> Any:

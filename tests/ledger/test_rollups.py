@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, insert, select
 
 from sidecar.accounting.hourly import HourlyBook, HourlyPrice
+from sidecar.cli.db import command as db_command
+from sidecar.cli.report import command as report_command
 from sidecar.ledger import db
 from sidecar.ledger.backfill import backfill
 from sidecar.ledger.facts import ROLLUP_DIMENSIONS, report_plan, snapshot
@@ -34,7 +37,7 @@ from sidecar.ledger.recovery import close_interrupted
 from sidecar.ledger.report import run_report
 from sidecar.ledger.rollup import refresh
 from sidecar.ledger.writer import LedgerWriter, Row
-from tests.ledger.conftest import BACKENDS, _new_url, at, stream
+from tests.ledger.conftest import BACKENDS, SESSIONS, STREAMS, _new_url, at, fill, stream
 
 BASE = at(20, 0)  # streams start over the following three days
 MINUTES = 3 * 24 * 60
@@ -207,3 +210,53 @@ def test_rollups_are_what_the_report_reads(ledger: tuple[Engine, Path]) -> None:
     assert [
         (r["hour"], r["streams"], r["prompt_tokens"]) for r in run_report(engine, query)["rows"]
     ] == hours
+
+
+def test_upgrade_from_0004_keeps_the_bill_and_rolls_up(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A ledger written before rollups: the same report right after the upgrade (no rollup
+    yet: every row is read), after the first refresh, and down again to 0004."""
+    for backend in BACKENDS:
+        url = _new_url(backend, request, tmp_path / backend)
+        (tmp_path / backend).mkdir(exist_ok=True)
+        db.upgrade(url, "0004")
+        engine = db.make_engine(url)
+        fill(engine, STREAMS, SESSIONS)
+        query = ReportQuery(by=("model", "day"), since=at(1, 0, month=1), until=at(23, 0))
+        before = run_report(engine, replace(query, rollups=False))
+        db.upgrade(url)
+        assert run_report(engine, query) == before
+        assert refresh(engine, at(23, 0)).rolled_until == at(22, 23)
+        with engine.connect() as connection:
+            assert report_plan(snapshot(connection), query).rollup
+        assert run_report(engine, query) == before
+        db.downgrade(url, "0004")
+        engine.dispose()
+
+
+def test_db_rollup_command_and_report_by_instance(empty_ledger: str, tmp_path: Path) -> None:
+    engine = db.make_engine(empty_ledger)
+    drawn = [
+        (30, "big", "acme", "i-1", "ws", "completed", (100, 10, 10)),
+        (40, "big", "acme", "i-2", "ws", "client_gone", (100, 10, 4)),
+        (50, "small", "acme", "i-2", "http", "completed", (10, 10, 10)),
+    ]
+    apply(engine, tmp_path, drawn, [("final", 0), ("final", 1), ("final", 2)])
+    engine.dispose()
+    runner = CliRunner()
+    result = runner.invoke(db_command, ["rollup", "--db", empty_ledger])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("rolled up ")
+    assert " hours (3 rows); rolled up until " in result.output  # one row per group
+    args = ["--db", empty_ledger, "--since", "2026-11-20", "--by", "instance", "--format", "csv"]
+    lines = runner.invoke(report_command, args).output.splitlines()
+    assert [line.split(",")[:3] for line in lines] == [
+        ["instance", "streams", "prompt_tokens"],
+        ["i-1", "1", "100"],
+        ["i-2", "2", "110"],
+    ]
+    again = runner.invoke(db_command, ["rollup", "--db", empty_ledger, "--rebuild", "all"])
+    assert again.exit_code == 0, again.output
+    bad = runner.invoke(db_command, ["rollup", "--db", empty_ledger, "--rebuild", "lately"])
+    assert bad.exit_code != 0
