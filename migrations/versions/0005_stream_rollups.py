@@ -1,4 +1,5 @@
-"""hourly stream rollups, the marks of stale hours, and an index on running streams
+"""hourly stream rollups (by tenant and instance, and by model only), the marks of stale
+hours, and an index on running streams
 
 `sidecar report` sums these instead of every stream row (ledger/rollup.py). The state row
 starts with `rolled_until` NULL: until the first refresh every report reads the streams, as
@@ -48,6 +49,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint(*KEYS, name=op.f("pk_stream_rollups")),
     )
     op.create_table(
+        "model_rollups",
+        sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("model", sa.String(length=128), nullable=False),
+        sa.Column("outcome", sa.String(length=32), nullable=False),
+        sa.Column("ingress", sa.String(length=16), nullable=False),
+        *(sa.Column(name, sa.BigInteger(), nullable=False) for name in SUMS),
+        sa.PrimaryKeyConstraint(
+            "hour", "model", "outcome", "ingress", name=op.f("pk_model_rollups")
+        ),
+    )
+    op.create_table(
         "rollup_marks",
         sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
         sa.Column("instance_id", sa.String(length=64), nullable=False),
@@ -81,4 +93,5 @@ def downgrade() -> None:
         )
     op.drop_table("rollup_state")
     op.drop_table("rollup_marks")
+    op.drop_table("model_rollups")
     op.drop_table("stream_rollups")

@@ -2,7 +2,8 @@
 
 Every source is projected to the same summable columns (`streams`, `cost_nusd`, ...; a stream
 row counts 1), so the report and the GPU-hour share sum them alike. Rollups serve a report
-grouped by model, tenant, day, hour, outcome, ingress and instance; grouping by session and
+grouped by model, tenant, day, hour, outcome, ingress and instance (`model_rollups` one that
+groups by neither tenant nor instance); grouping by session and
 what-if prices (`--reprice`, rounded per stream) read stream rows only, as do the latency
 columns (`latency.py`: percentiles are not sums, so they stay exact from the rows' TTFTs).
 
@@ -32,16 +33,17 @@ from sqlalchemy import (
     union_all,
 )
 
-from sidecar.ledger.models import RollupMark, RollupState, Stream, StreamRollup
+from sidecar.ledger.models import ModelRollup, RollupMark, RollupState, Stream, StreamRollup
 from sidecar.ledger.query import ReportQuery
 from sidecar.ledger.reprice import half_even_per_mtok, repriced
 from sidecar.ledger.rollplan import Plan, Range, floor_hour, plan, rollup_span
+from sidecar.ledger.rollup import SUMS
 
+# What a model_rollups row keeps (no tenant, no instance): the smaller table, when it will do.
+MODEL_DIMENSIONS: Final = frozenset(("model", "day", "hour", "outcome", "ingress"))
 ROLLUP_DIMENSIONS: Final = frozenset(
     ("model", "tenant", "day", "hour", "outcome", "ingress", "instance")
 )
-# The rollups' summed columns; every source projects to them.
-SUMS: Final = tuple(c.name for c in StreamRollup.__table__.c if not c.primary_key)
 
 
 def rollups_apply(query: ReportQuery) -> bool:
@@ -70,8 +72,9 @@ def report_plan(connection: Connection, query: ReportQuery) -> Plan:
     return plan(query.since, query.until, rolled_until, (floor_hour(h) for h in stale.scalars()))
 
 
-def facts(connection: Connection, query: ReportQuery) -> FromClause:
-    """The report period's facts, one row per stream or per rollup row."""
+def facts(connection: Connection, query: ReportQuery, per_instance: bool = False) -> FromClause:
+    """The report period's facts, one row per stream or per rollup row. `per_instance`: the
+    caller needs each fact's instance and model (GPU-hour shares), whatever the grouping."""
     if query.reprice is not None:
         src = repriced(query.reprice)
         priced = src.c.p_in.is_not(None)
@@ -95,7 +98,8 @@ def facts(connection: Connection, query: ReportQuery) -> FromClause:
         running = [c.outcome.is_(None), _within(c.started_at, parts.running)]
         selects.append(_rows(table, priced, recorded, running))
     if parts.rollup:
-        selects.append(_rollups(parts.rollup))
+        coarse = not per_instance and set(query.by) <= MODEL_DIMENSIONS
+        selects.append(_rollups(ModelRollup if coarse else StreamRollup, parts.rollup))
     if len(selects) == 1:
         return selects[0].subquery("facts")
     return union_all(*selects).subquery("facts")
@@ -133,15 +137,18 @@ def _rows(
     ).where(*where)
 
 
-def _rollups(ranges: tuple[Range, ...]) -> Select[Any]:
-    c = StreamRollup.__table__.c
+def _rollups(
+    table: type[StreamRollup] | type[ModelRollup], ranges: tuple[Range, ...]
+) -> Select[Any]:
+    c = table.__table__.c
+    text = null().cast(String)
     return select(
         c.hour.label("started_at"),
-        c.instance_id,
+        c.instance_id if "instance_id" in c else text.label("instance_id"),
         c.model,
-        c.tenant,
-        null().cast(String).label("session_id"),  # session grouping never reads rollups
-        null().cast(String).label("id"),
+        c.tenant if "tenant" in c else text.label("tenant"),
+        text.label("session_id"),  # session grouping never reads rollups
+        text.label("id"),
         c.outcome,
         c.ingress,
         *(c[name] for name in SUMS),

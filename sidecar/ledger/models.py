@@ -131,6 +131,30 @@ class StreamRollup(Base):
     unpriced_wasted_tokens: Mapped[int] = mapped_column(BigInteger)
 
 
+class ModelRollup(Base):
+    """`StreamRollup` summed over tenants and instances: one row per hour, model, outcome and
+    ingress, however many tenants and replicas. Reports that group by neither read these."""
+
+    __tablename__ = "model_rollups"
+    __table_args__ = (PrimaryKeyConstraint("hour", "model", "outcome", "ingress"),)
+
+    hour: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    model: Mapped[str] = mapped_column(String(128))
+    outcome: Mapped[str] = mapped_column(String(32))
+    ingress: Mapped[str] = mapped_column(String(16))
+    streams: Mapped[int] = mapped_column(BigInteger)
+    unpriced_streams: Mapped[int] = mapped_column(BigInteger)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    generated_tokens: Mapped[int] = mapped_column(BigInteger)
+    delivered_tokens: Mapped[int] = mapped_column(BigInteger)
+    wasted_tokens: Mapped[int] = mapped_column(BigInteger)
+    cost_nusd: Mapped[int] = mapped_column(BigInteger)
+    wasted_cost_nusd: Mapped[int] = mapped_column(BigInteger)
+    unpriced_prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    unpriced_generated_tokens: Mapped[int] = mapped_column(BigInteger)
+    unpriced_wasted_tokens: Mapped[int] = mapped_column(BigInteger)
+
+
 class RollupMark(Base):
     """An hour whose rollup is stale: a stream of it turned final or changed after it was
     rolled up. Written in the same transaction as the change, one row per writing instance

@@ -36,7 +36,8 @@ def run_report(engine: Engine, query: ReportQuery) -> dict[str, Any]:
     dialect = engine.dialect.name
     with engine.connect() as connection:
         connection = snapshot(connection)
-        src = facts(connection, query)
+        hourly = query.hourly if query.hourly is not None else load_hourly(connection)
+        src = facts(connection, query, per_instance=bool(hourly))
         dims = [dimension(d, dialect, src).label(d) for d in query.by]
         measures = [func.coalesce(func.sum(src.c[key]), 0).label(key) for key in SUMMED]
         statement = select(*dims, *measures)
@@ -44,7 +45,6 @@ def run_report(engine: Engine, query: ReportQuery) -> dict[str, Any]:
             statement = statement.group_by(*dims).order_by(*dims)
         result = connection.execute(statement).mappings().all()
         rows = [_row(dict(r), query.by) for r in result if r["streams"]]
-        hourly = query.hourly if query.hourly is not None else load_hourly(connection)
         if hourly:
             add_hourly(connection, dialect, query, src, hourly, rows)
         totals = _totals(rows)

@@ -1,7 +1,9 @@
 """Hourly rollups of finished streams: how they stay exact, and the job that refreshes them.
 
 A rollup row sums the finished streams of one UTC hour (by start) and one group (model,
-tenant, outcome, ingress, instance). It is never adjusted by a delta: a stale hour is
+tenant, outcome, ingress, instance); `model_rollups` sums those again over tenants and
+instances, so a report by model, day or outcome reads a number of rows that stops growing
+with traffic and with the size of the fleet. It is never adjusted by a delta: a stale hour is
 recomputed whole from its stream rows, so checkpoints, replayed final rows, an `interrupted`
 row later overwritten by its real final row, and price backfills all end up counted once, at
 their final state.
@@ -51,7 +53,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from sidecar.errors import LedgerError
-from sidecar.ledger.models import RollupMark, RollupState, Stream, StreamRollup
+from sidecar.ledger.models import ModelRollup, RollupMark, RollupState, Stream, StreamRollup
 from sidecar.ledger.rollplan import HOUR, Range, floor_hour
 
 log = logging.getLogger("sidecar.ledger")
@@ -61,6 +63,9 @@ CHUNK: Final = timedelta(days=1)  # hours rolled up per transaction when catchin
 STALE_BATCH: Final = 48  # stale hours recomputed per transaction
 INTERVAL_S: Final = 60.0
 KEYS: Final = ("model", "tenant", "outcome", "ingress", "instance_id")
+MODEL_KEYS: Final = ("model", "outcome", "ingress")  # ModelRollup's, besides the hour
+# The summed columns, shared by both rollup tables.
+SUMS: Final = tuple(c.name for c in StreamRollup.__table__.c if not c.primary_key)
 Mark = tuple[datetime, str]  # (hour, instance_id)
 
 
@@ -226,6 +231,12 @@ def _recompute(
     connection.execute(
         insert(StreamRollup).from_select(list(source.selected_columns.keys()), source)
     )
+    # The coarser table, from the finer one just written: a few thousand rows per hour at most.
+    connection.execute(delete(ModelRollup).where(_within(ModelRollup.hour, spans)))
+    coarse = _coarser(spans)
+    connection.execute(
+        insert(ModelRollup).from_select(list(coarse.selected_columns.keys()), coarse)
+    )
     if seen:
         connection.execute(
             delete(RollupMark).where(
@@ -270,6 +281,13 @@ def _sums(dialect: str, spans: list[tuple[datetime, datetime]]) -> Any:
         .where(_within(s.started_at, spans), s.outcome.is_not(None))
         .group_by(*keys)
     )
+
+
+def _coarser(spans: list[tuple[datetime, datetime]]) -> Any:
+    fine = StreamRollup.__table__.c
+    keys = [fine.hour, *(fine[k] for k in MODEL_KEYS)]
+    sums = [func.sum(fine[name]).label(name) for name in SUMS]
+    return select(*keys, *sums).where(_within(fine.hour, spans)).group_by(*keys)
 
 
 def _mark_every_hour(connection: Connection, span: Range) -> None:

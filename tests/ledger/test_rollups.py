@@ -25,6 +25,7 @@ from sidecar.ledger import db
 from sidecar.ledger.backfill import backfill
 from sidecar.ledger.facts import ROLLUP_DIMENSIONS, report_plan, snapshot
 from sidecar.ledger.models import (
+    ModelRollup,
     Price,
     RollupMark,
     RollupState,
@@ -60,7 +61,7 @@ def ledger(
 
 def clear(engine: Engine) -> None:
     with engine.begin() as connection:
-        for table in (Stream, Session, StreamRollup, RollupMark, Price):
+        for table in (Stream, Session, StreamRollup, ModelRollup, RollupMark, Price):
             connection.execute(delete(table))
         connection.execute(RollupState.__table__.update().values(rolled_until=None))
 
