@@ -62,14 +62,19 @@ def report_plan(connection: Connection, query: ReportQuery) -> Plan:
     everything = Plan(rollup=(), running=(), raw=((query.since, query.until),))
     if not rollups_apply(query):
         return everything
-    value = connection.execute(select(RollupState.rolled_until)).scalar()
-    rolled_until = None if value is None else floor_hour(value)
+    state = connection.execute(select(RollupState.rolled_until, RollupState.pruned_before)).one()
+    rolled_until = None if state.rolled_until is None else floor_hour(state.rolled_until)
+    pruned = None if state.pruned_before is None else floor_hour(state.pruned_before)
     span = rollup_span(query.since, query.until, rolled_until)
     if span is None:
         return everything
     marks = RollupMark.__table__.c
     stale = connection.execute(select(marks.hour).where(_within(marks.hour, [span])).distinct())
-    return plan(query.since, query.until, rolled_until, (floor_hour(h) for h in stale.scalars()))
+    hours = (floor_hour(h) for h in stale.scalars())
+    # Before `pruned`, the rollups are all there is: a stale mark there cannot be honoured.
+    return plan(
+        query.since, query.until, rolled_until, (h for h in hours if pruned is None or h >= pruned)
+    )
 
 
 def facts(connection: Connection, query: ReportQuery, per_instance: bool = False) -> FromClause:

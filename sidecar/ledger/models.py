@@ -170,13 +170,16 @@ class RollupMark(Base):
 
 
 class RollupState(Base):
-    """One row: every hour before `rolled_until` is rolled up, except the marked ones."""
+    """One row: every hour before `rolled_until` is rolled up, except the marked ones. Before
+    `pruned_before` the stream rows were deleted (`sidecar db prune`): the rollups are the
+    record there, never recomputed, and marks there are ignored."""
 
     __tablename__ = "rollup_state"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     rolled_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     refreshed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    pruned_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Price(Base):

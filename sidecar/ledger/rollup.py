@@ -19,6 +19,9 @@ Marks are per writing instance: replicas never wait on one another's mark row.
 marked; hours after it are not yet, and the report reads their rows (`rollplan.py`). The
 refresh leaves the last `SETTLE` alone, as most of its streams are still running.
 
+Hours before `rollup_state.pruned_before` lost their stream rows to `sidecar db prune`
+(`retention.py`): they are never recomputed, and their marks are dropped.
+
 Rows written to `streams` by anything else (a bulk load, hand-written SQL, a sidecar from
 before rollups during a rolling upgrade) leave no mark: follow them with
 `sidecar db rollup --rebuild`.
@@ -202,10 +205,19 @@ def _next_chunk(
 def _stale_hours(connection: Connection, until: datetime | None) -> list[datetime]:
     if until is None:
         return []
-    found = connection.execute(
-        select(RollupMark.hour).where(RollupMark.hour < until).distinct().order_by(RollupMark.hour)
-    ).scalars()
+    pruned = pruned_before(connection)
+    if pruned is not None:  # no rows left to recompute those hours from: drop their marks
+        connection.execute(delete(RollupMark).where(RollupMark.hour < pruned))
+    stale = select(RollupMark.hour).where(RollupMark.hour < until)
+    if pruned is not None:
+        stale = stale.where(RollupMark.hour >= pruned)
+    found = connection.execute(stale.distinct().order_by(RollupMark.hour)).scalars()
     return [floor_hour(h) for h in found]
+
+
+def pruned_before(connection: Connection) -> datetime | None:
+    value = connection.execute(select(RollupState.pruned_before)).scalar()
+    return None if value is None else floor_hour(value)
 
 
 def _marks_within(
@@ -295,6 +307,9 @@ def _mark_every_hour(connection: Connection, span: Range) -> None:
     s = Stream.__table__.c
     dialect = connection.dialect.name
     start, end = span
+    pruned = pruned_before(connection)
+    if pruned is not None and (start is None or start < pruned):
+        start = pruned  # the rows before it are gone: recomputing would lose those hours
     conditions = []
     if start is not None:
         conditions.append(s.started_at >= floor_hour(start))

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, delete, insert, select
 from sidecar.accounting.hourly import HourlyBook, HourlyPrice
 from sidecar.cli.db import command as db_command
 from sidecar.cli.report import command as report_command
+from sidecar.errors import ConfigError
 from sidecar.ledger import db
 from sidecar.ledger.backfill import backfill
 from sidecar.ledger.facts import ROLLUP_DIMENSIONS, report_plan, snapshot
@@ -36,6 +37,7 @@ from sidecar.ledger.models import (
 from sidecar.ledger.query import ReportQuery
 from sidecar.ledger.recovery import close_interrupted
 from sidecar.ledger.report import run_report
+from sidecar.ledger.retention import Pruned, prune
 from sidecar.ledger.rollup import refresh
 from sidecar.ledger.writer import LedgerWriter, Row
 from tests.ledger.conftest import BACKENDS, SESSIONS, STREAMS, _new_url, at, fill, stream
@@ -261,3 +263,41 @@ def test_db_rollup_command_and_report_by_instance(empty_ledger: str, tmp_path: P
     assert again.exit_code == 0, again.output
     bad = runner.invoke(db_command, ["rollup", "--db", empty_ledger, "--rebuild", "lately"])
     assert bad.exit_code != 0
+    pruned = runner.invoke(db_command, ["prune", "--db", empty_ledger, "--before", "2026-11-20"])
+    assert pruned.output == (
+        "deleted 0 finished streams started, and 0 sessions ended, before 2026-11-20 00:00 UTC\n"
+    )
+
+
+def test_prune_keeps_the_bill_and_freezes_the_pruned_hours(
+    ledger: tuple[Engine, Path],
+) -> None:
+    engine, tmp = ledger
+    clear(engine)
+    drawn = [
+        (m, model, "acme", "i-1", "ws", "completed", (100, 10, 10))
+        for m, model in ((30, "big"), (90, "small"), (150, "big"), (1500, "big"))
+    ]
+    apply(engine, tmp, drawn, [("checkpoint", 0), ("final", 1), ("final", 2), ("final", 3)])
+    query = ReportQuery(by=("model", "day"), since=BASE, until=BASE + timedelta(days=2))
+    before = run_report(engine, replace(query, rollups=False))
+    now = BASE + timedelta(days=1, hours=5)
+    with pytest.raises(ConfigError, match="cover only up to"):
+        prune(engine, BASE + timedelta(days=2), now)
+    with pytest.raises(ConfigError, match="whole hour"):
+        prune(engine, BASE + timedelta(minutes=90), now)
+    with pytest.raises(ConfigError, match="1 streams that started before it have no outcome"):
+        prune(engine, BASE + timedelta(hours=3), now)  # s0 would be lost when it finishes
+    apply(engine, tmp, drawn, [("final", 0)])
+    before = run_report(engine, replace(query, rollups=False))
+    assert prune(engine, BASE + timedelta(hours=3), now, dry_run=True) == Pruned(3, 0)
+    assert prune(engine, BASE + timedelta(hours=3), now) == Pruned(3, 0)
+    with engine.connect() as connection:
+        assert connection.execute(select(Stream.id)).scalars().all() == ["s3"]
+    assert run_report(engine, query) == before
+    # A late final row for a pruned hour cannot be honoured: the bill there stays as pruned.
+    late = (40, "big", "acme", "i-2", "ws", "completed", (1, 1, 1))
+    assert LedgerWriter(engine, tmp / "spool.jsonl")._write([Row("streams", row_of(9, late, True))])
+    assert run_report(engine, query) == before
+    refresh(engine, now, rebuild_since=(None, None))  # not even a rebuild recomputes them
+    assert run_report(engine, query) == before
