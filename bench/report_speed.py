@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import random
 import sqlite3
 import statistics
@@ -32,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+from sqlalchemy import text
 
 from sidecar.ledger import db
 
@@ -263,9 +265,18 @@ def main() -> None:
 
 
 def _measure(backend: str, url: str, repeat: int, latency: bool) -> None:
+    print(f"{backend}: load average {os.getloadavg()[0]:.1f} (2 cores)")
     _report(f"{backend} rows", time_command(url, repeat))
     _report(f"{backend} rows, in process", time_in_process(url, repeat, rollups=False))
     print(f"{backend}: sidecar db rollup took {run_once(url, ('db', 'rollup')):.1f} s")
+    engine = db.make_engine(url)
+    with engine.connect() as connection:
+        counts = [
+            connection.execute(text(f"SELECT count(*) FROM {table}")).scalar()
+            for table in ("streams", "stream_rollups", "model_rollups")
+        ]
+    engine.dispose()
+    print(f"{backend}: rows in streams, stream_rollups, model_rollups: {counts}")
     _report(f"{backend} rollups", time_command(url, repeat))
     _report(f"{backend} rollups, in process", time_in_process(url, repeat, rollups=True))
     if latency:
