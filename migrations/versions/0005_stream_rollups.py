@@ -71,9 +71,10 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("rolled_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("refreshed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("pruned_before", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_rollup_state")),
     )
-    op.bulk_insert(state, [{"id": 1, "rolled_until": None, "refreshed_at": None}])
+    op.bulk_insert(state, [{"id": 1, "rolled_until": None, "refreshed_at": None, "pruned_before": None}])
     with op.batch_alter_table("streams", schema=None) as batch_op:
         batch_op.create_index(
             "ix_streams_running_started_at",
