@@ -279,6 +279,8 @@ def _measure(backend: str, url: str, repeat: int, latency: bool) -> None:
     print(f"{backend}: rows in streams, stream_rollups, model_rollups: {counts}")
     _report(f"{backend} rollups", time_command(url, repeat))
     _report(f"{backend} rollups, in process", time_in_process(url, repeat, rollups=True))
+    floor = [run_once(url, ("report", "--since", "1m")) for _ in range(repeat)]
+    _report(f"{backend} start-up floor (report --since 1m)", floor)
     if latency:
         _report(f"{backend} rollups --latency", time_command(url, repeat, ("--latency",)))
 
