@@ -38,7 +38,8 @@ from sidecar.ledger.query import ReportQuery
 from sidecar.ledger.recovery import close_interrupted
 from sidecar.ledger.report import run_report
 from sidecar.ledger.retention import Pruned, prune
-from sidecar.ledger.rollup import refresh
+from sidecar.ledger.rollplan import HOUR, floor_hour
+from sidecar.ledger.rollup import _marks_within, _recompute, mark_stale, refresh
 from sidecar.ledger.writer import LedgerWriter, Row
 from tests.ledger.conftest import BACKENDS, SESSIONS, STREAMS, _new_url, at, fill, stream
 
@@ -301,3 +302,68 @@ def test_prune_keeps_the_bill_and_freezes_the_pruned_hours(
     assert run_report(engine, query) == before
     refresh(engine, now, rebuild_since=(None, None))  # not even a rebuild recomputes them
     assert run_report(engine, query) == before
+
+
+def assert_same_bill(engine: Engine, query: ReportQuery) -> dict[str, Any]:
+    report = run_report(engine, query)
+    assert report == run_report(engine, replace(query, rollups=False))
+    with engine.connect() as connection:
+        assert report_plan(snapshot(connection), query).rollup, "the rollups were read"
+    return report
+
+
+def test_a_crashed_stream_is_counted_once_interrupted_then_once_final(
+    ledger: tuple[Engine, Path],
+) -> None:
+    engine, tmp = ledger
+    clear(engine)
+    drawn = [(30, "big", "acme", "i-1", "ws", "completed", (100, 40, 30))]
+    later = BASE + timedelta(hours=5)
+    query = ReportQuery(by=("outcome",), since=BASE, until=BASE + timedelta(hours=4))
+    apply(engine, tmp, drawn, [("checkpoint", 0)])
+    refresh(engine, later)  # hour 0 rolled up while the stream runs: read from its row
+    assert [
+        (r["outcome"], r["generated_tokens"]) for r in assert_same_bill(engine, query)["rows"]
+    ] == [("running", 20)]
+    close_interrupted(engine, "i-1", later)  # the replica restarts after a crash
+    assert [r["outcome"] for r in assert_same_bill(engine, query)["rows"]] == ["interrupted"]
+    refresh(engine, later)
+    assert [r["outcome"] for r in assert_same_bill(engine, query)["rows"]] == ["interrupted"]
+    apply(engine, tmp, drawn, [("final", 0), ("replay", 0)])  # its spool replays the real end
+    refresh(engine, later)
+    rows = assert_same_bill(engine, query)["rows"]
+    assert [(r["outcome"], r["streams"], r["generated_tokens"]) for r in rows] == [
+        ("completed", 1, 40)
+    ]
+
+
+def test_a_backfill_prices_an_hour_already_rolled_up(ledger: tuple[Engine, Path]) -> None:
+    engine, tmp = ledger
+    clear(engine)
+    drawn = [(30, "mystery", "acme", "i-1", "ws", "completed", (1_000_000, 1_000_000, 1_000_000))]
+    query = ReportQuery(by=("model",), since=BASE, until=BASE + timedelta(hours=4))
+    apply(engine, tmp, drawn, [("final", 0), ("refresh", 300)])
+    assert assert_same_bill(engine, query)["rows"][0]["cost_usd"] is None  # unknown, not zero
+    apply(engine, tmp, drawn, [("backfill", 0)])
+    assert assert_same_bill(engine, query)["rows"][0]["cost_usd"] == Decimal("1.2")
+    refresh(engine, BASE + timedelta(hours=5))
+    assert assert_same_bill(engine, query)["rows"][0]["cost_usd"] == Decimal("1.2")
+
+
+def test_a_change_committed_during_a_refresh_keeps_its_mark(ledger: tuple[Engine, Path]) -> None:
+    """The refresh deletes the marks it read, at the versions it read: a writer that marked the
+    hour again after that read (here, between the read and the recompute) leaves it stale."""
+    engine, tmp = ledger
+    clear(engine)
+    drawn = [(30, "big", "acme", "i-1", "ws", "completed", (1, 1, 1))]
+    apply(engine, tmp, drawn, [("final", 0)])
+    hour = [(BASE, BASE + HOUR)]
+    with engine.begin() as connection:
+        seen = _marks_within(connection, hour)
+        mark_stale(connection, [(BASE, "i-1")])  # a writer's change to the hour, committed now
+        _recompute(connection, hour, seen)
+        left = connection.execute(select(RollupMark.hour, RollupMark.version)).all()
+    assert [(floor_hour(h), v) for h, v in left] == [(BASE, 2)]
+    with engine.begin() as connection:
+        _recompute(connection, hour, _marks_within(connection, hour))
+        assert connection.execute(select(RollupMark.hour)).all() == []
