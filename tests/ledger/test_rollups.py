@@ -66,7 +66,9 @@ def clear(engine: Engine) -> None:
     with engine.begin() as connection:
         for table in (Stream, Session, StreamRollup, ModelRollup, RollupMark, Price):
             connection.execute(delete(table))
-        connection.execute(RollupState.__table__.update().values(rolled_until=None))
+        connection.execute(
+            RollupState.__table__.update().values(rolled_until=None, pruned_before=None)
+        )
 
 
 # One stream's life: (start minute, model, tenant, instance, ingress, outcome, tokens)
