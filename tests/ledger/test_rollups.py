@@ -5,6 +5,7 @@ backfills, refreshes at any point, GPU-hour prices)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -16,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, delete, func, insert, select
 
 from sidecar.accounting.hourly import HourlyBook, HourlyPrice
 from sidecar.cli.db import command as db_command
@@ -39,9 +40,19 @@ from sidecar.ledger.recovery import close_interrupted
 from sidecar.ledger.report import run_report
 from sidecar.ledger.retention import Pruned, prune
 from sidecar.ledger.rollplan import HOUR, floor_hour
-from sidecar.ledger.rollup import _marks_within, _recompute, mark_stale, refresh
+from sidecar.ledger.rollup import _marks_within, _recompute, keep_rolled_up, mark_stale, refresh
 from sidecar.ledger.writer import LedgerWriter, Row
-from tests.ledger.conftest import BACKENDS, SESSIONS, STREAMS, _new_url, at, fill, stream
+from tests.ledger.conftest import (
+    BACKENDS,
+    SESSIONS,
+    STREAMS,
+    _new_url,
+    at,
+    engine_for,
+    fill,
+    stream,
+)
+from tests.support.timeouts import scaled
 
 BASE = at(20, 0)  # streams start over the following three days
 MINUTES = 3 * 24 * 60
@@ -369,3 +380,35 @@ def test_a_change_committed_during_a_refresh_keeps_its_mark(ledger: tuple[Engine
     with engine.begin() as connection:
         _recompute(connection, hour, _marks_within(connection, hour))
         assert connection.execute(select(RollupMark.hour)).all() == []
+
+
+def test_serve_keeps_the_rollups_up_to_date_and_survives_a_failed_refresh(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`keep_rolled_up` (serve's task): refreshes on its interval; an unreachable ledger is a
+    warning, and the next round tries again."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    drawn = [(30, "big", "acme", "i-1", "ws", "completed", (1, 1, 1))]
+    apply(engine, tmp_path, drawn, [("final", 0)])
+
+    async def rounds() -> None:
+        task = asyncio.create_task(keep_rolled_up(engine, interval=0.05))
+        deadline = asyncio.get_running_loop().time() + scaled(10)
+        while asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+            with engine.connect() as connection:
+                if connection.execute(select(RollupState.rolled_until)).scalar() is not None:
+                    break
+        with engine.begin() as connection:
+            connection.execute(RollupState.__table__.delete())  # the next refresh fails
+        await asyncio.sleep(0.3)
+        assert not task.done()
+        task.cancel()
+
+    asyncio.run(rounds())
+    engine.dispose()
+    with engine_for(url) as again, again.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(StreamRollup)).scalar() == 1
+    assert "no rollup_state row" in caplog.text
