@@ -33,6 +33,7 @@ from sidecar.ingress.transport import SidecarWebSocketProtocol
 from sidecar.ledger import db, journal
 from sidecar.ledger.prices import import_price_file, load_price_book
 from sidecar.ledger.recovery import close_interrupted
+from sidecar.ledger.rollup import keep_rolled_up
 from sidecar.ledger.writer import LedgerGauges, LedgerWriter
 from sidecar.netaddr import bind, parse_listen
 from sidecar.security import redact
@@ -232,6 +233,7 @@ async def run(
         loop.create_task(_checkpoints(recorder, engine)),
         loop.create_task(_tick_sessions(ctx)),
         loop.create_task(_refresh_models(upstream, metrics)),
+        loop.create_task(keep_rolled_up(engine)),
     ]
     log.warning(
         "sidecar serving %s://%s/v1/stream and %s://%s/v1/chat/completions → %s "

@@ -1,8 +1,11 @@
 """Batched ledger writer on its own thread: the relay only enqueues, it never awaits storage.
 
 Rows are upserts keyed by id, so writing one twice is harmless: that makes checkpoints, final
-rows and spool replays idempotent. When the database fails, each batch is appended to a local
-spool file (fsynced) and replayed, in order, once the database answers again.
+rows and spool replays idempotent. Each final stream row marks its hour's rollup stale in the
+same transaction (`ledger/rollup.py`), so rollups count it once, at its final state.
+
+When the database fails, each batch is appended to a local spool file (fsynced) and replayed,
+in order, once the database answers again.
 
 A database that is unreachable is an outage: wait and retry. A database that refuses a row
 (a value it cannot store) is not: retrying would block every row behind it forever. Such a
@@ -33,6 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from sidecar.ledger.failures import is_bad_row
 from sidecar.ledger.models import Alert, Session, Stream
+from sidecar.ledger.rollup import mark_stale, marks_of
 from sidecar.ledger.text import bounded, string_limits
 
 if TYPE_CHECKING:
@@ -263,9 +267,14 @@ class LedgerWriter:
         database refused the data itself."""
         try:
             with self.engine.begin() as connection:
+                finished: list[dict[str, Any]] = []
                 for table_name, final, values in _group(batch):
                     upsert = _prepared(self.engine.dialect, table_name, final)
                     connection.exec_driver_sql(upsert.sql, upsert.parameters(values))
+                    if table_name == "streams":
+                        finished += values if final else [v for v in values if v.get("outcome")]
+                # Last, so the mark rows stay locked only for the commit (ledger/rollup.py).
+                mark_stale(connection, marks_of(finished))
         except (SQLAlchemyError, ValueError, TypeError, OverflowError, UnicodeError) as exc:
             self.stats.errors += 1
             if is_bad_row(exc):
