@@ -229,6 +229,13 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.unaccounted = Counter(
+            names.UNACCOUNTED_REQUESTS,
+            "Requests passed to the model server without accounting (GET /v1/models and other "
+            "/v1/* routes), by API family (route: /v1/models, /v1/files, ..., or other).",
+            ["route"],
+            registry=r,
+        )
         self.drift_p95 = Gauge(
             names.DRIFT_P95,
             "p95 of a drift signal per window (short, medium, baseline).",

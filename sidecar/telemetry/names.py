@@ -25,6 +25,7 @@ DRIFT_ALERT_ACTIVE: Final = "sidecar_drift_alert_active"  # gauge {model,signal}
 UNPRICED_STREAMS: Final = "sidecar_unpriced_streams"  # counter {model}
 INTERNAL_ERRORS: Final = "sidecar_internal_errors"  # counter; streams ended by a sidecar fault
 UPSTREAM_MALFORMED: Final = "sidecar_upstream_malformed"  # counter {model}; unparsable events
+UNACCOUNTED_REQUESTS: Final = "sidecar_unaccounted_requests"  # counter {route}; passed through
 BUILD_INFO: Final = "sidecar_build_info"  # gauge, always 1 {version,python_version,...}
 
 # Label values that dashboards and rules rely on.
@@ -55,6 +56,34 @@ DISCONNECT_REASONS: Final = (
 )
 DRIFT_SIGNALS: Final = ("ttft", "itl", "heartbeat_rtt", "upstream_cancel")
 DRIFT_WINDOWS: Final = ("short", "medium", "baseline")
+# API families of the `/v1/*` requests passed through unaccounted (OpenAI, Anthropic, vLLM,
+# SGLang): `sidecar_unaccounted_requests_total{route}` is `/v1/<family>` or `other`.
+PASSTHROUGH_FAMILIES: Final = (
+    "models",
+    "files",
+    "batches",
+    "uploads",
+    "audio",
+    "images",
+    "moderations",
+    "fine_tuning",
+    "vector_stores",
+    "assistants",
+    "threads",
+    "conversations",
+    "responses",
+    "messages",
+    "chat",
+    "completions",
+    "embeddings",
+    "tokenize",
+    "detokenize",
+    "rerank",
+    "score",
+    "classify",
+    "pooling",
+)
+OTHER_ROUTE: Final = "other"
 OTHER_TENANT: Final = "other"
 OTHER_MODEL: Final = "other"
 MAX_MODEL_LABELS: Final = 64

@@ -166,6 +166,26 @@ class UpstreamClient:
             )
         return UpstreamResponse(self, response, request_id)
 
+    async def forward(
+        self, method: str, target: str, body: bytes, headers: Mapping[str, str], limit: int
+    ) -> tuple[int, bytes]:
+        """A request passed through as it is (`target`: path and query): the status and at
+        most `limit` bytes of the body (`UpstreamError` if it is longer or unreachable)."""
+        response = await self._request(method, target, body, self._headers(headers))
+        parts: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in response.chunks():
+                size += len(chunk)
+                if size > limit:
+                    raise UpstreamError(
+                        "upstream_error", f"model server's answer is larger than {limit} bytes"
+                    )
+                parts.append(chunk)
+        finally:
+            response.release()
+        return response.status, b"".join(parts)
+
     async def ready(self) -> bool:
         try:
             response = await self._request("GET", "/v1/models", b"", self._headers({}))
