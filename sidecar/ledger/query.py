@@ -16,7 +16,8 @@ from sidecar.accounting.hourly import HourlyBook
 from sidecar.accounting.pricing import PriceBook
 from sidecar.errors import ConfigError
 
-DIMENSIONS: Final = ("model", "tenant", "day", "hour", "session", "outcome", "ingress")
+# `route` is the path a stream was relayed on: one of the few the sidecar accounts.
+DIMENSIONS: Final = ("model", "tenant", "day", "hour", "session", "outcome", "ingress", "route")
 COUNT_KEYS: Final = (
     "streams",
     "prompt_tokens",
@@ -109,6 +110,7 @@ def dimension(name: str, dialect: str, src: FromClause) -> Any:
         "session": func.coalesce(src.c.session_id, src.c.id),
         "outcome": func.coalesce(src.c.outcome, literal("running")),
         "ingress": src.c.ingress,
+        "route": src.c.path,
     }[name]
 
 

@@ -177,6 +177,7 @@ def _repriced(book: PriceBook) -> FromClause:
         Stream.session_id,
         Stream.outcome,
         Stream.ingress,
+        Stream.path,
         Stream.prompt_tokens,
         Stream.generated_tokens,
         Stream.delivered_tokens,

@@ -8,12 +8,18 @@ upstream sent it.
 
 from __future__ import annotations
 
-import orjson
-
 from sidecar.accounting.stream import StreamAccount
 from sidecar.errors import UpstreamError
 from sidecar.upstream.chat import ChatReader
-from sidecar.upstream.sse import END, Chunk, Malformed, UpstreamFailure, Usage, error_message
+from sidecar.upstream.sse import (
+    END,
+    Chunk,
+    Malformed,
+    UpstreamFailure,
+    Usage,
+    error_message,
+    json_object,
+)
 
 MAX_BODY = 256 * 1024 * 1024  # 2,048 inputs × 3,072 dimensions as JSON floats fit
 
@@ -50,12 +56,9 @@ class EmbeddingsReader:
         self.body = b""
 
     def read(self, payload: str) -> list[Chunk]:
-        try:
-            answer = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            return [Malformed(payload[:200])]
-        if not isinstance(answer, dict):
-            return [Malformed(payload[:200])]
+        answer = json_object(payload)
+        if isinstance(answer, Malformed):
+            return [answer]
         if "error" in answer and "data" not in answer:
             return [UpstreamFailure(error_message(answer["error"]))]
         self.body = payload.encode()

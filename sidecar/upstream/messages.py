@@ -26,6 +26,7 @@ from sidecar.upstream.sse import (
     Usage,
     UsageDetails,
     error_message,
+    json_object,
 )
 
 # Stop reasons in the chat vocabulary the protocol's `done` frame and the ledger speak.
@@ -55,14 +56,10 @@ class MessagesReader:
         self.prompt: int | None = None
 
     def read(self, payload: str) -> list[Chunk]:
-        try:
-            event = orjson.loads(payload)
-        except orjson.JSONDecodeError:
+        event = json_object(payload)
+        if isinstance(event, Malformed):
             self.event = None
-            return [Malformed(payload[:200])]
-        if not isinstance(event, dict):
-            self.event = None
-            return [Malformed(payload[:200])]
+            return [event]
         kind = event.get("type")
         self.event = kind.encode() if isinstance(kind, str) else None
         match kind:

@@ -24,6 +24,7 @@ from sidecar.upstream.sse import (
     Usage,
     UsageDetails,
     error_message,
+    json_object,
 )
 
 TERMINAL = frozenset({"response.completed", "response.incomplete"})
@@ -40,14 +41,10 @@ class ResponsesReader:
         self.sequence = -1  # the last `sequence_number` seen
 
     def read(self, payload: str) -> list[Chunk]:
-        try:
-            event = orjson.loads(payload)
-        except orjson.JSONDecodeError:
+        event = json_object(payload)
+        if isinstance(event, Malformed):
             self.event = None
-            return [Malformed(payload[:200])]
-        if not isinstance(event, dict):
-            self.event = None
-            return [Malformed(payload[:200])]
+            return [event]
         kind = event.get("type")
         self.event = kind.encode() if isinstance(kind, str) else None
         sequence = event.get("sequence_number")

@@ -156,6 +156,15 @@ def read_chunk(payload: str) -> list[Chunk]:
     return events
 
 
+def json_object(payload: str) -> dict[str, Any] | Malformed:
+    """A payload that must be a JSON object (the Responses, Messages and embeddings readers)."""
+    try:
+        value = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return Malformed(payload[:200])
+    return value if isinstance(value, dict) else Malformed(payload[:200])
+
+
 def _choice_text(choice: dict[str, Any]) -> str:
     delta = choice.get("delta")
     if isinstance(delta, dict):
