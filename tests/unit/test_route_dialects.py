@@ -16,6 +16,7 @@ from sidecar.ingress.passthrough import content_type, route_label
 from sidecar.ingress.scope import prompt_chars
 from sidecar.simulate.messages_api import Messages
 from sidecar.simulate.responses_api import Responses
+from sidecar.telemetry.names import ROUTE_LABELS
 from sidecar.upstream import embeddings as embeddings_module
 from sidecar.upstream.embeddings import EmbeddingsReader, WholeBody
 from sidecar.upstream.flavour import Flavour
@@ -87,6 +88,12 @@ def test_protocol_v1_may_name_every_streaming_route() -> None:
     streaming = {"/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages"}
     assert streaming == PROTOCOL_PATHS
     assert ROUTES["/v1/chat/completions"].reader(True).read is read_chunk  # the hot path
+
+
+def test_route_names_are_the_metric_labels() -> None:
+    assert {path: route.name for path, route in ROUTES.items()} == {
+        path: label for path, label in ROUTE_LABELS.items() if path in ROUTES
+    }
 
 
 # Responses ---------------------------------------------------------------------------------
