@@ -48,6 +48,7 @@ from sidecar.telemetry.tracing import (
 )
 from sidecar.upstream.client import UpstreamClient
 from sidecar.upstream.flavour import Flavour
+from sidecar.upstream.realtime import upstream_urls
 
 log = logging.getLogger("sidecar")
 
@@ -57,6 +58,7 @@ class ServeSettings:
     listen: str = "127.0.0.1:8080"
     admin_listen: str = "127.0.0.1:9464"
     upstream: str = "http://127.0.0.1:8000"
+    realtime_upstream: str | None = None  # default: --upstream's host as ws(s)://
     db: str = db.DEFAULT_DB
     flavour: Flavour = Flavour.OPENAI
     prices: Path | None = None
@@ -163,7 +165,8 @@ async def run(
             extra={"event": "interrupted_streams_closed", "streams": interrupted},
         )
     writer.start()
-    upstream = UpstreamClient(settings.upstream, settings.flavour, settings.upstream_api_key)
+    http_upstream, realtime_upstream = upstream_urls(settings.upstream, settings.realtime_upstream)
+    upstream = UpstreamClient(http_upstream, settings.flavour, settings.upstream_api_key)
     await upstream.start()
     await _list_models(upstream, metrics)  # before the first request: labels go to real models
     recorder = Recorder(
@@ -183,6 +186,8 @@ async def run(
         flavour=settings.flavour,
         default_model=settings.default_model,
         heartbeat_interval=settings.heartbeat_interval,
+        heartbeat_timeout=settings.heartbeat_timeout,
+        realtime_upstream=realtime_upstream,
         app_ping_interval=settings.app_ping_interval,
         tracing=tracing,
         resume_grace=settings.resume_grace,

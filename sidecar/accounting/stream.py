@@ -61,6 +61,8 @@ class StreamAccount:
     usage_final: bool = False
     cached_prompt_tokens: int | None = None  # of the prompt, served from a cache (if reported)
     reasoning_tokens: int | None = None  # of the generated, spent on reasoning (if reported)
+    audio_prompt_tokens: int | None = None  # realtime: of the prompt, audio (if reported)
+    audio_generated_tokens: int | None = None  # realtime: of the generated, audio (if reported)
     written: int = 0  # deltas handed to the client's transport
     acked: int | None = None  # highest seq the client acknowledged
     unsent: int = 0  # deltas still in the transport buffer when the client vanished

@@ -1,4 +1,5 @@
-"""The client-facing ASGI application: `/v1/stream` (WebSocket), the HTTP routes accounted as
+"""The client-facing ASGI application: `/v1/stream` (WebSocket protocol v1), `/v1/realtime`
+(realtime sessions relayed to the model server's WebSocket), the HTTP routes accounted as
 streams (sidecar.upstream.routes) and every other `/v1/*` request passed through unaccounted."""
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from sidecar.context import ServerContext
 from sidecar.ingress.asgi import lifespan, respond_error, respond_json
 from sidecar.ingress.http import relay_http
 from sidecar.ingress.passthrough import pass_through
+from sidecar.ingress.realtime import PATH as REALTIME_PATH
+from sidecar.ingress.realtime import RealtimeSession
 from sidecar.ingress.websocket import WebSocketSession
 from sidecar.upstream.routes import ROUTES
 
@@ -28,6 +31,10 @@ class ClientApp:
                 # whose headers the session reads and lets go of (see WebSocketSession.run).
                 del scope
                 await session.run()
+            elif scope["path"] == REALTIME_PATH and not self.ctx.draining:
+                realtime = RealtimeSession(scope, receive, send, self.ctx)
+                del scope
+                await realtime.run()
             else:
                 await send({"type": "websocket.close", "code": 1008})
         elif kind == "http":

@@ -23,7 +23,7 @@ from sidecar.security.limits import Refusal
 from sidecar.telemetry.spans import StreamTrace
 from sidecar.upstream.client import UPSTREAM_IO_ERRORS, UpstreamResponse
 from sidecar.upstream.flavour import ShapedRequest
-from sidecar.upstream.routes import ROUTES, Reader, Route
+from sidecar.upstream.routes import STREAM_ROUTES, Reader, Route
 
 if TYPE_CHECKING:
     from sidecar.context import ServerContext
@@ -68,10 +68,10 @@ def open_stream(
     prompt_chars: int,
     trace: Callable[[StreamAccount, dict[str, Any]], StreamTrace],
 ) -> Stream | Refusal:
-    """Admit a request to one of `ROUTES` (`path`): its account, the edge's limits and budget
+    """Admit a request to one of `STREAM_ROUTES` (`path`): its account, the edge's limits and budget
     (a refusal is recorded as a `rejected` row and returned for the ingress to tell its
     client), its span."""
-    route = ROUTES[path]
+    route = STREAM_ROUTES[path]
     model = body.get("model")
     account = StreamAccount(
         stream_id=time_ordered_id(),

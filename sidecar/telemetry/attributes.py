@@ -55,6 +55,9 @@ STREAM_ID: Final = "sidecar.stream_id"  # the sidecar's id, sent upstream as X-R
 UPSTREAM_CANCEL_SECONDS: Final = "sidecar.upstream_cancel_seconds"
 UPSTREAM_MALFORMED: Final = "sidecar.upstream.malformed_events"
 REASONING_TOKENS: Final = "sidecar.usage.reasoning_tokens"  # of the output, where reported
+AUDIO_INPUT_TOKENS: Final = "sidecar.usage.audio_input_tokens"  # realtime, where reported
+AUDIO_OUTPUT_TOKENS: Final = "sidecar.usage.audio_output_tokens"  # realtime, where reported
+UPSTREAM_HEARTBEAT_RTT: Final = "sidecar.upstream.heartbeat_rtt_seconds"  # realtime session
 
 # Sidecar attributes: the session span, set when it ends.
 SESSION_STREAMS: Final = "sidecar.session.streams"

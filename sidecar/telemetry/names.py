@@ -55,6 +55,7 @@ DISCONNECT_REASONS: Final = (
     "idle_timeout",
     "key_revoked",
     "token_expired",
+    "upstream_closed",  # a realtime session's model server ended it
 )
 DRIFT_SIGNALS: Final = ("ttft", "itl", "heartbeat_rtt", "upstream_cancel")
 DRIFT_WINDOWS: Final = ("short", "medium", "baseline")

@@ -95,6 +95,9 @@ class SessionTrace:
     def heartbeat_missed(self) -> None:
         """A pong missed its deadline."""
 
+    def upstream_heartbeat(self, rtt: float) -> None:
+        """A realtime session's upstream WebSocket answered a ping in `rtt` seconds."""
+
     def end(
         self,
         rtt_p50: float | None,
@@ -201,6 +204,10 @@ class _RecordingSession(SessionTrace):
         if not self._ended:
             self._span.add_event(a.EVENT_HEARTBEAT_MISSED)
 
+    def upstream_heartbeat(self, rtt: float) -> None:
+        if not self._ended:
+            self._span.set_attribute(a.UPSTREAM_HEARTBEAT_RTT, rtt)
+
     def end(
         self,
         rtt_p50: float | None,
@@ -282,6 +289,10 @@ class _RecordingStream(StreamTrace):
             attrs[a.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = account.cached_prompt_tokens
         if account.reasoning_tokens is not None:
             attrs[a.REASONING_TOKENS] = account.reasoning_tokens
+        if account.audio_prompt_tokens is not None:
+            attrs[a.AUDIO_INPUT_TOKENS] = account.audio_prompt_tokens
+        if account.audio_generated_tokens is not None:
+            attrs[a.AUDIO_OUTPUT_TOKENS] = account.audio_generated_tokens
         if account.finish_reason:
             attrs[a.GEN_AI_RESPONSE_FINISH_REASONS] = (account.finish_reason,)
         if self._settings.capture_content:

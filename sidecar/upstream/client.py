@@ -110,6 +110,10 @@ class UpstreamClient:
         if self._pool is not None:
             self._pool.close()
 
+    def auth_headers(self) -> dict[str, str]:
+        """The credential for the model server (`--upstream-api-key`), for other transports."""
+        return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+
     def _headers(self, extra: Mapping[str, str]) -> dict[str, str]:
         headers = {**JSON_HEADERS, **extra}
         if self._api_key:

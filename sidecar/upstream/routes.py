@@ -88,4 +88,8 @@ ROUTES: Final = {
         Route("embeddings", "/v1/embeddings", False, False, False, _embeddings, as_sent),
     )
 }
+# Realtime sessions (sidecar.ingress.realtime) account each response as a stream of this route;
+# it is not an HTTP route.
+REALTIME: Final = Route("realtime", "/v1/realtime", True, False, False, _chat, as_sent)
+STREAM_ROUTES: Final = {**ROUTES, REALTIME.path: REALTIME}
 PROTOCOL_PATHS: Final = frozenset(path for path, route in ROUTES.items() if route.protocol)
