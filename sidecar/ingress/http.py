@@ -144,6 +144,8 @@ class HttpAnswer:
         if not self.started:
             await respond_error(self.send, status, message, code)
             return
+        # Deltas read with the failure (in the same upstream read) go out first.
+        await self.flush()
         event = self.reader.error_event(code, message, status)
         await self.send({"type": "http.response.body", "body": event, "more_body": True})
         await self.send({"type": "http.response.body", "body": b""})

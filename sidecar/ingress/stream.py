@@ -112,6 +112,8 @@ class WebSocketSink:
         return True
 
     async def failed(self, code: str, message: str, status: int) -> None:
+        if self.frames:  # deltas read with the failure (in the same upstream read) go first
+            await self.flush()
         self.session._error(self.request_id, code, message)
 
 

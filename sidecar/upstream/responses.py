@@ -47,6 +47,13 @@ class ResponsesReader:
             return [event]
         kind = event.get("type")
         self.event = kind.encode() if isinstance(kind, str) else None
+        if kind == "response.failed":
+            response = event.get("response")
+            error = response.get("error") if isinstance(response, dict) else None
+            return [UpstreamFailure(error_message(error) if error else "response.failed")]
+        if kind == "error":
+            return [UpstreamFailure(error_message(event))]
+        # Failures are not relayed (the sidecar's own error event takes their number).
         sequence = event.get("sequence_number")
         if isinstance(sequence, int):
             self.sequence = sequence
@@ -55,12 +62,6 @@ class ResponsesReader:
             return [Content(delta)] if isinstance(delta, str) and delta else []
         if kind in TERMINAL:
             return self._terminal(kind, event.get("response"))
-        if kind == "response.failed":
-            response = event.get("response")
-            error = response.get("error") if isinstance(response, dict) else None
-            return [UpstreamFailure(error_message(error) if error else "response.failed")]
-        if kind == "error":
-            return [UpstreamFailure(error_message(event))]
         return []
 
     def _terminal(self, kind: str, response: Any) -> list[Chunk]:

@@ -280,3 +280,38 @@ def test_unknown_paths_outside_v1_are_not_found(stack: Stack) -> None:
         urllib.request.urlopen(stack.http_url + "/admin/secret", timeout=5)
     assert refused.value.code == 404
     refused.value.close()
+
+
+def test_failures_mid_stream_reach_each_client_in_its_own_shape(stack: Stack) -> None:
+    seen = {r["id"] for r in stream_rows(stack.db_url)}
+    fault = {"sim_fault": {"error_after_tokens": 2}}
+    anthropic_client = anthropic.Anthropic(base_url=stack.http_url, api_key="x", max_retries=0)
+    messages: Any = [{"role": "user", "content": "Hi"}]
+    texts = []
+    stream = anthropic_client.messages.stream(
+        model=MODEL, max_tokens=50, messages=messages, extra_body=fault
+    )
+    with pytest.raises(anthropic.APIStatusError, match="mid-stream"), stream as events:
+        texts.extend(events.text_stream)
+    assert len(texts) == 2  # the deltas before the error reached the client
+    row = row_for(stack, "/v1/messages", seen)
+    assert row["outcome"] == "upstream_error" and row["error_code"] == "upstream_error"
+    assert row["generated_tokens"] == 2
+    anthropic_client.close()
+
+    openai_client = openai.OpenAI(base_url=stack.http_url + "/v1", api_key="x", max_retries=0)
+    events = list(
+        openai_client.responses.create(
+            model=MODEL, input="Hi", max_output_tokens=50, stream=True, extra_body=fault
+        )
+    )
+    assert events[-1].type == "error" and "mid-stream" in events[-1].message
+    assert events[-1].sequence_number == events[-2].sequence_number + 1
+    row = row_for(stack, "/v1/responses", seen)
+    assert row["outcome"] == "upstream_error" and row["generated_tokens"] == 2
+    with pytest.raises(openai.InternalServerError):
+        openai_client.responses.create(
+            model=MODEL, input="Hi", max_output_tokens=50, extra_body=fault
+        )
+    assert row_for(stack, "/v1/responses", seen)["outcome"] == "upstream_error"
+    openai_client.close()

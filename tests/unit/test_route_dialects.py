@@ -304,3 +304,13 @@ def test_passthrough_content_type_is_sniffed() -> None:
 )
 def test_prompt_characters_on_every_route(body: dict[str, Any], chars: int) -> None:
     assert prompt_chars(body) == chars
+
+
+def test_responses_error_event_takes_the_failed_events_number() -> None:
+    reader = ResponsesReader()
+    reader.read('{"type":"response.output_text.delta","sequence_number":5,"delta":"x"}')
+    assert reader.read('{"type":"error","sequence_number":6,"message":"boom"}') == [
+        UpstreamFailure("boom")
+    ]
+    data = json.loads(reader.error_event("upstream_error", "boom", 502).split(b"data: ")[1])
+    assert data["sequence_number"] == 6
