@@ -136,10 +136,11 @@ async def run(
     metrics = Metrics(tenant_top_n=settings.tenant_top_n, model_labels=settings.model_labels)
     register_runtime(metrics.registry)
     provider = build_tracer_provider(console=settings.trace_console)
+    http_upstream, realtime_upstream = upstream_urls(settings.upstream, settings.realtime_upstream)
     tracing = Tracing(
         provider,
         provider_name=settings.flavour.value,
-        upstream_url=settings.upstream,
+        upstream_url=http_upstream,
         capture_content=settings.capture_content or capture_content_from_env(),
     )
     # One detector per signal for each model label (listed, pinned, `other`, heartbeats' `all`).
@@ -165,7 +166,6 @@ async def run(
             extra={"event": "interrupted_streams_closed", "streams": interrupted},
         )
     writer.start()
-    http_upstream, realtime_upstream = upstream_urls(settings.upstream, settings.realtime_upstream)
     upstream = UpstreamClient(http_upstream, settings.flavour, settings.upstream_api_key)
     await upstream.start()
     await _list_models(upstream, metrics)  # before the first request: labels go to real models
@@ -219,13 +219,14 @@ async def run(
         loop.create_task(_refresh_models(upstream, metrics)),
     ]
     log.warning(
-        "sidecar serving %s://%s/v1/stream and %s://%s/v1/chat/completions → %s "
-        "(admin http://%s/metrics, ledger %s, auth %s)",
+        "sidecar serving %s://%s/v1/stream and %s://%s/v1/chat/completions (and the other "
+        "/v1 routes) → %s, realtime → %s (admin http://%s/metrics, ledger %s, auth %s)",
         edge.scheme,
         settings.listen,
         "https" if edge.scheme == "wss" else "http",
         settings.listen,
-        settings.upstream,
+        http_upstream,
+        realtime_upstream,
         settings.admin_listen,
         db.redact(settings.db),
         "on" if edge.auth_enabled else "off",
