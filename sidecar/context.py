@@ -93,6 +93,8 @@ class ServerContext:
     flavour: Flavour = Flavour.OPENAI
     default_model: str = "unknown"
     heartbeat_interval: float = 20.0
+    heartbeat_timeout: float = 20.0
+    realtime_upstream: str | None = None  # ws(s)://host:port of realtime sessions; None: refused
     app_ping_interval: float = 0.0  # > 0: also send protocol-v1 {"type":"ping"} frames
     limits: Limits = field(default_factory=Limits)
     clock: Callable[[], float] = time.monotonic

@@ -49,6 +49,7 @@ from sidecar.telemetry.tracing import (
 )
 from sidecar.upstream.client import UpstreamClient
 from sidecar.upstream.flavour import Flavour
+from sidecar.upstream.realtime import upstream_urls
 
 log = logging.getLogger("sidecar")
 
@@ -58,6 +59,7 @@ class ServeSettings:
     listen: str = "127.0.0.1:8080"
     admin_listen: str = "127.0.0.1:9464"
     upstream: str = "http://127.0.0.1:8000"
+    realtime_upstream: str | None = None  # default: --upstream's host as ws(s)://
     db: str = db.DEFAULT_DB
     flavour: Flavour = Flavour.OPENAI
     prices: Path | None = None
@@ -139,10 +141,11 @@ async def run(
     metrics = Metrics(tenant_top_n=settings.tenant_top_n, model_labels=settings.model_labels)
     register_runtime(metrics.registry)
     provider = build_tracer_provider(console=settings.trace_console)
+    http_upstream, realtime_upstream = upstream_urls(settings.upstream, settings.realtime_upstream)
     tracing = Tracing(
         provider,
         provider_name=settings.flavour.value,
-        upstream_url=settings.upstream,
+        upstream_url=http_upstream,
         capture_content=settings.capture_content or capture_content_from_env(),
     )
     # One detector per signal for each model label (listed, pinned, `other`, heartbeats' `all`).
@@ -173,7 +176,7 @@ async def run(
     writer.start()
     crash_journal = journal.Journal(settings.spool_dir, stem, writer.submit)
     upstream = UpstreamClient(
-        settings.upstream,
+        http_upstream,
         settings.flavour,
         settings.upstream_api_key,
         first_byte_timeout=settings.upstream_first_byte_timeout,
@@ -203,6 +206,8 @@ async def run(
         flavour=settings.flavour,
         default_model=settings.default_model,
         heartbeat_interval=settings.heartbeat_interval,
+        heartbeat_timeout=settings.heartbeat_timeout,
+        realtime_upstream=realtime_upstream,
         app_ping_interval=settings.app_ping_interval,
         tracing=tracing,
         resume_grace=settings.resume_grace,
@@ -236,13 +241,14 @@ async def run(
         loop.create_task(keep_rolled_up(engine)),
     ]
     log.warning(
-        "sidecar serving %s://%s/v1/stream and %s://%s/v1/chat/completions → %s "
-        "(admin http://%s/metrics, ledger %s, auth %s)",
+        "sidecar serving %s://%s/v1/stream and %s://%s/v1/chat/completions (and the other "
+        "/v1 routes) → %s, realtime → %s (admin http://%s/metrics, ledger %s, auth %s)",
         edge.scheme,
         settings.listen,
         "https" if edge.scheme == "wss" else "http",
         settings.listen,
-        settings.upstream,
+        http_upstream,
+        realtime_upstream,
         settings.admin_listen,
         db.redact(settings.db),
         "on" if edge.auth_enabled else "off",

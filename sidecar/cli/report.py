@@ -35,7 +35,7 @@ TOP_TENANTS = 10
     "--by",
     default="model,tenant",
     show_default=True,
-    help="Group by any of model, tenant, day, hour, session, outcome, ingress, instance "
+    help="Group by any of model, tenant, day, hour, session, outcome, ingress, route, instance "
     "(the sidecar replica that relayed the stream).",
 )
 @option(

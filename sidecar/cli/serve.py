@@ -19,7 +19,8 @@ from sidecar.upstream.flavour import Flavour
     "--listen",
     default="127.0.0.1:8080",
     show_default=True,
-    help="Client traffic: /v1/stream WebSocket and the OpenAI HTTP routes.",
+    help="Client traffic: /v1/stream and /v1/realtime WebSockets, the OpenAI and Anthropic HTTP "
+    "routes.",
 )
 @option(
     "--admin-listen",
@@ -44,7 +45,13 @@ from sidecar.upstream.flavour import Flavour
     "--upstream",
     default="http://127.0.0.1:8000",
     show_default=True,
-    help="Base URL of the OpenAI-compatible model server.",
+    help="Base URL of the OpenAI-compatible model server (http(s)://, or ws(s)://: the same).",
+)
+@option(
+    "--realtime-upstream",
+    default=None,
+    help="ws(s):// base URL of the model server's realtime WebSocket (/v1/realtime sessions) "
+    "[default: --upstream's host and port].",
 )
 @option(
     "--upstream-flavour",
@@ -414,6 +421,7 @@ def command(**options: object) -> None:
     options["model_labels"] = tuple(options.get("model_labels") or ())  # type: ignore[arg-type]
     options["upstream_api_key"] = options.get("upstream_api_key") or None
     options["admin_token"] = options.get("admin_token") or None
+    options["realtime_upstream"] = options.get("realtime_upstream") or None
     _deployment_settings(options)
     serve.main(serve.ServeSettings(**options))  # type: ignore[arg-type]
 

@@ -11,9 +11,11 @@ from typing import Any, Final
 
 import orjson
 
+from sidecar.upstream.routes import PROTOCOL_PATHS
+
 PROTOCOL_VERSION: Final = 1
 MAX_ID_LENGTH: Final = 128
-PATHS: Final = frozenset({"/v1/chat/completions", "/v1/completions"})
+PATHS: Final = PROTOCOL_PATHS  # the streaming routes: chat, completions, responses, messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +97,13 @@ def _generate(stream_id: str, message: dict[str, Any]) -> ClientEvent:
     path = message.get("path", "/v1/chat/completions")
     if path not in PATHS:
         return ProtocolError("invalid_path", f'"path" must be one of {sorted(PATHS)}', stream_id)
-    if path == "/v1/chat/completions" and not isinstance(body.get("messages"), list):
+    chat_like = path in ("/v1/chat/completions", "/v1/messages")
+    if chat_like and not isinstance(body.get("messages"), list):
         return ProtocolError("invalid_body", '"body.messages" must be a list', stream_id)
     if path == "/v1/completions" and "prompt" not in body:
         return ProtocolError("invalid_body", '"body.prompt" is required', stream_id)
+    if path == "/v1/responses" and "input" not in body:
+        return ProtocolError("invalid_body", '"body.input" is required', stream_id)
     return Generate(stream_id, body, path)
 
 

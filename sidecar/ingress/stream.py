@@ -118,6 +118,8 @@ class WebSocketSink:
     async def failed(
         self, code: str, message: str, status: int, retry_after: float | None = None
     ) -> None:
+        if self.frames:  # deltas read with the failure (in the same upstream read) go first
+            await self.flush()
         retry_ms = None if retry_after is None else round(retry_after * 1000)
         self.session._send_soon([protocol.error(self.request_id, code, message, retry_ms)])
 

@@ -16,8 +16,9 @@ from sidecar.accounting.hourly import HourlyBook
 from sidecar.accounting.pricing import PriceBook
 from sidecar.errors import ConfigError
 
+# `route` is the path a stream was relayed on: one of the few the sidecar accounts.
 DIMENSIONS: Final = (
-    "model", "tenant", "day", "hour", "session", "outcome", "ingress", "instance"
+    "model", "tenant", "day", "hour", "session", "outcome", "ingress", "route", "instance"
 )  # fmt: skip
 COUNT_KEYS: Final = (
     "streams",
@@ -112,6 +113,7 @@ def dimension(name: str, dialect: str, src: FromClause) -> Any:
         "session": func.coalesce(src.c.session_id, src.c.id),
         "outcome": func.coalesce(src.c.outcome, literal("running")),
         "ingress": src.c.ingress,
+        "route": src.c.path,
         "instance": src.c.instance_id,  # the sidecar that relayed the stream
     }[name]
 

@@ -53,6 +53,7 @@ def repriced(book: PriceBook) -> FromClause:
         Stream.session_id,
         Stream.outcome,
         Stream.ingress,
+        Stream.path,
         Stream.prompt_tokens,
         Stream.generated_tokens,
         Stream.delivered_tokens,

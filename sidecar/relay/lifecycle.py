@@ -22,8 +22,8 @@ from sidecar.relay.pump import ClientGone, Sink, count_unrelayed, pump
 from sidecar.security.limits import Refusal
 from sidecar.telemetry.spans import StreamTrace
 from sidecar.upstream.client import UPSTREAM_IO_ERRORS, UpstreamResponse
-from sidecar.upstream.flavour import ShapedRequest, shape_request
-from sidecar.upstream.sse import SSEDecoder
+from sidecar.upstream.flavour import ShapedRequest
+from sidecar.upstream.routes import STREAM_ROUTES, Reader, Route
 
 if TYPE_CHECKING:
     from sidecar.context import ServerContext
@@ -72,8 +72,10 @@ def open_stream(
     prompt_chars: int,
     trace: Callable[[StreamAccount, dict[str, Any]], StreamTrace],
 ) -> Stream | Refusal:
-    """Admit a request: its account, the edge's limits and budget (a refusal is recorded as a
-    `rejected` row and returned for the ingress to tell its client), its span."""
+    """Admit a request to one of `STREAM_ROUTES` (`path`): its account, the edge's limits and budget
+    (a refusal is recorded as a `rejected` row and returned for the ingress to tell its
+    client), its span."""
+    route = STREAM_ROUTES[path]
     model = body.get("model")
     account = StreamAccount(
         stream_id=time_ordered_id(),
@@ -89,7 +91,11 @@ def open_stream(
         trace_id=random_hex_id(),
     )
     edge, key = ctx.edge, account.stream_id  # key: the budget's reservation for this stream
-    admitted = edge.admit(body, account.tenant, ctx.wall_clock(), stream=key) if edge else None
+    admitted = (
+        edge.admit(body, account.tenant, ctx.wall_clock(), stream=key, generates=route.streams)
+        if edge
+        else None
+    )
     if isinstance(admitted, Refusal):  # max_tokens cap or the tenant's daily budget
         account.finish(Outcome.REJECTED, ctx.clock(), error_code=admitted.code)
         ctx.recorder.finished(account, ctx.clock())
@@ -98,8 +104,8 @@ def open_stream(
         body = admitted
     stream_trace = trace(account, body)
     account.trace_id = stream_trace.trace_id_hex or account.trace_id
-    shaped = shape_request(body, ctx.flavour, account.stream_id)
-    return Stream(ctx, account, stream_trace, shaped)
+    shaped = route.shape(body, ctx.flavour, account.stream_id)
+    return Stream(ctx, account, stream_trace, shaped, route)
 
 
 class Stream:
@@ -113,8 +119,11 @@ class Stream:
         "ctx",
         "decoder",
         "on_end",
+        "read",
+        "reader",
         "relaying",
         "response",
+        "route",
         "shaped",
         "t_stop",
         "task",
@@ -122,10 +131,18 @@ class Stream:
     )
 
     def __init__(
-        self, ctx: ServerContext, account: StreamAccount, trace: StreamTrace, shaped: ShapedRequest
+        self,
+        ctx: ServerContext,
+        account: StreamAccount,
+        trace: StreamTrace,
+        shaped: ShapedRequest,
+        route: Route,
     ) -> None:
         self.ctx, self.account, self.trace, self.shaped = ctx, account, trace, shaped
-        self.decoder = SSEDecoder()
+        self.route = route
+        self.decoder = route.decoder()
+        self.reader: Reader = route.reader(not shaped.client_wants_stream)
+        self.read = self.reader.read  # chosen once: the chat route's is `read_chunk` itself
         self.response: UpstreamResponse | None = None
         self.task: asyncio.Task[Any] | None = None
         self.t_stop: float | None = None  # when the sidecar decided to stop the upstream
@@ -178,6 +195,7 @@ class Stream:
                 ctx.clock,
                 self.decoder,
                 response.first_token_relayed,
+                self.read,
             )
             if finished or account.finish_reason is not None:
                 if await sink.completed():
@@ -302,7 +320,9 @@ class Stream:
         response, ctx = self.response, self.ctx
         if response is not None and not response.closed:
             if self.account.outcome is not Outcome.COMPLETED:
-                count_unrelayed(response.take_buffered(), self.decoder, self.account, ctx.clock())
+                count_unrelayed(
+                    response.take_buffered(), self.decoder, self.account, ctx.clock(), self.read
+                )
             response.close()
         elif response is None and not final:
             return  # still connecting: the cancelled request closes its connection, then here

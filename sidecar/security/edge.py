@@ -157,13 +157,20 @@ class Edge:
     # Per-request hooks for the session and the HTTP relay -----------------------------------
 
     def admit(
-        self, body: dict[str, Any], tenant: str, wall: float, *, stream: str | None = None
+        self,
+        body: dict[str, Any],
+        tenant: str,
+        wall: float,
+        *,
+        stream: str | None = None,
+        generates: bool = True,
     ) -> dict[str, Any] | Refusal:
         """The request body to send upstream (its output bounded by `--max-tokens-limit`), or
         why it is refused (counted). A refused request ends as outcome `rejected` with the
         refusal's code. With `stream`, an admitted request reserves its worst case against
-        the tenant's daily budget until `charge(..., stream=stream)` settles it."""
-        capped = cap_output(body, self.settings.max_tokens_limit)
+        the tenant's daily budget until `charge(..., stream=stream)` settles it. A request
+        that `generates` nothing (embeddings) has no output to bound: only its prompt."""
+        capped = cap_output(body, self.settings.max_tokens_limit) if generates else (body, 0)
         if isinstance(capped, Refusal):
             self.metrics.limited("max_tokens")
             return capped

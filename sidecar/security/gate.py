@@ -31,13 +31,15 @@ from sidecar.security import credentials
 from sidecar.security.auth import Authenticator, AuthRefusal, Principal
 from sidecar.security.limits import ConnectionLimits, MessageRate, Refusal, Verdict
 from sidecar.security.metrics import SecurityMetrics
+from sidecar.upstream.routes import ROUTES
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
-RELAY_ROUTES = frozenset({"/v1/chat/completions", "/v1/completions"})
+# HTTP requests that hold a connection slot (connection limits): the accounted routes.
+RELAY_ROUTES = frozenset(ROUTES)
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 RATE_LIMITED = orjson.dumps(

@@ -235,6 +235,27 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.route_streams = Counter(
+            names.ROUTE_STREAMS,
+            "Streams ended, by route (chat, completions, responses, messages, embeddings, "
+            "realtime) and ingress (ws, http, realtime).",
+            ["route", "ingress"],
+            registry=r,
+        )
+        self.route_tokens = Counter(
+            names.ROUTE_TOKENS,
+            "Tokens by route, ingress and kind (prompt, generated, delivered, wasted): what "
+            "each API surface costs and wastes.",
+            ["route", "ingress", "kind"],
+            registry=r,
+        )
+        self.unaccounted = Counter(
+            names.UNACCOUNTED_REQUESTS,
+            "Requests passed to the model server without accounting (GET /v1/models and other "
+            "/v1/* routes), by API family (route: /v1/models, /v1/files, ..., or other).",
+            ["route"],
+            registry=r,
+        )
         self.drift_p95 = Gauge(
             names.DRIFT_P95,
             "p95 of a drift signal per window (short, medium, baseline).",

@@ -122,6 +122,10 @@ class UpstreamClient:
         if self._pool is not None:
             self._pool.close()
 
+    def auth_headers(self) -> dict[str, str]:
+        """The credential for the model server (`--upstream-api-key`), for other transports."""
+        return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+
     def _headers(self, extra: Mapping[str, str]) -> dict[str, str]:
         headers = {**JSON_HEADERS, **extra}
         if self._api_key:
@@ -179,6 +183,26 @@ class UpstreamClient:
                 code, f"model server answered {response.status}: {detail}", response.status
             )
         return UpstreamResponse(self, response, request_id)
+
+    async def forward(
+        self, method: str, target: str, body: bytes, headers: Mapping[str, str], limit: int
+    ) -> tuple[int, bytes]:
+        """A request passed through as it is (`target`: path and query): the status and at
+        most `limit` bytes of the body (`UpstreamError` if it is longer or unreachable)."""
+        response = await self._request(method, target, body, self._headers(headers))
+        parts: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in response.chunks():
+                size += len(chunk)
+                if size > limit:
+                    raise UpstreamError(
+                        "upstream_error", f"model server's answer is larger than {limit} bytes"
+                    )
+                parts.append(chunk)
+        finally:
+            response.release()
+        return response.status, b"".join(parts)
 
     async def ready(self) -> bool:
         """Does the model server answer `GET /v1/models` within 5 s? (A readiness probe must
