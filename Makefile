@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_TEST_PACKAGES := postgresql prometheus prometheus-alertmanager chromium nginx-light iptables iproute2 systemd shellcheck redis-server
+DEBIAN_TEST_PACKAGES := postgresql pgbouncer prometheus prometheus-alertmanager chromium nginx-light iptables iproute2 systemd shellcheck redis-server
 
 .PHONY: demo test lint typecheck unit js-test bench lock clean debian-packages
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -11,9 +12,11 @@ from sidecar.accounting.recorder import Recorder
 from sidecar.accounting.stream import StreamAccount
 from sidecar.drift.monitor import DriftMonitor
 from sidecar.ingress.replay import ReplayBudget
+from sidecar.live.query import ENDED_KEPT
 from sidecar.resume.store import LocalStore, ResumeStore
 from sidecar.telemetry.metrics import Metrics
 from sidecar.telemetry.spans import Tracing
+from sidecar.upstream.breaker import Breaker
 from sidecar.upstream.client import UpstreamClient
 from sidecar.upstream.flavour import Flavour
 
@@ -92,6 +95,8 @@ class ServerContext:
     flavour: Flavour = Flavour.OPENAI
     default_model: str = "unknown"
     heartbeat_interval: float = 20.0
+    heartbeat_timeout: float = 20.0
+    realtime_upstream: str | None = None  # ws(s)://host:port of realtime sessions; None: refused
     app_ping_interval: float = 0.0  # > 0: also send protocol-v1 {"type":"ping"} frames
     limits: Limits = field(default_factory=Limits)
     clock: Callable[[], float] = time.monotonic
@@ -113,7 +118,11 @@ class ServerContext:
     # Every stream not yet ended, on every ingress (sidecar.relay.lifecycle.Stream): the drain
     # waits for these.
     streams: set[Any] = field(default_factory=set)
+    # The latest streams to end (one append per ending), for the live view's "just ended".
+    ended: deque[StreamAccount] = field(default_factory=lambda: deque(maxlen=ENDED_KEPT))
     draining: bool = False
+    # Opens after repeated connection failures: new streams are refused at once, not queued.
+    breaker: Breaker = field(default_factory=Breaker)
     # Why the ledger is degraded (rows spooled or dead-lettered), or None: shown by /readyz.
     ledger_health: Callable[[], str | None] = lambda: None
 

@@ -1,6 +1,8 @@
 """`sidecar demo`: a simulated model server, the sidecar and a crowd of simulated users in one
 process for a few seconds, then the cost report. Some users read to the end, some press stop,
-some vanish mid-answer (tab closed, network gone)."""
+some vanish mid-answer (tab closed, network gone). They ask over every streaming route (chat
+completions, the Responses API, the Messages API), and a search index embeds documents over
+HTTP (`/v1/embeddings`): `sidecar report --by route` splits the bill by API."""
 
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from sidecar.client import Client, ClientError, connect
@@ -22,7 +26,11 @@ from sidecar.simulate.model import SimSettings
 from sidecar.simulate.server import create_app
 
 MODELS = ("llama-3.1-8b-instruct", "llama-3.1-70b-instruct")
+EMBEDDING_MODEL = "bge-m3"
 TENANTS = ("acme", "globex", "initech")
+# Each question goes over one of these, in these proportions.
+ROUTES = ("/v1/chat/completions", "/v1/responses", "/v1/messages")
+ROUTE_WEIGHTS = (60, 25, 15)
 
 
 @dataclass(slots=True)
@@ -32,6 +40,7 @@ class Tally:
     cancelled: int = 0
     vanished: int = 0
     deltas: int = 0
+    embeddings: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -85,6 +94,8 @@ async def run_demo(
         asyncio.create_task(_user(url, TENANTS[i % len(TENANTS)], rng.random(), deadline, tally))
         for i in range(users)
     ]
+    http = f"http://127.0.0.1:{listen_port}/v1/embeddings"
+    crowd.append(asyncio.create_task(_indexer(http, rng.random(), deadline, tally)))
     progress = asyncio.create_task(_progress(tally, deadline, seconds))
     await asyncio.gather(*crowd, return_exceptions=True)
     progress.cancel()
@@ -120,14 +131,10 @@ async def _ask(client: Client, rng: random.Random, tally: Tally) -> bool:
     it stops or vanishes, the tokens generated after its last rendered one count as waste."""
     behaviour = rng.choices(("read", "cancel", "vanish"), weights=(60, 20, 20))[0]
     stop_after = rng.randint(3, 25)
-    body = {
-        "model": rng.choice(MODELS),
-        "messages": [
-            {"role": "user", "content": "Explain streaming tokens. " * rng.randint(1, 30)}
-        ],
-        "max_tokens": rng.randint(40, 200),
-    }
-    stream = client.generate(body, ack="manual")  # it renders every fourth delta
+    path = rng.choices(ROUTES, weights=ROUTE_WEIGHTS)[0]
+    question = "Explain streaming tokens. " * rng.randint(1, 30)
+    body = request_body(path, rng.choice(MODELS), question, rng.randint(40, 200))
+    stream = client.generate(body, path=path, ack="manual")  # it renders every fourth delta
     tally.started += 1
     seen = 0
     try:
@@ -153,6 +160,34 @@ async def _ask(client: Client, rng: random.Random, tally: Tally) -> bool:
     return True
 
 
+def request_body(path: str, model: str, question: str, max_tokens: int) -> dict[str, Any]:
+    """The same question in each route's request shape."""
+    if path == "/v1/responses":
+        return {"model": model, "input": question, "max_output_tokens": max_tokens}
+    messages = [{"role": "user", "content": question}]
+    return {"model": model, "messages": messages, "max_tokens": max_tokens}
+
+
+async def _indexer(url: str, seed: float, deadline: float, tally: Tally) -> None:
+    """A search index embedding batches of documents over HTTP, as the OpenAI SDK would."""
+    rng = random.Random(seed)
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            documents = ["A document about token streams. " * rng.randint(1, 20)] * 8
+            body = {"model": EMBEDDING_MODEL, "input": documents}
+            headers = {"X-Sidecar-Tenant": rng.choice(TENANTS)}
+            try:
+                async with session.post(url, json=body, headers=headers) as response:
+                    await response.read()
+                    if response.status == 200:
+                        tally.embeddings += 1
+                    else:
+                        tally.errors.append(f"embeddings: HTTP {response.status}")
+            except aiohttp.ClientError as exc:
+                tally.errors.append(f"embeddings: {exc}")
+            await asyncio.sleep(rng.uniform(0.2, 0.6))
+
+
 async def _progress(tally: Tally, deadline: float, seconds: float) -> None:
     tty = sys.stderr.isatty()
     while True:
@@ -160,7 +195,8 @@ async def _progress(tally: Tally, deadline: float, seconds: float) -> None:
         line = (
             f"[{seconds - left:4.0f}s/{seconds:.0f}s] streams {tally.started}: "
             f"{tally.completed} read to the end, {tally.cancelled} stopped, "
-            f"{tally.vanished} vanished; {tally.deltas} deltas relayed"
+            f"{tally.vanished} vanished; {tally.deltas} deltas relayed; "
+            f"{tally.embeddings} embedding batches"
         )
         sys.stderr.write(("\r" + line) if tty else (line + "\n"))
         sys.stderr.flush()

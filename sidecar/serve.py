@@ -27,13 +27,14 @@ from sidecar.accounting.recorder import Recorder
 from sidecar.context import Limits, ServerContext
 from sidecar.drift.live import DriftSettings, LiveDrift, build_monitor
 from sidecar.errors import ConfigError, LedgerError
-from sidecar.ingress.admin import AdminApp
+from sidecar.ingress.admin import AdminAccess, AdminApp
 from sidecar.ingress.app import ClientApp
 from sidecar.ingress.replay import ReplayBudget
 from sidecar.ingress.transport import SidecarWebSocketProtocol
-from sidecar.ledger import db
+from sidecar.ledger import db, journal
 from sidecar.ledger.prices import import_price_file, load_price_book
 from sidecar.ledger.recovery import close_interrupted
+from sidecar.ledger.rollup import keep_rolled_up
 from sidecar.ledger.writer import LedgerGauges, LedgerWriter
 from sidecar.netaddr import bind, parse_listen
 from sidecar.resume.store import LocalStore, ResumeStore
@@ -50,6 +51,7 @@ from sidecar.telemetry.tracing import (
 )
 from sidecar.upstream.client import UpstreamClient
 from sidecar.upstream.flavour import Flavour
+from sidecar.upstream.realtime import upstream_urls
 
 log = logging.getLogger("sidecar")
 
@@ -59,6 +61,7 @@ class ServeSettings:
     listen: str = "127.0.0.1:8080"
     admin_listen: str = "127.0.0.1:9464"
     upstream: str = "http://127.0.0.1:8000"
+    realtime_upstream: str | None = None  # default: --upstream's host as ws(s)://
     db: str = db.DEFAULT_DB
     flavour: Flavour = Flavour.OPENAI
     prices: Path | None = None
@@ -93,6 +96,10 @@ class ServeSettings:
     log_level: str = "info"
     access_log: bool = True
     migrate: bool = False
+    # the admin listener (sidecar.ingress.admin)
+    admin_token: str | None = None
+    admin_metrics_open: bool = False
+    trace_link: str | None = None
 
 
 class _Server(uvicorn.Server):
@@ -140,10 +147,11 @@ async def run(
     metrics = Metrics(tenant_top_n=settings.tenant_top_n, model_labels=settings.model_labels)
     register_runtime(metrics.registry)
     provider = build_tracer_provider(console=settings.trace_console)
+    http_upstream, realtime_upstream = upstream_urls(settings.upstream, settings.realtime_upstream)
     tracing = Tracing(
         provider,
         provider_name=settings.flavour.value,
-        upstream_url=settings.upstream,
+        upstream_url=http_upstream,
         capture_content=settings.capture_content or capture_content_from_env(),
     )
     # One detector per signal for each model label (listed, pinned, `other`, heartbeats' `all`).
@@ -157,6 +165,9 @@ async def run(
         raise ConfigError(
             f"--spool-dir {settings.spool_dir}: cannot create ({exc.strerror})"
         ) from None
+    # A killed run's crash journal joins the spool, so that its final rows are replayed below.
+    stem = f"sidecar-{_safe(instance_id)}"
+    journal.absorb(settings.spool_dir, stem, spool)
     writer = LedgerWriter(engine, spool, on_change=LedgerGauges(metrics))
     # A previous run's spool holds final rows: replay it before closing what that run left
     # open, so that streams which did finish are not marked interrupted.
@@ -169,13 +180,25 @@ async def run(
             extra={"event": "interrupted_streams_closed", "streams": interrupted},
         )
     writer.start()
-    upstream = UpstreamClient(settings.upstream, settings.flavour, settings.upstream_api_key)
+    crash_journal = journal.Journal(settings.spool_dir, stem, writer.submit)
+    upstream = UpstreamClient(
+        http_upstream,
+        settings.flavour,
+        settings.upstream_api_key,
+        first_byte_timeout=settings.upstream_first_byte_timeout,
+        idle_timeout=settings.upstream_idle_timeout,
+    )
     await upstream.start()
     await _list_models(upstream, metrics)  # before the first request: labels go to real models
     recorder = Recorder(
-        metrics, writer.submit, prices, instance_id, time.time, access_log=settings.access_log
+        metrics,
+        crash_journal.submit,
+        prices,
+        instance_id,
+        time.time,
+        access_log=settings.access_log,
     )
-    drift = LiveDrift(monitor, settings.drift, metrics, writer.submit, instance_id)
+    drift = LiveDrift(monitor, settings.drift, metrics, crash_journal.submit, instance_id)
     await drift.start()
     edge = Edge(settings.edge, engine, metrics.registry)
     await edge.start()
@@ -189,6 +212,8 @@ async def run(
         flavour=settings.flavour,
         default_model=settings.default_model,
         heartbeat_interval=settings.heartbeat_interval,
+        heartbeat_timeout=settings.heartbeat_timeout,
+        realtime_upstream=realtime_upstream,
         app_ping_interval=settings.app_ping_interval,
         tracing=tracing,
         resume_grace=settings.resume_grace,
@@ -210,7 +235,8 @@ async def run(
             (SidecarWebSocketProtocol,),
             {"send_buffer_bytes": settings.send_buffer_bytes},
         )
-    admin = _Server(_config(AdminApp(ctx), settings))
+    access = AdminAccess(settings.admin_token, settings.admin_metrics_open, settings.trace_link)
+    admin = _Server(_config(AdminApp(ctx, access), settings))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -221,15 +247,17 @@ async def run(
         loop.create_task(_checkpoints(recorder, engine)),
         loop.create_task(_tick_sessions(ctx)),
         loop.create_task(_refresh_models(upstream, metrics)),
+        loop.create_task(keep_rolled_up(engine)),
     ]
     log.warning(
-        "sidecar serving %s://%s/v1/stream and %s://%s/v1/chat/completions → %s "
-        "(admin http://%s/metrics, ledger %s, auth %s)",
+        "sidecar serving %s://%s/v1/stream and %s://%s/v1/chat/completions (and the other "
+        "/v1 routes) → %s, realtime → %s (admin http://%s/metrics, ledger %s, auth %s)",
         edge.scheme,
         settings.listen,
         "https" if edge.scheme == "wss" else "http",
         settings.listen,
-        settings.upstream,
+        http_upstream,
+        realtime_upstream,
         settings.admin_listen,
         db.redact(settings.db),
         "on" if edge.auth_enabled else "off",
@@ -259,6 +287,7 @@ async def run(
         await edge.aclose()
         await upstream.close()
         await asyncio.to_thread(writer.close)
+        crash_journal.close()
         if provider is not None:
             await asyncio.to_thread(provider.shutdown)
         admin.should_exit = True
@@ -402,7 +431,7 @@ async def open_resume_store(settings: ServeSettings, instance_id: str) -> Resume
 
 def main(settings: ServeSettings) -> None:
     logs.configure(settings.log_format, settings.log_level)
-    redact.install([settings.upstream_api_key, settings.edge.jwt.secret])
+    redact.install([settings.upstream_api_key, settings.edge.jwt.secret, settings.admin_token])
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(run(settings))
 

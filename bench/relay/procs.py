@@ -103,6 +103,7 @@ class Proc:
     popen: subprocess.Popen[bytes]
     log: Path
     url: str = ""
+    admin: str = ""  # a sidecar's admin listener, http://HOST:PORT
 
     @property
     def pid(self) -> int:
@@ -196,15 +197,26 @@ class Procs:
         return proc
 
     def sidecar(
-        self, upstream: str, heartbeat: float, name: str = "sidecar", otlp: str | None = None
+        self,
+        upstream: str,
+        heartbeat: float,
+        name: str = "sidecar",
+        otlp: str | None = None,
+        extra: tuple[str, ...] = (),
     ) -> Proc:
-        """`otlp`: an OTLP/HTTP endpoint to export spans to (tracing on), e.g. `otlp_sink()`'s."""
+        """`otlp`: an OTLP/HTTP endpoint to export spans to (tracing on), e.g. `otlp_sink()`'s;
+        `extra`: more `serve` options."""
         port, admin = free_port(), free_port()
         template = self.tmp / "migrated.db"
         if not template.exists():  # migrate once (about a second), then copy the empty ledger
             url = f"sqlite:///{template}"
+            # With this checkout's code: another version's migrations may be ahead of it.
             subprocess.run(
-                [*_sidecar(), "db", "upgrade", "--db", url], check=True, capture_output=True
+                [*_sidecar(), "db", "upgrade", "--db", url],
+                check=True,
+                capture_output=True,
+                cwd=self.tmp,  # not the checkout, whose `sidecar/` would come first
+                env=child_env(self.code),
             )
         shutil.copyfile(template, self.tmp / f"{name}.db")
         db = f"sqlite:///{self.tmp / (name + '.db')}"
@@ -213,10 +225,11 @@ class Procs:
         args = [*_sidecar(), "serve", "--listen", f"127.0.0.1:{port}"]
         args += ["--admin-listen", f"127.0.0.1:{admin}", "--upstream", upstream, "--db", db]
         args += ["--spool-dir", str(spool), "--heartbeat-interval", str(heartbeat)]
-        args += ["--heartbeat-timeout", str(heartbeat)]
+        args += ["--heartbeat-timeout", str(heartbeat), *extra]
         env = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp} if otlp else None
         proc = self.start(name, args, f"127.0.0.1:{port}", env)
-        wait_http(f"http://127.0.0.1:{admin}/healthz", 30, proc.popen)
+        proc.admin = f"http://127.0.0.1:{admin}"
+        wait_http(proc.admin + "/healthz", 30, proc.popen)
         return proc
 
     def minimal(self, upstream: str, heartbeat: float) -> Proc:

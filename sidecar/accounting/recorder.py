@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sidecar.accounting.pricing import PriceBook
-from sidecar.accounting.stream import StreamAccount
+from sidecar.accounting.stream import Outcome, StreamAccount
 from sidecar.ledger.models import NANO
 from sidecar.ledger.pricecolumns import price_columns
 from sidecar.ledger.writer import Row
 from sidecar.telemetry.metrics import Metrics
+from sidecar.telemetry.names import INGRESSES, OTHER_ROUTE, ROUTE_LABELS
 
 # One line per finished stream on every ingress (`--no-access-log` turns it off).
 access_logger = logging.getLogger("sidecar.access")
@@ -46,6 +47,9 @@ class Recorder:
         # Per model: tokens per upstream delta, learned from completed streams with usage.
         self.tokens_per_delta: dict[str, float] = {}
         self._series: dict[tuple[str, str, str], _Series] = {}
+        # (path, ingress) → route streams counter, then its token counters by kind. Paths and
+        # ingresses are the sidecar's own (a few), so this stays small.
+        self._routes: dict[tuple[str, str], tuple[Any, ...]] = {}
 
     def stream_row(self, account: StreamAccount, now_mono: float | None = None) -> dict[str, Any]:
         """The ledger row for a stream, final or a checkpoint of a running one."""
@@ -121,6 +125,14 @@ class Recorder:
                 row[key] = utc(row[key])
         self.submit(Row("sessions", row))
 
+    def completed_ahead(self, account: StreamAccount, now_mono: float) -> None:
+        """The upstream finished and its end is about to be written to the client: the final
+        row as it will be if that write succeeds goes first, so a crash between the two cannot
+        turn a finished answer into `interrupted`. If the write fails instead, the stream's
+        real final row (e.g. `client_gone`) replaces this one."""
+        ahead = replace(account, outcome=Outcome.COMPLETED, t_end=now_mono, written=account.deltas)
+        self.submit(Row("streams", self.stream_row(ahead, now_mono)))
+
     def checkpoint(self, account: StreamAccount) -> None:
         self._written_marks[account.stream_id] = _mark(account)
         self.submit(Row("streams", self.stream_row(account), final=False))
@@ -156,6 +168,21 @@ class Recorder:
             delivered.inc((row["generated_cost_nusd"] - row["wasted_cost_nusd"]) / NANO)
         if account.duration is not None:
             series.duration.observe(account.duration)
+        key = (account.path, account.ingress)
+        route = self._routes.get(key)
+        if route is None:
+            route = self._routes[key] = self._route_series(*key)
+        route[0].inc()
+        for counter, kind in zip(route[1:], TOKEN_KINDS, strict=True):
+            counter.inc(row[f"{kind}_tokens"])
+
+    def _route_series(self, path: str, ingress: str) -> tuple[Any, ...]:
+        """The route's children; both labels come from fixed sets (bounded)."""
+        m = self.metrics
+        route = ROUTE_LABELS.get(path, OTHER_ROUTE)
+        ingress = ingress if ingress in INGRESSES else OTHER_ROUTE
+        tokens = (m.route_tokens.labels(route, ingress, kind) for kind in TOKEN_KINDS)
+        return (m.route_streams.labels(route, ingress), *tokens)
 
     def _cost_children(self, model: str, label: str) -> tuple[Any, ...]:
         return tuple(self.metrics.cost.labels(model, label, kind) for kind in COST_KINDS)

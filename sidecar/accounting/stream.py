@@ -59,6 +59,10 @@ class StreamAccount:
     usage_prompt: int | None = None
     usage_completion: int | None = None
     usage_final: bool = False
+    cached_prompt_tokens: int | None = None  # of the prompt, served from a cache (if reported)
+    reasoning_tokens: int | None = None  # of the generated, spent on reasoning (if reported)
+    audio_prompt_tokens: int | None = None  # realtime: of the prompt, audio (if reported)
+    audio_generated_tokens: int | None = None  # realtime: of the generated, audio (if reported)
     written: int = 0  # deltas handed to the client's transport
     acked: int | None = None  # highest seq the client acknowledged
     unsent: int = 0  # deltas still in the transport buffer when the client vanished
@@ -99,6 +103,10 @@ class StreamAccount:
         if self.usage_completion is None or completion >= self.usage_completion:
             self.usage_completion = completion
         self.usage_final = self.usage_final or final
+
+    def on_prompt(self, prompt: int) -> None:
+        """The prompt's count, reported before the output's (Anthropic's `message_start`)."""
+        self.usage_prompt = prompt
 
     def on_written(self, count: int = 1) -> None:
         self.written += count

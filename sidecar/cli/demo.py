@@ -56,7 +56,7 @@ def command(db: str, seconds: float, users: int, ports: str, seed: int) -> None:
     try:
         outcomes = run_report(engine, ReportQuery(by=("outcome",), since=begun))
         click.echo(f"\n{what_happened(outcomes, len(tally.errors))}\n")
-        for by in (("model", "tenant"), ("outcome",)):
+        for by in (("model", "tenant"), ("route",), ("outcome",)):
             report = run_report(engine, ReportQuery(by=by, since=begun))
             click.echo(f"Cost report by {', '.join(by)} (this run):")
             click.echo(render(report, by, "table", ()))

@@ -34,11 +34,11 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 
 
 def _register() -> None:
-    from sidecar.cli import db, demo, keys, prices, report, serve, simulate
+    from sidecar.cli import db, demo, keys, prices, report, serve, simulate, top
     from sidecar.dashboards import cli as dashboards
     from sidecar.drift import cli as drift
 
-    for module in (serve, simulate, report, prices, keys, db, demo, drift, dashboards):
+    for module in (serve, simulate, report, prices, keys, db, demo, drift, dashboards, top):
         cli.add_command(module.command)
     scope_environment(cli)
 

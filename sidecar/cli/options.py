@@ -5,8 +5,9 @@ Precedence is click's own: a flag beats its environment variable, which beats th
 
 Environment variables: one name per meaning. An option reads `SIDECAR_<OPTION>` when no other
 command has an option of that name, or when every option of that name means the same thing
-(`SHARED`: `--db` is the ledger everywhere). Where two commands' options share a name but not a
-meaning (`report --output` is a file, `prices set --output` a price), each reads
+(`SHARED`: `--db` is the ledger everywhere, `--admin-token` the admin listener's token).
+Where two commands' options share a name but not a meaning (`report --output` is a file,
+`prices set --output` a price), each reads
 `SIDECAR_<COMMAND>_<OPTION>` instead (`SIDECAR_REPORT_OUTPUT`, `SIDECAR_PRICES_SET_OUTPUT`), so
 a variable set for one command never leaks into another. `scope_environment` assigns the names
 once every command is registered; docs/configuration.md lists them (checked by a test).
@@ -23,7 +24,7 @@ import click
 F = TypeVar("F", bound=Callable[..., Any])
 PREFIX: Final = "SIDECAR_"
 # Options whose meaning is the same in every command that has them.
-SHARED: Final = frozenset({"db"})
+SHARED: Final = frozenset({"db", "admin_token"})
 
 
 class SidecarOption(click.Option):
@@ -93,3 +94,12 @@ def environment_table(group: click.Group) -> str:
         commands = ", ".join(f"`{c}`" for c in rows[variable])
         lines.append(f"| `{variable}` | {commands} | `{options[variable]}` |")
     return "\n".join(lines) + "\n"
+
+
+# One option, one meaning: `serve` requires the token, `top` sends it (SIDECAR_ADMIN_TOKEN).
+admin_token_option = option(
+    "--admin-token",
+    default=None,
+    help="Bearer token of the admin listener: serve requires it on /sessions and /metrics "
+    "(the probes and the /ui page, which asks for it, stay open); top sends it.",
+)

@@ -35,7 +35,8 @@ TOP_TENANTS = 10
     "--by",
     default="model,tenant",
     show_default=True,
-    help="Group by any of model, tenant, day, hour, session, outcome, ingress.",
+    help="Group by any of model, tenant, day, hour, session, outcome, ingress, route, instance "
+    "(the sidecar replica that relayed the stream).",
 )
 @option(
     "--latency/--no-latency",
@@ -95,11 +96,16 @@ def command(
     price change does not alter them. --reprice shows what the same streams would cost under
     other prices. The heartbeat RTT column is the median of the sessions' own medians.
 
+    Whole hours come from the ledger's hourly rollups (exact sums, kept up to date by `serve`
+    or `sidecar db rollup`), so a month's bill does not read every stream; the period's edges,
+    --by session, --reprice and the --latency columns read stream rows.
+
     \b
     Example:
       sidecar report --since 24h --by model,tenant
       sidecar report --db postgresql+psycopg://ro@db/ledger --since 7d --by day --format json
       sidecar report --since 30d --by tenant --top 5 --order wasted_cost_usd
+      sidecar report --since 24h --by instance,outcome
       sidecar report --since 24h --by model --latency --order ttft_p95_s
       sidecar report --since 7d --format html --output report.html
       sidecar report --since 30d --by model --reprice new-prices.toml

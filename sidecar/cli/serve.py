@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from sidecar.cli.options import option
+from sidecar.cli.options import admin_token_option, option
 from sidecar.logs import FORMATS, LEVELS
 from sidecar.upstream.flavour import Flavour
 
@@ -19,19 +19,39 @@ from sidecar.upstream.flavour import Flavour
     "--listen",
     default="127.0.0.1:8080",
     show_default=True,
-    help="Client traffic: /v1/stream WebSocket and the OpenAI HTTP routes.",
+    help="Client traffic: /v1/stream and /v1/realtime WebSockets, the OpenAI and Anthropic HTTP "
+    "routes.",
 )
 @option(
     "--admin-listen",
     default="127.0.0.1:9464",
     show_default=True,
-    help="Operators' endpoints: /metrics, /healthz, /readyz.",
+    help="Operators' endpoints: /metrics, /healthz, /readyz, /sessions, /ui.",
+)
+@admin_token_option
+@option(
+    "--admin-metrics-open",
+    is_flag=True,
+    default=False,
+    help="Serve /metrics without --admin-token (for a Prometheus that sends no credential).",
+)
+@option(
+    "--trace-link",
+    default=None,
+    help="Your tracing UI's URL for a trace, with {trace_id}, for links on /ui "
+    "(e.g. http://jaeger:16686/trace/{trace_id}).",
 )
 @option(
     "--upstream",
     default="http://127.0.0.1:8000",
     show_default=True,
-    help="Base URL of the OpenAI-compatible model server.",
+    help="Base URL of the OpenAI-compatible model server (http(s)://, or ws(s)://: the same).",
+)
+@option(
+    "--realtime-upstream",
+    default=None,
+    help="ws(s):// base URL of the model server's realtime WebSocket (/v1/realtime sessions) "
+    "[default: --upstream's host and port].",
 )
 @option(
     "--upstream-flavour",
@@ -323,6 +343,20 @@ from sidecar.upstream.flavour import Flavour
     help="Seconds a connection may take to send its request head; 0 = no limit.",
 )
 @option(
+    "--body-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds an HTTP request body may take to arrive whole (else 408); 0 = no limit.",
+)
+@option(
+    "--body-idle-timeout",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Longest gap in seconds between an HTTP request body's bytes (else 408); 0 = no limit.",
+)
+@option(
     "--idle-timeout",
     type=click.FloatRange(min=0),
     default=0.0,
@@ -409,6 +443,8 @@ def command(**options: object) -> None:
     options["flavour"] = Flavour(str(options["flavour"]))
     options["model_labels"] = tuple(options.get("model_labels") or ())  # type: ignore[arg-type]
     options["upstream_api_key"] = options.get("upstream_api_key") or None
+    options["admin_token"] = options.get("admin_token") or None
+    options["realtime_upstream"] = options.get("realtime_upstream") or None
     _deployment_settings(options)
     serve.main(serve.ServeSettings(**options))  # type: ignore[arg-type]
 
@@ -452,6 +488,8 @@ def _edge_settings(options: dict[str, object]) -> object:
         max_messages_per_second=o.pop("max_messages_per_second"),
         max_frame_bytes=o.pop("max_frame_bytes"),
         handshake_timeout=o.pop("handshake_timeout"),
+        body_timeout=o.pop("body_timeout"),
+        body_idle_timeout=o.pop("body_idle_timeout"),
         idle_timeout=o.pop("idle_timeout"),
         max_tokens_limit=o.pop("max_tokens_limit"),
         tenant_daily_token_budget=o.pop("tenant_daily_token_budget"),

@@ -138,6 +138,47 @@ def _waste() -> Section:
     )
 
 
+def _routes() -> Section:
+    tokens = q.total(names.ROUTE_TOKENS)
+    bypass = q.total(names.UNACCOUNTED_REQUESTS)
+    generated = q.sum_by(("route",), q.rate(tokens, 'kind="generated"'))
+    wasted = q.sum_by(("route",), q.rate(tokens, 'kind="wasted"'))
+    return Section(
+        "Routes (all models and tenants)",
+        [
+            graph(
+                "Prompt + generated tokens / s by route",
+                "Chat and text completions, Responses, Messages, embeddings (prompt tokens), "
+                "realtime; by route and ingress.",
+                "short",
+                [
+                    Query(
+                        q.sum_by(("route", "ingress"), q.rate(tokens, 'kind=~"generated|prompt"')),
+                        "{{route}} ({{ingress}})",
+                    )
+                ],
+                stacked=True,
+            ),
+            graph(
+                "Waste by route",
+                "Wasted tokens as a share of generated tokens, by route.",
+                "percent",
+                [Query(f"100 * {wasted} / {generated}", "{{route}}")],
+                bounds=WASTE_BOUNDS,
+            ),
+            graph(
+                "Requests bypassing accounting / s",
+                "`/v1/*` requests passed to the model server without a ledger row (the model "
+                "list, files, batches, ...), by API family: traffic the bill does not see.",
+                "reqps",
+                [Query(q.sum_by(("route",), q.rate(bypass)), "{{route}}")],
+                width=24,
+                height=6,
+            ),
+        ],
+    )
+
+
 def build() -> Dashboard:
     return assemble(
         uid=UID,
@@ -148,5 +189,5 @@ def build() -> Dashboard:
             label_variable("model", "Model", f"label_values({COST}, model)"),
             label_variable("tenant", "Tenant", f"label_values({q.sel(COST, q.MODEL)}, tenant)"),
         ],
-        sections=[_totals(), _spend(), _waste()],
+        sections=[_totals(), _spend(), _waste(), _routes()],
     )

@@ -1,4 +1,6 @@
-"""The client-facing ASGI application: `/v1/stream` (WebSocket) and the OpenAI HTTP routes."""
+"""The client-facing ASGI application: `/v1/stream` (WebSocket protocol v1), `/v1/realtime`
+(realtime sessions relayed to the model server's WebSocket), the HTTP routes accounted as
+streams (sidecar.upstream.routes) and every other `/v1/*` request passed through unaccounted."""
 
 from __future__ import annotations
 
@@ -7,9 +9,12 @@ from typing import Any
 from sidecar.context import ServerContext
 from sidecar.ingress.asgi import lifespan, respond_error, respond_json
 from sidecar.ingress.http import relay_http
+from sidecar.ingress.passthrough import pass_through
+from sidecar.ingress.realtime import PATH as REALTIME_PATH
+from sidecar.ingress.realtime import RealtimeSession
 from sidecar.ingress.websocket import WebSocketSession
+from sidecar.upstream.routes import ROUTES
 
-HTTP_ROUTES = frozenset({"/v1/chat/completions", "/v1/completions"})
 DRAINING_HEADERS = [(b"retry-after", b"1"), (b"connection", b"close")]
 
 
@@ -26,21 +31,28 @@ class ClientApp:
                 # whose headers the session reads and lets go of (see WebSocketSession.run).
                 del scope
                 await session.run()
+            elif scope["path"] == REALTIME_PATH and not self.ctx.draining:
+                realtime = RealtimeSession(scope, receive, send, self.ctx)
+                del scope
+                await realtime.run()
             else:
                 await send({"type": "websocket.close", "code": 1008})
         elif kind == "http":
-            if scope["path"] in HTTP_ROUTES and scope["method"] == "POST":
-                if self.ctx.draining:  # a keep-alive connection asking for more while we drain
-                    await respond_error(
-                        send,
-                        503,
-                        "this sidecar is shutting down; retry on another replica",
-                        "draining",
-                        headers=DRAINING_HEADERS,
-                    )
-                    return
+            path = scope["path"]
+            accounted = path in ROUTES and scope["method"] == "POST"
+            if not accounted and not path.startswith("/v1/"):
+                await respond_json(send, 404, {"error": {"message": "not found", "code": 404}})
+            elif self.ctx.draining:  # a keep-alive connection asking for more while we drain
+                await respond_error(
+                    send,
+                    503,
+                    "this sidecar is shutting down; retry on another replica",
+                    "draining",
+                    headers=DRAINING_HEADERS,
+                )
+            elif accounted:
                 await relay_http(scope, receive, send, self.ctx)
             else:
-                await respond_json(send, 404, {"error": {"message": "not found", "code": 404}})
+                await pass_through(scope, receive, send, self.ctx)
         elif kind == "lifespan":
             await lifespan(receive, send)

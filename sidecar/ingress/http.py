@@ -1,20 +1,23 @@
-"""OpenAI HTTP passthrough: `POST /v1/chat/completions` and `/v1/completions`, streaming or not,
-with the same accounting as the WebSocket path (`ingress=http` on the row).
+"""The HTTP routes accounted as streams (sidecar.upstream.routes: chat and text completions,
+Responses, Messages, embeddings), streaming or not, with the same accounting as the WebSocket
+path (`ingress=http` on the row).
 
 What the sidecar adds to learn the usage (`include_usage`, continuous usage) is stripped from
-what the client receives, so the official SDKs see exactly what they asked for.
+what the client receives, so the official SDKs see exactly what they asked for. A client that
+did not ask to stream gets the answer the route's reader rebuilt from the stream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 import orjson
 
 from sidecar.accounting.stream import Outcome
 from sidecar.context import ServerContext
-from sidecar.ingress.asgi import respond_error, respond_json
+from sidecar.ingress.asgi import respond_error
 from sidecar.ingress.http_delivery import EXTENSION, HttpDelivery
 from sidecar.ingress.scope import prompt_chars, tenant_of
 from sidecar.relay.lifecycle import Stream, open_stream
@@ -24,16 +27,17 @@ from sidecar.security.limits import Refusal
 MAX_BODY = 8 * 1024 * 1024
 REVOKED = "revoked_api_key"  # as on the WebSocket path and at the gate
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+JSON_TYPE = (b"content-type", b"application/json")
 
 
-class _Disconnected(Exception):
-    pass
+class Disconnected(Exception):
+    """The client left before its request's body had arrived."""
 
 
 async def relay_http(scope: dict[str, Any], receive: Any, send: Any, ctx: ServerContext) -> None:
     try:
-        body = await _read_body(receive)
-    except _Disconnected:
+        body = await read_body(receive)
+    except Disconnected:
         return
     if body is None:
         await respond_error(send, 413, "request body is larger than 8 MiB")
@@ -69,14 +73,17 @@ class HttpAnswer:
     def __init__(self, scope: dict[str, Any], receive: Any, send: Any, stream: Stream) -> None:
         self.receive, self.send, self.stream = receive, send, stream
         self.ctx, self.account, self.shaped = stream.ctx, stream.account, stream.shaped
+        self.reader = stream.reader
         self.started = False
         self.key_id: str | None = scope.get(KEY_ID)
         self.chunks: list[bytes] = []
         # Absent under another ASGI server: then everything written counts as delivered.
         self.delivery: HttpDelivery | None = scope.get("extensions", {}).get(EXTENSION)
         self.strip_usage = not self.shaped.client_wants_usage
-        # OpenAI clients cannot ask for continuous usage: when present, the sidecar added it.
-        self.strip_continuous = self.ctx.flavour.continuous_usage
+        self.named = stream.route.named_events  # Responses and Messages events
+        # OpenAI clients cannot ask for continuous usage: when present, the sidecar added it
+        # (to chat and completions requests only).
+        self.strip_continuous = not self.named and self.ctx.flavour.continuous_usage
 
     async def run(self) -> None:
         """Relay in this task (the request goes upstream without waiting for another task to be
@@ -97,7 +104,7 @@ class HttpAnswer:
         self.stream.stop(
             Outcome.REJECTED,
             error_code=REVOKED,
-            notice=(REVOKED, "this request's API key was revoked", 401),
+            notice=(REVOKED, "this request's API key was revoked", 401, None),
         )
 
     async def _watch(self) -> None:
@@ -118,24 +125,34 @@ class HttpAnswer:
             await self._start_response()
 
     async def completed(self) -> bool:
+        self.stream.completing()
         if self.shaped.client_wants_stream:
             await self.send({"type": "http.response.body", "body": b""})
         else:
-            await respond_json(self.send, 200, self._assembled())
+            text = b"".join(self.chunks).decode()
+            answer = self.reader.answer(self.account, text)
+            length = (b"content-length", str(len(answer)).encode())
+            await self.send(
+                {"type": "http.response.start", "status": 200, "headers": [JSON_TYPE, length]}
+            )
+            await self.send({"type": "http.response.body", "body": answer})
         self.account.on_written(self.account.deltas - self.account.written)
         return True
 
-    async def failed(self, code: str, message: str, status: int) -> None:
+    async def failed(
+        self, code: str, message: str, status: int, retry_after: float | None = None
+    ) -> None:
         """Tell the client why its answer ends: an error status if the headers have not gone
         out yet; after them, an error event in the stream (as OpenAI sends them, and as its
         clients raise them) and the end of the body, never a silently shortened answer."""
         if not self.started:
-            await respond_error(self.send, status, message, code)
+            headers = [(b"retry-after", b"%d" % math.ceil(retry_after))] if retry_after else None
+            await respond_error(self.send, status, message, code, headers)
             return
-        event = orjson.dumps({"error": {"message": message, "type": code, "code": status}})
-        await self.send(
-            {"type": "http.response.body", "body": b"data: " + event + b"\n\n", "more_body": True}
-        )
+        # Deltas read with the failure (in the same upstream read) go out first.
+        await self.flush()
+        event = self.reader.error_event(code, message, status)
+        await self.send({"type": "http.response.body", "body": event, "more_body": True})
         await self.send({"type": "http.response.body", "body": b""})
 
     # Sink protocol, used by `pump` ---------------------------------------------------------
@@ -151,6 +168,10 @@ class HttpAnswer:
             chunk = orjson.loads(payload)
             chunk.pop("usage", None)
             payload = orjson.dumps(chunk).decode()
+        elif self.named:
+            event = self.reader.event
+            if event is not None:
+                self.chunks.append(b"event: " + event + b"\n")
         self.chunks.append(b"data: " + payload.encode() + b"\n\n")
 
     async def flush(self, finished: bool = False) -> None:
@@ -158,6 +179,8 @@ class HttpAnswer:
             return
         if not self.started:
             await self._start_response()
+        if finished:  # `[DONE]` is in this write: the final row goes first
+            self.stream.completing()
         data, self.chunks = b"".join(self.chunks), []
         await self.send({"type": "http.response.body", "body": data, "more_body": True})
         self.account.written = self.account.deltas
@@ -168,41 +191,14 @@ class HttpAnswer:
         self.started = True
         await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
 
-    def _assembled(self) -> dict[str, Any]:
-        """A non-streaming answer rebuilt from the stream the sidecar read."""
-        account = self.account
-        text = b"".join(self.chunks).decode()
-        chat = account.path.endswith("/chat/completions")
-        choice: dict[str, Any] = {
-            "index": 0,
-            "finish_reason": account.finish_reason,
-            "logprobs": None,
-        }
-        if chat:
-            choice["message"] = {"role": "assistant", "content": text}
-        else:
-            choice["text"] = text
-        return {
-            "id": ("chatcmpl-" if chat else "cmpl-") + account.stream_id,
-            "object": "chat.completion" if chat else "text_completion",
-            "created": int(account.started_at),
-            "model": account.model,
-            "choices": [choice],
-            "usage": {
-                "prompt_tokens": account.prompt_tokens,
-                "completion_tokens": account.generated_tokens,
-                "total_tokens": account.prompt_tokens + account.generated_tokens,
-            },
-        }
 
-
-async def _read_body(receive: Any) -> bytes | None:
+async def read_body(receive: Any) -> bytes | None:
     parts: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise _Disconnected
+            raise Disconnected
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY:

@@ -11,9 +11,11 @@ from typing import Any, Final
 
 import orjson
 
+from sidecar.upstream.routes import PROTOCOL_PATHS
+
 PROTOCOL_VERSION: Final = 1
 MAX_ID_LENGTH: Final = 128
-PATHS: Final = frozenset({"/v1/chat/completions", "/v1/completions"})
+PATHS: Final = PROTOCOL_PATHS  # the streaming routes: chat, completions, responses, messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +97,13 @@ def _generate(stream_id: str, message: dict[str, Any]) -> ClientEvent:
     path = message.get("path", "/v1/chat/completions")
     if path not in PATHS:
         return ProtocolError("invalid_path", f'"path" must be one of {sorted(PATHS)}', stream_id)
-    if path == "/v1/chat/completions" and not isinstance(body.get("messages"), list):
+    chat_like = path in ("/v1/chat/completions", "/v1/messages")
+    if chat_like and not isinstance(body.get("messages"), list):
         return ProtocolError("invalid_body", '"body.messages" must be a list', stream_id)
     if path == "/v1/completions" and "prompt" not in body:
         return ProtocolError("invalid_body", '"body.prompt" is required', stream_id)
+    if path == "/v1/responses" and "input" not in body:
+        return ProtocolError("invalid_body", '"body.input" is required', stream_id)
     return Generate(stream_id, body, path)
 
 
@@ -130,6 +135,11 @@ _ID_MESSAGES: Final = {
 # Encoders for sidecar → client frames. They return bytes ready for a text frame.
 
 
+# Reconnect guidance in `hello`: clients back off from `base_ms` doubling up to `max_ms`, with
+# full jitter, so a restarted sidecar is not met by every client at the same instant.
+RECONNECT_HINT: Final = {"base_ms": 500, "max_ms": 30_000}
+
+
 def hello(session: str, resume_token: str, heartbeat_s: float) -> bytes:
     return orjson.dumps(
         {
@@ -138,6 +148,7 @@ def hello(session: str, resume_token: str, heartbeat_s: float) -> bytes:
             "session": session,
             "resume_token": resume_token,
             "heartbeat_s": heartbeat_s,
+            "reconnect": RECONNECT_HINT,
         }
     )
 
@@ -159,10 +170,14 @@ def done(
     )
 
 
-def error(stream_id: str | None, code: str, message: str) -> bytes:
+def error(
+    stream_id: str | None, code: str, message: str, retry_after_ms: int | None = None
+) -> bytes:
     frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
     if stream_id is not None:
         frame["id"] = stream_id
+    if retry_after_ms is not None:
+        frame["retry_after_ms"] = retry_after_ms
     return orjson.dumps(frame)
 
 

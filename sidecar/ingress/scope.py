@@ -27,15 +27,24 @@ def tenant_of(scope: dict[str, Any]) -> str:
 
 
 def prompt_chars(body: dict[str, Any]) -> int:
-    chars = 0
-    messages = body.get("messages")
-    if isinstance(messages, list):
-        for message in messages:
-            if isinstance(message, dict) and isinstance(message.get("content"), str):
-                chars += len(message["content"])
-    if isinstance(body.get("prompt"), str):
-        chars += len(body["prompt"])
-    return chars
+    """Characters of the prompt's text on every route: chat `messages`, completions `prompt`,
+    Responses `input` and `instructions`, Anthropic `system`, embeddings `input` (text in
+    strings, content parts and items)."""
+    keys = ("messages", "prompt", "input", "instructions", "system")
+    return sum(_text_chars(body.get(key), 0) for key in keys)
+
+
+def _text_chars(value: Any, depth: int) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if depth > 4:  # request bodies are bounded; so is the walk
+        return 0
+    if isinstance(value, dict):
+        text = value.get("text")
+        return len(text) if isinstance(text, str) else _text_chars(value.get("content"), depth + 1)
+    if isinstance(value, list):
+        return sum(_text_chars(item, depth + 1) for item in value)
+    return 0
 
 
 def client_addr(scope: dict[str, Any]) -> str | None:

@@ -14,6 +14,7 @@ Per-token work never passes through here: deltas go from the relay to the transp
 from __future__ import annotations
 
 import enum
+from collections import deque
 from dataclasses import dataclass
 
 from sidecar.accounting.stream import Outcome
@@ -25,6 +26,8 @@ REVOKED = "revoked_api_key"  # the code the gate refuses a revoked key with, too
 EXPIRED = "expired_token"  # likewise for a token past its `exp`
 # Ways to lose a client that a resume can undo (the others are the sidecar's decision).
 RESUMABLE = frozenset({"client_closed", "heartbeat_timeout", "send_timeout"})
+DRAIN_CLOSE_REASON = "server draining; retry_after_ms=1000"
+RECENT_IDS = 64  # ended stream ids remembered, to answer a late `cancel` with already_finished
 
 
 class State(enum.Enum):
@@ -54,6 +57,7 @@ class StopStream:
     outcome: Outcome
     error_code: str | None = None
     unsent: int = 0  # its deltas that sat in bytes the client never received
+    confirm: bool = False  # tell the client: `done` with finish_reason "cancelled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +163,7 @@ class SessionMachine:
         "last_acked",
         "last_app_ping",
         "reason",
+        "recent",
         "rules",
         "running",
         "stalled_since",
@@ -171,6 +176,7 @@ class SessionMachine:
         self.rules = rules
         self.state = State.OPEN
         self.running: set[str] = set()  # ids of streams not yet ended
+        self.recent: deque[str] = deque(maxlen=RECENT_IDS)  # ids of streams that just ended
         self.idle = idle
         self.expires_at = expires_at  # wall clock; its token's `exp`, if a token admitted it
         self.reason: str | None = None  # why the connection ended
@@ -190,11 +196,11 @@ class SessionMachine:
             case Generate():
                 return self._generate(event, wall, draining)
             case Cancel(stream_id):
-                if stream_id not in self.running:
-                    return [
-                        _error(stream_id, "unknown_id", f"no running stream with id {stream_id!r}")
-                    ]
-                return [StopStream(stream_id, Outcome.CLIENT_CANCELLED)]
+                if stream_id in self.running:
+                    return [StopStream(stream_id, Outcome.CLIENT_CANCELLED, confirm=True)]
+                if stream_id in self.recent:  # its `done` crossed the cancel on the wire
+                    return [_error(stream_id, "already_finished", "that stream already finished")]
+                return [_error(stream_id, "unknown_id", f"no running stream with id {stream_id!r}")]
             case Ack(stream_id, seq):
                 return [AckStream(stream_id, seq)] if stream_id in self.running else []
             case Resume(stream_id, after_seq):
@@ -244,7 +250,9 @@ class SessionMachine:
 
     def stream_ended(self, stream_id: str) -> None:
         """A stream ended, or was refused at admission: its id is free again."""
-        self.running.discard(stream_id)
+        if stream_id in self.running:
+            self.running.discard(stream_id)
+            self.recent.append(stream_id)
 
     def token_expired(self, wall: float) -> bool:
         return self.expires_at is not None and wall >= self.expires_at
@@ -321,7 +329,8 @@ class SessionMachine:
         for sid in sorted(self.running):
             actions.append(_error(sid, "shutdown", "the sidecar is shutting down"))
             actions.append(StopStream(sid, Outcome.SHUTDOWN))
-        return [*actions, *self._close(1001, "server draining", "server_drain")]
+        # 1012 (service restart): reconnect, after a randomized delay, to another replica.
+        return [*actions, *self._close(1012, DRAIN_CLOSE_REASON, "server_drain")]
 
     def revoke(self) -> list[Action]:
         """Its API key was revoked: streams end as `rejected`, the client is told, close 1008.

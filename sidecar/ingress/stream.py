@@ -3,13 +3,18 @@ for resumes, and the sink that batches its deltas into one write per upstream re
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+import orjson
 
 from sidecar.accounting.stream import StreamAccount
 from sidecar.ingress import protocol
 from sidecar.ingress.replay import ReplayBuffer
 from sidecar.relay.lifecycle import Stream
 from sidecar.relay.pump import ClientGone
+
+if TYPE_CHECKING:
+    from sidecar.resume.remote import FollowedAccount
 
 
 class LiveStream:
@@ -43,6 +48,8 @@ class Writer(Protocol):
     ) -> None: ...
 
     def _error(self, stream_id: str | None, code: str, message: str) -> None: ...
+
+    def _send_soon(self, frames: list[bytes]) -> None: ...
 
     def answered(self, live: LiveStream) -> None: ...
 
@@ -89,6 +96,7 @@ class WebSocketSink:
         # Not while the client is away: the relay keeps `done` for the resume.
         with_done = finished and not (self.done_sent or self.live.held or self.session.parked)
         if with_done:
+            self.live.stream.completing()
             self.frames.append(done_frame(self.account))
         elif not self.frames:
             return
@@ -113,14 +121,33 @@ class WebSocketSink:
             self.live.pending_done = done  # the client is away: deliver the end on resume
             self.session.kept_done(self.live)
             return False
+        self.live.stream.completing()
         await self.session._write([done])
         return True
 
-    async def failed(self, code: str, message: str, status: int) -> None:
-        self.session._error(self.request_id, code, message)
+    async def failed(
+        self, code: str, message: str, status: int, retry_after: float | None = None
+    ) -> None:
+        if self.frames:  # deltas read with the failure (in the same upstream read) go first
+            await self.flush()
+        retry_ms = None if retry_after is None else round(retry_after * 1000)
+        self.session._send_soon([protocol.error(self.request_id, code, message, retry_ms)])
 
 
-def done_frame(account: StreamAccount) -> bytes:
+def cancelled_frame(account: StreamAccount | FollowedAccount) -> bytes:
+    """The terminal frame confirming a cancel. A stream relayed by another replica (followed
+    through the resume store) has its counts there: its usage is null here."""
+    if isinstance(account, StreamAccount):
+        return done_frame(account, "cancelled")
+    return orjson.dumps(
+        {"type": "done", "id": account.request_id, "finish_reason": "cancelled", "usage": None}
+    )
+
+
+def done_frame(account: StreamAccount, finish_reason: str | None = None) -> bytes:
     return protocol.done(
-        account.request_id, account.finish_reason, account.prompt_tokens, account.generated_tokens
+        account.request_id,
+        finish_reason or account.finish_reason,
+        account.prompt_tokens,
+        account.generated_tokens,
     )

@@ -42,7 +42,7 @@ from sidecar.ingress.session_state import (
     State,
     StopStream,
 )
-from sidecar.ingress.stream import LiveStream, WebSocketSink
+from sidecar.ingress.stream import LiveStream, WebSocketSink, cancelled_frame
 from sidecar.ingress.transport import EXTENSION, ClientGone, TransportHandle
 from sidecar.relay.lifecycle import open_stream
 from sidecar.resume.records import ParkedSession
@@ -269,10 +269,12 @@ class WebSocketSession:
                     self._send_soon(frames)
                 case StartStream(event):
                     self._start(event)
-                case StopStream(stream_id, outcome, error_code, unsent):
+                case StopStream(stream_id, outcome, error_code, unsent, confirm):
                     live = self.live.get(stream_id)
                     if live is not None:
                         live.stream.stop(outcome, error_code=error_code, unsent=unsent)
+                        if confirm:  # a terminal frame per id, with the counts after the stop
+                            self._send_soon([cancelled_frame(live.account)])
                 case AckStream(stream_id, seq):
                     live = self.live.get(stream_id)
                     if live is not None:

@@ -21,6 +21,7 @@ from sidecar.errors import ConfigError, LedgerError
 from sidecar.ledger.models import PriceBackfill, Stream
 from sidecar.ledger.pricecolumns import price_columns
 from sidecar.ledger.prices import load_price_book, utc
+from sidecar.ledger.rollup import mark_stale, marks_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,16 +59,19 @@ def backfill(
         Stream.generated_tokens,
         Stream.delivered_tokens,
         Stream.wasted_tokens,
+        Stream.instance_id,
     )
     try:
         with engine.begin() as connection:
             rows = connection.execute(select(*columns).where(*conditions)).all()
             updates: list[dict[str, Any]] = []
             keys: set[str] = set()
-            for stream_id, started, prompt, generated, delivered, wasted in rows:
+            touched: list[dict[str, Any]] = []
+            for stream_id, started, prompt, generated, delivered, wasted, instance in rows:
                 price = book.price_at(model, utc(started))
                 if price is not None:
                     keys.add(price.key)
+                    touched.append({"started_at": utc(started), "instance_id": instance})
                     values = price_columns(price, prompt, generated, delivered, wasted)
                     updates.append({"row_id": stream_id, **values})
             left = len(rows) - len(updates)
@@ -86,6 +90,7 @@ def backfill(
                 insert(PriceBackfill).values(record).returning(PriceBackfill.id)
             ).scalar_one()
             priced = _apply(connection, updates, backfill_id)
+            mark_stale(connection, marks_of(touched))  # their hours' sums change
             connection.execute(
                 update(PriceBackfill).where(PriceBackfill.id == backfill_id).values(streams=priced)
             )

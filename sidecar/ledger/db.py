@@ -6,17 +6,21 @@ import contextlib
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from sidecar.errors import ConfigError, LedgerError
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 DEFAULT_DB = "sqlite:///sidecar.db"
+# The newest migration. Commands that only read the ledger compare it with the database's
+# revision without importing Alembic and parsing every migration (a tenth of `report`'s
+# start-up); tests/unit/test_migrations.py fails when a new migration does not update it.
+HEAD: Final = "0005"
 
 
 def migrations_dir() -> Path:
@@ -36,12 +40,35 @@ def make_engine(url: str) -> Engine:
             engine = create_engine(url, connect_args={"timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
             return engine
-        return create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4)
+        parsed = make_url(url)
+        threshold = parsed.query.get("prepare_threshold")
+        if threshold is None:
+            return create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4)
+        return create_engine(
+            parsed.difference_update_query(["prepare_threshold"]),
+            pool_pre_ping=True,
+            pool_size=4,
+            max_overflow=4,
+            connect_args={"prepare_threshold": _prepare_threshold(url, threshold)},
+        )
     except (ArgumentError, NoSuchModuleError, ImportError):
         raise ConfigError(
             f"--db {redact(url)!r} is not a database URL: use sqlite:///FILE or "
             "postgresql+psycopg://USER@HOST:PORT/DB"
         ) from None
+
+
+def _prepare_threshold(url: str, value: str | tuple[str, ...]) -> int | None:
+    """`?prepare_threshold=none` turns off psycopg's server-side prepared statements, which a
+    PgBouncer before 1.21 in transaction mode cannot route (docs/fleet.md)."""
+    text = value if isinstance(value, str) else value[-1]
+    if text.lower() == "none":
+        return None
+    if text.isdigit():
+        return int(text)
+    raise ConfigError(
+        f"--db {redact(url)!r}: prepare_threshold={text} is not a count; use a number or none"
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
@@ -64,6 +91,8 @@ def redact(url: str) -> str:
 
 
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -71,22 +100,43 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    with _connected(url):
-        command.upgrade(alembic_config(url), revision)
+    from alembic import command
+
+    with _connected(url), _migrating(url) as config:
+        command.upgrade(config, revision)
 
 
 def downgrade(url: str, revision: str) -> None:
-    with _connected(url):
-        command.downgrade(alembic_config(url), revision)
+    from alembic import command
+
+    with _connected(url), _migrating(url) as config:
+        command.downgrade(config, revision)
 
 
-def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+@contextlib.contextmanager
+def _migrating(url: str) -> Iterator[Config]:
+    """Alembic on a connection of `make_engine`, so URL options it reads (such as
+    `prepare_threshold`) apply to migrations too."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config(url)
+            config.attributes["connection"] = connection
+            yield config
+    finally:
+        engine.dispose()
+
+
+def head_revision() -> str:
+    return HEAD
 
 
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        if not inspect(connection).has_table("alembic_version"):
+            return None
+        found = connection.execute(text("SELECT version_num FROM alembic_version")).scalars()
+        return next(iter(found), None)
 
 
 def require_migrated(engine: Engine, url: str) -> None:

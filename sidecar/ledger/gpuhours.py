@@ -12,14 +12,14 @@ from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, FromClause, func, select
+from sqlalchemy import FromClause, func, select
 from sqlalchemy.engine import Connection
 
 from sidecar.accounting.hourly import HourlyBook, Idle, Usage, allocate
 from sidecar.errors import ConfigError
 from sidecar.ledger.models import HourlyPrice as HourlyRow
 from sidecar.ledger.prices import hourly_price_of_row
-from sidecar.ledger.query import COUNT_KEYS, ReportQuery, dimension, in_period, plain
+from sidecar.ledger.query import COUNT_KEYS, ReportQuery, dimension, plain
 
 IDLE: Final = "(idle)"
 HOUR_FORMAT: Final = "%Y-%m-%dT%H:00"
@@ -35,11 +35,12 @@ def add_hourly(
     dialect: str,
     query: ReportQuery,
     src: FromClause,
-    unpriced: ColumnElement[bool],
     book: HourlyBook,
     rows: list[dict[str, Any]],
 ) -> None:
-    """Charge the rows' unpriced streams their share of GPU hours; append idle rows."""
+    """Charge the rows' unpriced streams their share of GPU hours; append idle rows. `src`:
+    the period's facts (`facts.py`), rollups included: they keep the unpriced streams' tokens
+    per hour, model and instance, all the allocation needs."""
     first = min(p.effective_from for p in book)
     start = max(query.since, first) if query.since is not None else first
     end = query.until or query.now or datetime.now(UTC)
@@ -49,12 +50,12 @@ def add_hourly(
     statement = (
         select(
             *keys,
-            func.count().label("streams"),
-            func.coalesce(func.sum(src.c.prompt_tokens), 0).label("prompt"),
-            func.coalesce(func.sum(src.c.generated_tokens), 0).label("generated"),
-            func.coalesce(func.sum(src.c.wasted_tokens), 0).label("wasted"),
+            func.sum(src.c.unpriced_streams).label("streams"),
+            func.sum(src.c.unpriced_prompt_tokens).label("prompt"),
+            func.sum(src.c.unpriced_generated_tokens).label("generated"),
+            func.sum(src.c.unpriced_wasted_tokens).label("wasted"),
         )
-        .where(*in_period(src, query), unpriced)
+        .where(src.c.unpriced_streams > 0)
         .group_by(*keys)
     )
     usages = [

@@ -5,7 +5,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Float, Index, Integer, MetaData, String, Text
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -51,6 +62,13 @@ class Stream(Base):
         Index(None, "tenant", "started_at"),
         Index(None, "session_id"),
         Index(None, "instance_id", "outcome"),
+        # The few running rows, which `report` reads raw even where rollups cover the hour.
+        Index(
+            "ix_streams_running_started_at",
+            "started_at",
+            postgresql_where=text("outcome IS NULL"),
+            sqlite_where=text("outcome IS NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -82,6 +100,86 @@ class Stream(Base):
     trace_id: Mapped[str | None] = mapped_column(String(32))
     # Set when `sidecar prices backfill` priced this row after it was recorded unpriced.
     backfill_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class StreamRollup(Base):
+    """The finished streams of one UTC hour and group, summed (`ledger/rollup.py`). Exact: the
+    hour is recomputed from the streams whenever one of them changes (see `RollupMark`)."""
+
+    __tablename__ = "stream_rollups"
+    __table_args__ = (
+        PrimaryKeyConstraint("hour", "model", "tenant", "outcome", "ingress", "instance_id"),
+    )
+
+    hour: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    model: Mapped[str] = mapped_column(String(128))
+    tenant: Mapped[str] = mapped_column(String(128))
+    outcome: Mapped[str] = mapped_column(String(32))
+    ingress: Mapped[str] = mapped_column(String(16))
+    instance_id: Mapped[str] = mapped_column(String(64))
+    streams: Mapped[int] = mapped_column(BigInteger)
+    unpriced_streams: Mapped[int] = mapped_column(BigInteger)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    generated_tokens: Mapped[int] = mapped_column(BigInteger)
+    delivered_tokens: Mapped[int] = mapped_column(BigInteger)
+    wasted_tokens: Mapped[int] = mapped_column(BigInteger)
+    cost_nusd: Mapped[int] = mapped_column(BigInteger)  # prompt + generated, priced streams
+    wasted_cost_nusd: Mapped[int] = mapped_column(BigInteger)
+    # The unpriced streams' tokens, which GPU-hour prices share out.
+    unpriced_prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    unpriced_generated_tokens: Mapped[int] = mapped_column(BigInteger)
+    unpriced_wasted_tokens: Mapped[int] = mapped_column(BigInteger)
+
+
+class ModelRollup(Base):
+    """`StreamRollup` summed over tenants and instances: one row per hour, model, outcome and
+    ingress, however many tenants and replicas. Reports that group by neither read these."""
+
+    __tablename__ = "model_rollups"
+    __table_args__ = (PrimaryKeyConstraint("hour", "model", "outcome", "ingress"),)
+
+    hour: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    model: Mapped[str] = mapped_column(String(128))
+    outcome: Mapped[str] = mapped_column(String(32))
+    ingress: Mapped[str] = mapped_column(String(16))
+    streams: Mapped[int] = mapped_column(BigInteger)
+    unpriced_streams: Mapped[int] = mapped_column(BigInteger)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    generated_tokens: Mapped[int] = mapped_column(BigInteger)
+    delivered_tokens: Mapped[int] = mapped_column(BigInteger)
+    wasted_tokens: Mapped[int] = mapped_column(BigInteger)
+    cost_nusd: Mapped[int] = mapped_column(BigInteger)
+    wasted_cost_nusd: Mapped[int] = mapped_column(BigInteger)
+    unpriced_prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    unpriced_generated_tokens: Mapped[int] = mapped_column(BigInteger)
+    unpriced_wasted_tokens: Mapped[int] = mapped_column(BigInteger)
+
+
+class RollupMark(Base):
+    """An hour whose rollup is stale: a stream of it turned final or changed after it was
+    rolled up. Written in the same transaction as the change, one row per writing instance
+    (so replicas never wait on each other's mark); `version` grows with each change, so a
+    refresh deletes only the marks it has seen."""
+
+    __tablename__ = "rollup_marks"
+    __table_args__ = (PrimaryKeyConstraint("hour", "instance_id"),)
+
+    hour: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    instance_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(BigInteger)
+
+
+class RollupState(Base):
+    """One row: every hour before `rolled_until` is rolled up, except the marked ones. Before
+    `pruned_before` the stream rows were deleted (`sidecar db prune`): the rollups are the
+    record there, never recomputed, and marks there are ignored."""
+
+    __tablename__ = "rollup_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    rolled_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    refreshed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    pruned_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Price(Base):

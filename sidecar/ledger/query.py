@@ -16,7 +16,10 @@ from sidecar.accounting.hourly import HourlyBook
 from sidecar.accounting.pricing import PriceBook
 from sidecar.errors import ConfigError
 
-DIMENSIONS: Final = ("model", "tenant", "day", "hour", "session", "outcome", "ingress")
+# `route` is the path a stream was relayed on: one of the few the sidecar accounts.
+DIMENSIONS: Final = (
+    "model", "tenant", "day", "hour", "session", "outcome", "ingress", "route", "instance"
+)  # fmt: skip
 COUNT_KEYS: Final = (
     "streams",
     "prompt_tokens",
@@ -44,6 +47,7 @@ class ReportQuery:
     reprice: PriceBook | None = None  # charge under these prices instead of the stored costs
     hourly: HourlyBook | None = None  # GPU-hour prices; None: the ledger's
     now: datetime | None = None  # the end of an open period, for GPU hours [default: the clock]
+    rollups: bool = True  # False: sum every stream row (the rollups' reference, in tests)
 
 
 def parse_by(value: str) -> tuple[str, ...]:
@@ -109,6 +113,8 @@ def dimension(name: str, dialect: str, src: FromClause) -> Any:
         "session": func.coalesce(src.c.session_id, src.c.id),
         "outcome": func.coalesce(src.c.outcome, literal("running")),
         "ingress": src.c.ingress,
+        "route": src.c.path,
+        "instance": src.c.instance_id,  # the sidecar that relayed the stream
     }[name]
 
 

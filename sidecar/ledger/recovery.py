@@ -14,12 +14,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Final
 
-from sqlalchemy import Engine, func, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from sidecar.errors import LedgerError
 from sidecar.ledger.db import redact
 from sidecar.ledger.models import Stream
+from sidecar.ledger.rollup import mark_stale, marks_of
 
 INTERRUPTED: Final = "interrupted"
 
@@ -36,9 +37,15 @@ def close_interrupted(engine: Engine, instance_id: str, now: datetime | None = N
         .values(outcome=INTERRUPTED, ended_at=func.coalesce(Stream.ended_at, ended))
         .execution_options(synchronize_session=False)
     )
+    open_rows = select(Stream.started_at, Stream.instance_id).where(
+        Stream.instance_id == instance_id, Stream.outcome.is_(None)
+    )
     try:
         with engine.begin() as connection:
+            # The rows turn final: their hours' rollups must be recomputed.
+            marks = marks_of(dict(r) for r in connection.execute(open_rows).mappings())
             result = connection.execute(statement)
+            mark_stale(connection, marks)
     except SQLAlchemyError as exc:
         orig = getattr(exc, "orig", None) or exc
         reason = str(orig).strip().splitlines()[0] if str(orig).strip() else type(exc).__name__

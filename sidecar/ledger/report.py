@@ -4,84 +4,49 @@ Money is summed as integer nano-dollars in SQL, combined exactly (`Fraction`, fo
 shares) and rounded to the nano-dollar once, as a `Decimal`; an unknown cost is `None` (see
 `finish`). Latency columns: `latency.py`; GPU-hour shares: `gpuhours.py`.
 
-Repricing (`ReportQuery.reprice`) recomputes each stream's cost under another price book, at
-the price in force when the stream started, rounded per stream exactly as the recorder does
-(half to even, to a nano-dollar). It only reads.
+What is summed comes from `facts.py`: hourly rollups where they are exact, stream rows
+elsewhere; what-if prices (`ReportQuery.reprice`): `reprice.py`.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
 from fractions import Fraction
-from itertools import groupby
 from typing import Any, Final
 
-from sqlalchemy import (
-    BigInteger,
-    ColumnElement,
-    Engine,
-    FromClause,
-    and_,
-    case,
-    func,
-    literal,
-    null,
-    or_,
-    select,
-)
+from sqlalchemy import Engine, func, select
 
-from sidecar.accounting.pricing import PriceBook
-from sidecar.errors import ConfigError
+from sidecar.ledger.facts import facts, snapshot
 from sidecar.ledger.gpuhours import add_hourly, load_hourly
 from sidecar.ledger.latency import add_latency
-from sidecar.ledger.models import NANO, Stream
+from sidecar.ledger.models import NANO
 from sidecar.ledger.query import (
     CENTS_PRECISION,
     COUNT_KEYS,
     MONEY_KEYS,
     ReportQuery,
     dimension,
-    in_period,
     plain,
 )
 
-_PER_MTOK: Final = 1_000_000
+SUMMED: Final = (*COUNT_KEYS, "cost_nusd", "wasted_cost_nusd")
 
 
 def run_report(engine: Engine, query: ReportQuery) -> dict[str, Any]:
     dialect = engine.dialect.name
-    src: FromClause = Stream.__table__
-    if query.reprice is None:
-        priced = src.c.price_key.is_not(None)
-        prompt_cost, generated_cost = src.c.prompt_cost_nusd, src.c.generated_cost_nusd
-        wasted_cost = src.c.wasted_cost_nusd
-    else:
-        src = _repriced(query.reprice)
-        priced = src.c.p_in.is_not(None)
-        prompt_cost = _half_even_per_mtok(src.c.prompt_tokens * src.c.p_in)
-        generated_cost = _half_even_per_mtok(src.c.generated_tokens * src.c.p_out)
-        wasted_cost = _half_even_per_mtok(src.c.wasted_tokens * src.c.p_out)
-    dims = [dimension(d, dialect, src).label(d) for d in query.by]
-    nusd = func.coalesce(func.sum(prompt_cost), 0) + func.coalesce(func.sum(generated_cost), 0)
-    measures = [
-        func.count().label("streams"),
-        func.coalesce(func.sum(src.c.prompt_tokens), 0).label("prompt_tokens"),
-        func.coalesce(func.sum(src.c.generated_tokens), 0).label("generated_tokens"),
-        func.coalesce(func.sum(src.c.delivered_tokens), 0).label("delivered_tokens"),
-        func.coalesce(func.sum(src.c.wasted_tokens), 0).label("wasted_tokens"),
-        func.sum(case((priced, 0), else_=1)).label("unpriced_streams"),
-        nusd.label("cost_nusd"),
-        func.coalesce(func.sum(wasted_cost), 0).label("wasted_cost_nusd"),
-    ]
-    statement = select(*dims, *measures).where(*in_period(src, query))
-    if dims:
-        statement = statement.group_by(*dims).order_by(*dims)
     with engine.connect() as connection:
+        connection = snapshot(connection)
+        hourly = query.hourly if query.hourly is not None else load_hourly(connection)
+        src = facts(connection, query, per_instance=bool(hourly))
+        dims = [dimension(d, dialect, src).label(d) for d in query.by]
+        measures = [func.coalesce(func.sum(src.c[key]), 0).label(key) for key in SUMMED]
+        statement = select(*dims, *measures)
+        if dims:
+            statement = statement.group_by(*dims).order_by(*dims)
         result = connection.execute(statement).mappings().all()
         rows = [_row(dict(r), query.by) for r in result if r["streams"]]
-        hourly = query.hourly if query.hourly is not None else load_hourly(connection)
         if hourly:
-            add_hourly(connection, dialect, query, src, ~priced, hourly, rows)
+            add_hourly(connection, dialect, query, src, hourly, rows)
         totals = _totals(rows)
         if query.latency:
             add_latency(connection, dialect, query, rows, totals)
@@ -138,59 +103,6 @@ def _ordered(rows: list[dict[str, Any]], query: ReportQuery) -> list[dict[str, A
     elif order is not None:
         rows = sorted(rows, key=lambda r: r[order])
     return rows if query.top is None else rows[: query.top]
-
-
-# Repricing ------------------------------------------------------------------------------------
-
-
-def _nusd_per_mtok(value: Decimal, model: str) -> int:
-    scaled = value * NANO
-    if scaled != scaled.to_integral_value():
-        raise ConfigError(f"--reprice: price {value} of {model} has more than 9 decimal places")
-    return int(scaled)
-
-
-def _repriced(book: PriceBook) -> FromClause:
-    """Streams with the reprice book's input and output prices (nano-USD per million tokens)
-    in force at each stream's start, NULL where the book has none."""
-    input_whens: list[tuple[ColumnElement[bool], Any]] = []
-    output_whens: list[tuple[ColumnElement[bool], Any]] = []
-    for model, prices in groupby(book, key=lambda p: p.model):
-        history = list(prices)
-        for n, price in enumerate(history):
-            window = [Stream.model == model, Stream.started_at >= price.effective_from]
-            if n + 1 < len(history):
-                window.append(Stream.started_at < history[n + 1].effective_from)
-            condition = and_(*window)
-            p_in = _nusd_per_mtok(price.input_per_mtok, model)
-            p_out = _nusd_per_mtok(price.output_per_mtok, model)
-            input_whens.append((condition, literal(p_in, BigInteger)))
-            output_whens.append((condition, literal(p_out, BigInteger)))
-    p_in_expr = case(*input_whens, else_=null()) if input_whens else null()
-    p_out_expr = case(*output_whens, else_=null()) if output_whens else null()
-    columns = [
-        Stream.id,
-        Stream.instance_id,
-        Stream.started_at,
-        Stream.model,
-        Stream.tenant,
-        Stream.session_id,
-        Stream.outcome,
-        Stream.ingress,
-        Stream.prompt_tokens,
-        Stream.generated_tokens,
-        Stream.delivered_tokens,
-        Stream.wasted_tokens,
-    ]
-    return select(*columns, p_in_expr.label("p_in"), p_out_expr.label("p_out")).subquery("repriced")
-
-
-def _half_even_per_mtok(product: Any) -> Any:
-    """round(tokens × nano-USD-per-million / 1e6) half to even, in integer SQL arithmetic."""
-    quotient, remainder = product // _PER_MTOK, product % _PER_MTOK
-    half = _PER_MTOK // 2
-    up = or_(remainder > half, and_(remainder == half, quotient % 2 == 1))
-    return quotient + case((up, 1), else_=0)
 
 
 # Formatting helpers ---------------------------------------------------------------------------

@@ -1,8 +1,11 @@
 """Batched ledger writer on its own thread: the relay only enqueues, it never awaits storage.
 
 Rows are upserts keyed by id, so writing one twice is harmless: that makes checkpoints, final
-rows and spool replays idempotent. When the database fails, each batch is appended to a local
-spool file (fsynced) and replayed, in order, once the database answers again.
+rows and spool replays idempotent. Each final stream row marks its hour's rollup stale in the
+same transaction (`ledger/rollup.py`), so rollups count it once, at its final state.
+
+When the database fails, each batch is appended to a local spool file (fsynced) and replayed,
+in order, once the database answers again.
 
 A database that is unreachable is an outage: wait and retry. A database that refuses a row
 (a value it cannot store) is not: retrying would block every row behind it forever. Such a
@@ -33,6 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from sidecar.ledger.failures import is_bad_row
 from sidecar.ledger.models import Alert, Session, Stream
+from sidecar.ledger.rollup import mark_stale, marks_of
 from sidecar.ledger.text import bounded, string_limits
 
 if TYPE_CHECKING:
@@ -57,6 +61,19 @@ class Row:
     table: TableName
     values: dict[str, Any]
     final: bool = True  # a checkpoint never overwrites a row that already has an outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Barrier:
+    """Queued behind rows: `then()` runs on the writer thread once every row queued before it
+    is in the database or the spool (the crash journal deletes a segment this way)."""
+
+    then: Callable[[], None]
+
+
+def row_line(row: Row) -> bytes:
+    """A row as one line of the spool, the dead-letter file and the crash journal."""
+    return _dumps({"t": row.table, "f": row.final, "v": row.values}) + b"\n"
 
 
 @dataclass(slots=True)
@@ -95,7 +112,7 @@ class LedgerWriter:
         self.retry_interval = retry_interval
         self.max_queue = max_queue  # rows in memory before the backlog goes to the spool
         self.stats = WriterStats()
-        self._queue: queue.SimpleQueue[Row | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Row | Barrier | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._on_change = on_change or (lambda _writer: None)
         self._spooled_rows = self._count_spool()
@@ -114,7 +131,7 @@ class LedgerWriter:
             self._replay_spool()
             self._on_change(self)
 
-    def submit(self, row: Row) -> None:
+    def submit(self, row: Row | Barrier) -> None:
         """Never blocks: the queue is drained by the writer thread."""
         self._idle.clear()
         self._queue.put(row)
@@ -153,7 +170,7 @@ class LedgerWriter:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            batch, stopping = self._collect()
+            batch, barriers, stopping = self._collect()
             if self._spooled_rows and time.monotonic() >= self._next_retry:
                 self._replay_spool()
             if batch:
@@ -163,6 +180,7 @@ class LedgerWriter:
                     unwritten = self._write_isolating(batch)
                     if unwritten:
                         self._spool(unwritten)
+            _run_barriers(barriers)
             if self._queue.qsize() > self.max_queue:
                 stopping = self._spill() or stopping
             if self._queue.empty():
@@ -176,6 +194,7 @@ class LedgerWriter:
         """The database is up but slower than the traffic: move the backlog to the spool (an
         append, no SQL) so memory stays bounded; it is replayed like after an outage."""
         backlog: list[Row] = []
+        barriers: list[Barrier] = []
         stopping = False
         while True:
             try:
@@ -185,35 +204,46 @@ class LedgerWriter:
             if row is None:
                 stopping = True
                 break
-            backlog.append(row)
+            if isinstance(row, Barrier):
+                barriers.append(row)
+            else:
+                backlog.append(row)
         if backlog:
             log.warning("ledger backlog of %d rows spilled to %s", len(backlog), self.spool_path)
             self._spool(backlog)
             self._next_retry = time.monotonic() + self.retry_interval
+        _run_barriers(barriers)
         return stopping
 
-    def _collect(self) -> tuple[list[Row], bool]:
+    def _collect(self) -> tuple[list[Row], list[Barrier], bool]:
         """Sleep until a row arrives, let the rest of the flush interval's rows queue up, then
-        drain them. Blocking in `get()` for each row would wake this thread once per row, and
-        every wake takes the GIL from the event loop in the middle of relaying."""
+        drain them (and the barriers among them). Blocking in `get()` for each row would wake
+        this thread once per row, and every wake takes the GIL from the event loop in the
+        middle of relaying."""
         try:
             first = self._queue.get(timeout=self.flush_interval)
         except queue.Empty:
-            return [], False
+            return [], [], False
         if first is None:
-            return [], True
+            return [], [], True
         if self._queue.qsize() < self.batch_size:
             self._closing.wait(self.flush_interval)
-        batch = [first]
-        while len(batch) < self.batch_size:
+        batch: list[Row] = []
+        barriers: list[Barrier] = []
+        item: Row | Barrier | None = first
+        while True:
+            if item is None:
+                return batch, barriers, True
+            if isinstance(item, Barrier):
+                barriers.append(item)
+            else:
+                batch.append(item)
+            if len(batch) >= self.batch_size:
+                return batch, barriers, False
             try:
-                row = self._queue.get_nowait()
+                item = self._queue.get_nowait()
             except queue.Empty:
-                break
-            if row is None:
-                return batch, True
-            batch.append(row)
-        return batch, False
+                return batch, barriers, False
 
     def _write_isolating(self, batch: list[Row]) -> list[Row]:
         """Write `batch`; a row the database refuses goes to the dead-letter file and the rest
@@ -237,9 +267,14 @@ class LedgerWriter:
         database refused the data itself."""
         try:
             with self.engine.begin() as connection:
+                finished: list[dict[str, Any]] = []
                 for table_name, final, values in _group(batch):
                     upsert = _prepared(self.engine.dialect, table_name, final)
                     connection.exec_driver_sql(upsert.sql, upsert.parameters(values))
+                    if table_name == "streams":
+                        finished += values if final else [v for v in values if v.get("outcome")]
+                # Last, so the mark rows stay locked only for the commit (ledger/rollup.py).
+                mark_stale(connection, marks_of(finished))
         except (SQLAlchemyError, ValueError, TypeError, OverflowError, UnicodeError) as exc:
             self.stats.errors += 1
             if is_bad_row(exc):
@@ -254,7 +289,7 @@ class LedgerWriter:
         return True
 
     def _spool(self, batch: list[Row]) -> None:
-        lines = b"".join(_dumps({"t": r.table, "f": r.final, "v": r.values}) + b"\n" for r in batch)
+        lines = b"".join(row_line(r) for r in batch)
         with self.spool_path.open("ab") as spool:
             spool.write(lines)
             spool.flush()
@@ -320,6 +355,14 @@ class LedgerGauges:
         if stats.dead_letters > self._dead:
             m.ledger_dead_letter_rows.inc(stats.dead_letters - self._dead)
             self._dead = stats.dead_letters
+
+
+def _run_barriers(barriers: list[Barrier]) -> None:
+    for barrier in barriers:
+        try:
+            barrier.then()
+        except OSError as exc:  # a journal segment someone removed: nothing to do
+            log.warning("ledger barrier failed: %s", exc)
 
 
 def dead_letter_path_for(spool_path: Path) -> Path:

@@ -22,8 +22,8 @@ from sidecar.relay.pump import ClientGone, Sink, count_unrelayed, pump
 from sidecar.security.limits import Refusal
 from sidecar.telemetry.spans import StreamTrace
 from sidecar.upstream.client import UPSTREAM_IO_ERRORS, UpstreamResponse
-from sidecar.upstream.flavour import ShapedRequest, shape_request
-from sidecar.upstream.sse import SSEDecoder
+from sidecar.upstream.flavour import ShapedRequest
+from sidecar.upstream.routes import STREAM_ROUTES, Reader, Route
 
 if TYPE_CHECKING:
     from sidecar.context import ServerContext
@@ -35,7 +35,7 @@ GONE_OUTCOMES = frozenset({Outcome.CLIENT_GONE, Outcome.CLIENT_CANCELLED, Outcom
 STOPPED_OUTCOMES = GONE_OUTCOMES | {Outcome.SHUTDOWN, Outcome.REJECTED}
 # Failures of the model server: the extreme tail of time to first token for drift.
 UPSTREAM_FAILURES = frozenset({Outcome.UPSTREAM_ERROR, Outcome.TIMEOUT})
-SHUTDOWN_NOTICE = ("shutdown", "the sidecar is shutting down; retry on another replica", 503)
+SHUTDOWN_NOTICE = ("shutdown", "the sidecar is shutting down; retry on another replica", 503, 1.0)
 
 
 class ClientSink(Sink, Protocol):
@@ -49,11 +49,15 @@ class ClientSink(Sink, Protocol):
         """The upstream finished its answer: write the end. False if the end must wait (the
         client is away and may resume); the stream then stays running until it does."""
 
-    async def failed(self, code: str, message: str, status: int) -> None:
-        """Tell the client why its answer ends early (an error frame, status or event)."""
+    async def failed(
+        self, code: str, message: str, status: int, retry_after: float | None = None
+    ) -> None:
+        """Tell the client why its answer ends early (an error frame, status or event), and
+        when to try again if that helps (`retry_after` seconds)."""
 
 
-Notice = tuple[str, str, int]  # (code, message, HTTP status) to tell a client that was stopped
+# (code, message, HTTP status, retry after seconds) to tell a client that was stopped.
+Notice = tuple[str, str, int, float | None]
 
 
 def open_stream(
@@ -68,8 +72,10 @@ def open_stream(
     prompt_chars: int,
     trace: Callable[[StreamAccount, dict[str, Any]], StreamTrace],
 ) -> Stream | Refusal:
-    """Admit a request: its account, the edge's limits and budget (a refusal is recorded as a
-    `rejected` row and returned for the ingress to tell its client), its span."""
+    """Admit a request to one of `STREAM_ROUTES` (`path`): its account, the edge's limits and budget
+    (a refusal is recorded as a `rejected` row and returned for the ingress to tell its
+    client), its span."""
+    route = STREAM_ROUTES[path]
     model = body.get("model")
     account = StreamAccount(
         stream_id=time_ordered_id(),
@@ -85,7 +91,11 @@ def open_stream(
         trace_id=random_hex_id(),
     )
     edge, key = ctx.edge, account.stream_id  # key: the budget's reservation for this stream
-    admitted = edge.admit(body, account.tenant, ctx.wall_clock(), stream=key) if edge else None
+    admitted = (
+        edge.admit(body, account.tenant, ctx.wall_clock(), stream=key, generates=route.streams)
+        if edge
+        else None
+    )
     if isinstance(admitted, Refusal):  # max_tokens cap or the tenant's daily budget
         account.finish(Outcome.REJECTED, ctx.clock(), error_code=admitted.code)
         ctx.recorder.finished(account, ctx.clock())
@@ -94,8 +104,8 @@ def open_stream(
         body = admitted
     stream_trace = trace(account, body)
     account.trace_id = stream_trace.trace_id_hex or account.trace_id
-    shaped = shape_request(body, ctx.flavour, account.stream_id)
-    return Stream(ctx, account, stream_trace, shaped)
+    shaped = route.shape(body, ctx.flavour, account.stream_id)
+    return Stream(ctx, account, stream_trace, shaped, route)
 
 
 class Stream:
@@ -103,13 +113,17 @@ class Stream:
 
     __slots__ = (
         "_cancel_observed",
+        "_final_ahead",
         "_notice",
         "account",
         "ctx",
         "decoder",
         "on_end",
+        "read",
+        "reader",
         "relaying",
         "response",
+        "route",
         "shaped",
         "t_stop",
         "task",
@@ -117,14 +131,23 @@ class Stream:
     )
 
     def __init__(
-        self, ctx: ServerContext, account: StreamAccount, trace: StreamTrace, shaped: ShapedRequest
+        self,
+        ctx: ServerContext,
+        account: StreamAccount,
+        trace: StreamTrace,
+        shaped: ShapedRequest,
+        route: Route,
     ) -> None:
         self.ctx, self.account, self.trace, self.shaped = ctx, account, trace, shaped
-        self.decoder = SSEDecoder()
+        self.route = route
+        self.decoder = route.decoder()
+        self.reader: Reader = route.reader(not shaped.client_wants_stream)
+        self.read = self.reader.read  # chosen once: the chat route's is `read_chunk` itself
         self.response: UpstreamResponse | None = None
         self.task: asyncio.Task[Any] | None = None
         self.t_stop: float | None = None  # when the sidecar decided to stop the upstream
         self._cancel_observed = False
+        self._final_ahead = False
         self._notice: Notice | None = None
         self.on_end: Callable[[Stream], None] | None = None  # the ingress forgets it
         self.relaying = True  # until its relay returns (a finished stream may await a resume)
@@ -138,15 +161,31 @@ class Stream:
         if account.ended:  # stopped before its task ran (the connection closed at once)
             self.relaying = False
             return
+        breaker = ctx.breaker
         try:
+            if not breaker.allow(ctx.clock()):  # a dead model server: say so at once
+                wait = breaker.retry_after(ctx.clock())
+                message = f"model server unreachable; retry in {wait:.0f} s"
+                await self._fail(sink, "upstream_unavailable", message, status=503, retry=wait)
+                return
             headers: dict[str, str] = {}
             self.trace.inject(headers)
-            response = self.response = await ctx.upstream.stream(
-                account.path, self.shaped.body, account.stream_id, headers
-            )
+            try:
+                response = self.response = await ctx.upstream.stream(
+                    account.path, self.shaped.body, account.stream_id, headers
+                )
+            except UpstreamError as exc:
+                if exc.code == "upstream_unavailable":
+                    breaker.failed(ctx.clock())
+                else:
+                    breaker.succeeded()  # it answered: it is up
+                raise
+            breaker.succeeded()
             failpoints.check("stream_opened", account.model)
+            # Journaled before the client hears of it: a crash leaves no started stream
+            # unaccounted (sidecar.ledger.journal). After the request left, so not on its path.
+            ctx.recorder.started(account)
             await sink.opened(response.body_ready())
-            ctx.recorder.started(account)  # after the request left: not on its critical path
             assert ctx.observer is not None
             finished = await pump(
                 response.chunks(),
@@ -156,6 +195,7 @@ class Stream:
                 ctx.clock,
                 self.decoder,
                 response.first_token_relayed,
+                self.read,
             )
             if finished or account.finish_reason is not None:
                 if await sink.completed():
@@ -195,6 +235,13 @@ class Stream:
             self.task = self.response = None
             self.relaying = False
 
+    def completing(self) -> None:
+        """The upstream's end is about to reach the client (`done`, `[DONE]`, the whole JSON):
+        its final row goes to the crash journal first (`Recorder.completed_ahead`)."""
+        if not self.account.ended and not self._final_ahead:
+            self._final_ahead = True
+            self.ctx.recorder.completed_ahead(self.account, self.ctx.clock())
+
     def stop(
         self,
         outcome: Outcome,
@@ -219,6 +266,7 @@ class Stream:
         if not account.finish(outcome, now, error_code=error_code, unsent=unsent):
             return False
         ctx.streams.discard(self)
+        ctx.ended.append(account)  # the live view's "just ended" (a bounded ring)
         if self.on_end is not None:
             self.on_end(self)
         if outcome in STOPPED_OUTCOMES:
@@ -260,9 +308,10 @@ class Stream:
         message: str,
         outcome: Outcome = Outcome.UPSTREAM_ERROR,
         status: int = 502,
+        retry: float | None = None,
     ) -> None:
         if self.end(outcome, error_code=code):
-            await _quietly(sink.failed(code, message, status))
+            await _quietly(sink.failed(code, message, status, retry))
 
     def _close_upstream(self, final: bool = False) -> None:
         """Close the upstream response (a mid-stream close aborts the generation); when the
@@ -271,7 +320,9 @@ class Stream:
         response, ctx = self.response, self.ctx
         if response is not None and not response.closed:
             if self.account.outcome is not Outcome.COMPLETED:
-                count_unrelayed(response.take_buffered(), self.decoder, self.account, ctx.clock())
+                count_unrelayed(
+                    response.take_buffered(), self.decoder, self.account, ctx.clock(), self.read
+                )
             response.close()
         elif response is None and not final:
             return  # still connecting: the cancelled request closes its connection, then here

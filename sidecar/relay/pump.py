@@ -12,15 +12,21 @@ from typing import Protocol
 from sidecar.accounting.stream import StreamAccount
 from sidecar.errors import UpstreamError
 from sidecar.upstream.sse import (
+    Chunk,
     Content,
+    Decoder,
     Finish,
     Malformed,
+    PromptUsage,
     SSEDecoder,
     StreamEnd,
     UpstreamFailure,
     Usage,
+    UsageDetails,
     read_chunk,
 )
+
+Read = Callable[[str], list[Chunk]]  # one payload's chunks: a route's reader (chat: read_chunk)
 
 
 class ClientGone(Exception):
@@ -53,30 +59,40 @@ async def pump(
     sink: Sink,
     observer: Observer,
     clock: Callable[[], float],
-    decoder: SSEDecoder | None = None,
+    decoder: Decoder | None = None,
     first_token_relayed: Callable[[], None] | None = None,
+    read: Read = read_chunk,
 ) -> bool:
     """Relay until `[DONE]` or the end of the body; True if the upstream finished properly.
 
     Latency samples go to the observer after the write, not before: metrics and drift are
     then off the path from the upstream's bytes to the client's. `first_token_relayed` is
     called once the first token is written (the upstream client then stops giving this
-    stream's reads priority).
+    stream's reads priority). `read` is the route's event reader, chosen once per stream.
     """
     decoder = decoder or SSEDecoder()
     finished = False
     latencies: list[float] = []
-    async for data in chunks:
+    next_chunk = chunks.__aiter__().__anext__
+    while True:
+        try:
+            data = await next_chunk()
+        except StopAsyncIteration:
+            break
+        except OSError:
+            if finished:  # the model server dropped the connection after its answer's end
+                break
+            raise
         now = clock()
         first = account.t_first is None
         for payload in decoder.feed(data):
-            finished = _handle(payload, account, sink, latencies, now) or finished
+            finished = _handle(payload, account, sink, latencies, now, read) or finished
         await _flush(sink, finished, account, observer, latencies, first)
         if first and account.t_first is not None and first_token_relayed is not None:
             first_token_relayed()
     first = account.t_first is None
     for payload in decoder.flush():
-        finished = _handle(payload, account, sink, latencies, clock()) or finished
+        finished = _handle(payload, account, sink, latencies, clock(), read) or finished
     await _flush(sink, finished, account, observer, latencies, first)
     return finished
 
@@ -103,11 +119,16 @@ async def _flush(
 
 
 def _handle(
-    payload: str, account: StreamAccount, sink: Sink, latencies: list[float], now: float
+    payload: str,
+    account: StreamAccount,
+    sink: Sink,
+    latencies: list[float],
+    now: float,
+    read: Read,
 ) -> bool:
     usage_only = False
     finished = False
-    for chunk in read_chunk(payload):
+    for chunk in read(payload):
         match chunk:
             case Content(text, reason):
                 seq, gap = account.on_content(now, text)
@@ -128,19 +149,28 @@ def _handle(
                 # Keep relaying: one bad event should not cost the whole answer. Counted, and
                 # reported once when the stream ends (sidecar.relay.lifecycle).
                 account.malformed += 1
+            case PromptUsage(prompt):
+                account.on_prompt(prompt)
+            case UsageDetails(cached, reasoning):
+                account.cached_prompt_tokens = cached
+                account.reasoning_tokens = reasoning
     sink.passthrough(payload, usage_only)
     return finished
 
 
-def count_unrelayed(data: bytes, decoder: SSEDecoder, account: StreamAccount, now: float) -> None:
+def count_unrelayed(
+    data: bytes, decoder: Decoder, account: StreamAccount, now: float, read: Read = read_chunk
+) -> None:
     """Account for upstream output that reached the sidecar after its client left: generated,
     never relayed. Keeps the generated count exact up to the moment the upstream is closed."""
     for payload in decoder.feed(data):
-        for chunk in read_chunk(payload):
+        for chunk in read(payload):
             match chunk:
                 case Content(text):
                     account.on_content(now, text)
                 case Usage(prompt, completion, final):
                     account.on_usage(prompt, completion, final)
+                case PromptUsage(prompt):
+                    account.on_prompt(prompt)
                 case _:
                     pass

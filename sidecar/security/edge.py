@@ -59,6 +59,8 @@ class EdgeSettings:
     max_messages_per_second: float = 50.0
     max_frame_bytes: int = 1024 * 1024
     handshake_timeout: float = 10.0
+    body_timeout: float = 30.0  # a request body must arrive whole within this; 0: no limit
+    body_idle_timeout: float = 10.0  # ...with no gap between its bytes longer than this
     idle_timeout: float = 0.0  # 0: never
     max_tokens_limit: int = 0  # 0: no cap
     tenant_daily_token_budget: int = 0  # 0: unlimited
@@ -136,7 +138,11 @@ class Edge:
         options: dict[str, Any] = {
             "ws_max_size": s.max_frame_bytes,
             "http": with_handshake_timeout(
-                s.handshake_timeout, lambda: self.metrics.limited("handshake_timeout")
+                s.handshake_timeout,
+                lambda: self.metrics.limited("handshake_timeout"),
+                s.body_timeout,
+                s.body_idle_timeout,
+                lambda: self.metrics.limited("body_timeout"),
             ),
         }
         if s.tls_cert is not None:
@@ -151,13 +157,20 @@ class Edge:
     # Per-request hooks for the session and the HTTP relay -----------------------------------
 
     def admit(
-        self, body: dict[str, Any], tenant: str, wall: float, *, stream: str | None = None
+        self,
+        body: dict[str, Any],
+        tenant: str,
+        wall: float,
+        *,
+        stream: str | None = None,
+        generates: bool = True,
     ) -> dict[str, Any] | Refusal:
         """The request body to send upstream (its output bounded by `--max-tokens-limit`), or
         why it is refused (counted). A refused request ends as outcome `rejected` with the
         refusal's code. With `stream`, an admitted request reserves its worst case against
-        the tenant's daily budget until `charge(..., stream=stream)` settles it."""
-        capped = cap_output(body, self.settings.max_tokens_limit)
+        the tenant's daily budget until `charge(..., stream=stream)` settles it. A request
+        that `generates` nothing (embeddings) has no output to bound: only its prompt."""
+        capped = cap_output(body, self.settings.max_tokens_limit) if generates else (body, 0)
         if isinstance(capped, Refusal):
             self.metrics.limited("max_tokens")
             return capped

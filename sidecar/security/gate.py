@@ -31,13 +31,15 @@ from sidecar.security import credentials
 from sidecar.security.auth import Authenticator, AuthRefusal, Principal
 from sidecar.security.limits import ConnectionLimits, MessageRate, Refusal, Verdict
 from sidecar.security.metrics import SecurityMetrics
+from sidecar.upstream.routes import ROUTES
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
-RELAY_ROUTES = frozenset({"/v1/chat/completions", "/v1/completions"})
+# HTTP requests that hold a connection slot (connection limits): the accounted routes.
+RELAY_ROUTES = frozenset(ROUTES)
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 RATE_LIMITED = orjson.dumps(
@@ -147,10 +149,39 @@ class Gate:
             self.connections.release(tenant)
 
 
+ACKS_PER_SECOND = 250.0  # at least: one ack per delta at the fastest model servers' rates
+ACK_MAX_LENGTH = 160  # an ack frame is small; anything longer is charged as a message
+
+
+def ack_budget(per_second: float) -> float:
+    """Acks per second a connection may send on top of `--max-messages-per-second`."""
+    return max(ACKS_PER_SECOND, 4 * per_second)
+
+
+def is_ack(text: str | None) -> bool:
+    """Is this text frame a protocol-v1 `ack`? Cheap for everything else (no parse)."""
+    if text is None or len(text) > ACK_MAX_LENGTH or '"ack"' not in text:
+        return False
+    try:
+        frame = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(frame, dict) and frame.get("type") == "ack"
+
+
 class _Connection:
     """Per-connection wrappers of `receive` and `send`."""
 
-    __slots__ = ("closed", "first", "gate", "inner_receive", "inner_send", "rate", "subprotocol")
+    __slots__ = (
+        "ack_rate",
+        "closed",
+        "first",
+        "gate",
+        "inner_receive",
+        "inner_send",
+        "rate",
+        "subprotocol",
+    )
 
     def __init__(
         self, gate: Gate, scope: Scope, receive: Receive, send: Send, first: dict[str, Any]
@@ -162,6 +193,10 @@ class _Connection:
         self.rate = (
             MessageRate(per_second, gate.clock(), gate.policy.message_burst) if per_second else None
         )
+        # Acks have their own budget (`ack_budget`): a client acking what it rendered must not
+        # starve its own generate/cancel messages, nor be cut off for acking every delta.
+        acks = ack_budget(per_second)
+        self.ack_rate = MessageRate(acks, gate.clock()) if per_second else None
         self.subprotocol = credentials.chosen_subprotocol(dict(scope))
         self.closed = False
 
@@ -173,7 +208,10 @@ class _Connection:
             message = await self.inner_receive()
             kind = message["type"]
             if kind == "websocket.receive" and self.rate is not None:
-                verdict = self.rate.check(self.gate.clock())
+                rate = self.rate
+                if self.ack_rate is not None and is_ack(message.get("text")):
+                    rate = self.ack_rate
+                verdict = rate.check(self.gate.clock())
                 if verdict is Verdict.ALLOW:
                     return message
                 self.gate.metrics.limited("message_rate")

@@ -1,7 +1,9 @@
-"""Handshake timeout: a connection must deliver a complete request head (the WebSocket upgrade
-request, or an HTTP request's headers) within `timeout` seconds of connecting or of starting a
-new request on a kept-alive connection; otherwise it is dropped. This bounds what a slowloris
-client (headers trickled byte by byte) can hold: uvicorn has no such timer of its own.
+"""Handshake and body timeouts: a connection must deliver a complete request head (the WebSocket
+upgrade request, or an HTTP request's headers) within `timeout` seconds of connecting or of
+starting a new request on a kept-alive connection; otherwise it is dropped. Then an HTTP request
+body must arrive whole within `body_timeout` seconds, with no gap longer than
+`body_idle_timeout`, or the request is answered 408 and the connection closed. This bounds what a
+slowloris client (a head or a body trickled byte by byte) can hold: uvicorn has no such timers.
 
 `with_handshake_timeout` returns a subclass of uvicorn's httptools protocol (by way of the
 sidecar's, sidecar.ingress.http_delivery) for `Config(http=)`.
@@ -15,11 +17,18 @@ from typing import Any
 
 from sidecar.ingress.http_delivery import SidecarHttpProtocol
 
+REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+
 
 class HandshakeTimeoutProtocol(SidecarHttpProtocol):
     handshake_timeout: float = 10.0
+    body_timeout: float = 30.0  # the whole body, from the end of the head; 0 = no limit
+    body_idle_timeout: float = 10.0  # between body bytes; 0 = no limit
     on_timeout: Callable[[], None] = staticmethod(lambda: None)
+    on_body_timeout: Callable[[], None] = staticmethod(lambda: None)
     _handshake_timer: asyncio.TimerHandle | None = None
+    _body_timer: asyncio.TimerHandle | None = None
+    _body_deadline: float | None = None
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -33,10 +42,51 @@ class HandshakeTimeoutProtocol(SidecarHttpProtocol):
     def on_headers_complete(self) -> None:
         self._disarm()
         super().on_headers_complete()
+        if (self.body_timeout or self.body_idle_timeout) and not self.parser.should_upgrade():
+            # Disarmed at once by `on_message_complete` when the request has no body.
+            total = self.body_timeout or float("inf")
+            self._body_deadline = self.loop.time() + total
+            self._arm_body()
+
+    def on_body(self, body: bytes) -> None:
+        super().on_body(body)
+        if self._body_deadline is not None:
+            self._arm_body()  # bytes came: the gap starts again
+
+    def on_message_complete(self) -> None:
+        self._disarm_body()
+        super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._disarm_body()
         super().connection_lost(exc)
+
+    def _arm_body(self) -> None:
+        assert self._body_deadline is not None
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+        delay = self._body_deadline - self.loop.time()
+        if self.body_idle_timeout:
+            delay = min(delay, self.body_idle_timeout)
+        self._body_timer = self.loop.call_later(max(delay, 0.0), self._body_expired)
+
+    def _disarm_body(self) -> None:
+        self._body_deadline = None
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_expired(self) -> None:
+        self._body_timer = self._body_deadline = None
+        if self.transport.is_closing():
+            return
+        self.on_body_timeout()
+        if self.cycle is not None and not self.cycle.response_started:
+            self.transport.write(REQUEST_TIMEOUT)
+            self.transport.close()  # after the 408 is flushed; the app sees a disconnect
+        else:
+            self.transport.abort()
 
     def _arm(self) -> None:
         if self.handshake_timeout > 0:
@@ -60,10 +110,20 @@ class HandshakeTimeoutProtocol(SidecarHttpProtocol):
 
 
 def with_handshake_timeout(
-    timeout: float, on_timeout: Callable[[], None]
+    timeout: float,
+    on_timeout: Callable[[], None],
+    body_timeout: float = 30.0,
+    body_idle_timeout: float = 10.0,
+    on_body_timeout: Callable[[], None] = lambda: None,
 ) -> type[HandshakeTimeoutProtocol]:
     return type(
         "EdgeHttpProtocol",
         (HandshakeTimeoutProtocol,),
-        {"handshake_timeout": timeout, "on_timeout": staticmethod(on_timeout)},
+        {
+            "handshake_timeout": timeout,
+            "on_timeout": staticmethod(on_timeout),
+            "body_timeout": body_timeout,
+            "body_idle_timeout": body_idle_timeout,
+            "on_body_timeout": staticmethod(on_body_timeout),
+        },
     )

@@ -37,6 +37,7 @@ LIMITS: Final = (
     "frame_size",
     "message_rate",
     "handshake_timeout",
+    "body_timeout",
     "idle_timeout",
     "max_tokens",
     "daily_budget",

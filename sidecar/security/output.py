@@ -103,9 +103,10 @@ def cap_output(body: dict[str, Any], cap: int) -> tuple[dict[str, Any], int | No
 
 def prompt_estimate(body: dict[str, Any], chars_per_token: float) -> int:
     """Tokens the prompt will cost before the upstream counts them: characters of chat
-    `messages` (text content and parts), `prompt` and Responses `input`, and token ids as one
-    token each."""
-    chars, tokens = _measure([body.get("messages"), body.get("prompt"), body.get("input")], 0)
+    `messages` (text content and parts), `prompt`, Responses `input` and `instructions`,
+    Anthropic `system`, and token ids as one token each."""
+    fields = [body.get(key) for key in ("messages", "prompt", "input", "instructions", "system")]
+    chars, tokens = _measure(fields, 0)
     return round(chars / chars_per_token) + tokens
 
 

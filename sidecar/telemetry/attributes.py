@@ -15,6 +15,7 @@ SESSION_SPAN: Final = "sidecar.session"
 # Operation names (values of gen_ai.operation.name).
 OP_CHAT: Final = "chat"
 OP_TEXT_COMPLETION: Final = "text_completion"
+OP_EMBEDDINGS: Final = "embeddings"
 
 # GenAI semantic conventions.
 GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
@@ -30,6 +31,7 @@ GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
 GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
 GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
 # Content: only with capture_content=True (OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT).
 GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
 GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
@@ -52,6 +54,10 @@ REQUEST_ID: Final = "sidecar.request_id"  # the client's id for the stream
 STREAM_ID: Final = "sidecar.stream_id"  # the sidecar's id, sent upstream as X-Request-Id
 UPSTREAM_CANCEL_SECONDS: Final = "sidecar.upstream_cancel_seconds"
 UPSTREAM_MALFORMED: Final = "sidecar.upstream.malformed_events"
+REASONING_TOKENS: Final = "sidecar.usage.reasoning_tokens"  # of the output, where reported
+AUDIO_INPUT_TOKENS: Final = "sidecar.usage.audio_input_tokens"  # realtime, where reported
+AUDIO_OUTPUT_TOKENS: Final = "sidecar.usage.audio_output_tokens"  # realtime, where reported
+UPSTREAM_HEARTBEAT_RTT: Final = "sidecar.upstream.heartbeat_rtt_seconds"  # realtime session
 
 # Sidecar attributes: the session span, set when it ends.
 SESSION_STREAMS: Final = "sidecar.session.streams"

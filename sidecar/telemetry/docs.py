@@ -47,6 +47,12 @@ LABEL_VALUES = {
     + ", ".join(f"`{v}`" for v in names.DISCONNECT_REASONS)
     + "; auth failures: "
     + ", ".join(f"`{v}`" for v in AUTH_REASONS),
+    "route": "`sidecar_route_*`: "
+    + ", ".join(f"`{v}`" for v in names.ROUTE_LABELS.values())
+    + "; `sidecar_unaccounted_requests_total`: `/v1/<family>` for "
+    + ", ".join(f"`{v}`" for v in names.PASSTHROUGH_FAMILIES)
+    + f" (a deeper path counts under its family), anything else `{names.OTHER_ROUTE}`",
+    "ingress": ", ".join(f"`{v}`" for v in names.INGRESSES),
     "limit": ", ".join(f"`{v}`" for v in LIMITS),
     "signal": ", ".join(f"`{v}`" for v in names.DRIFT_SIGNALS),
     "window": ", ".join(f"`{v}`" for v in names.DRIFT_WINDOWS),

@@ -223,10 +223,37 @@ class Metrics:
             "Streams ended as internal_error: an unexpected fault of the sidecar (see its log).",
             registry=r,
         )
+        self.breaker_open = Gauge(
+            names.BREAKER_OPEN,
+            "1 while the upstream circuit breaker is open: repeated connection failures, new "
+            "streams refused at once with upstream_unavailable and a retry hint.",
+            registry=r,
+        )
         self.upstream_malformed = Counter(
             names.UPSTREAM_MALFORMED,
             "Upstream stream events that could not be parsed; skipped, the stream goes on.",
             ["model"],
+            registry=r,
+        )
+        self.route_streams = Counter(
+            names.ROUTE_STREAMS,
+            "Streams ended, by route (chat, completions, responses, messages, embeddings, "
+            "realtime) and ingress (ws, http, realtime).",
+            ["route", "ingress"],
+            registry=r,
+        )
+        self.route_tokens = Counter(
+            names.ROUTE_TOKENS,
+            "Tokens by route, ingress and kind (prompt, generated, delivered, wasted): what "
+            "each API surface costs and wastes.",
+            ["route", "ingress", "kind"],
+            registry=r,
+        )
+        self.unaccounted = Counter(
+            names.UNACCOUNTED_REQUESTS,
+            "Requests passed to the model server without accounting (GET /v1/models and other "
+            "/v1/* routes), by API family (route: /v1/models, /v1/files, ..., or other).",
+            ["route"],
             registry=r,
         )
         self.drift_p95 = Gauge(

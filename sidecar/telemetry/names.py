@@ -24,7 +24,11 @@ DRIFT_P95: Final = "sidecar_drift_p95_seconds"  # gauge {model,signal,window}
 DRIFT_ALERT_ACTIVE: Final = "sidecar_drift_alert_active"  # gauge {model,signal}
 UNPRICED_STREAMS: Final = "sidecar_unpriced_streams"  # counter {model}
 INTERNAL_ERRORS: Final = "sidecar_internal_errors"  # counter; streams ended by a sidecar fault
+BREAKER_OPEN: Final = "sidecar_upstream_breaker_open"  # gauge; 1 while new streams are refused
 UPSTREAM_MALFORMED: Final = "sidecar_upstream_malformed"  # counter {model}; unparsable events
+ROUTE_STREAMS: Final = "sidecar_route_streams"  # counter {route,ingress}
+ROUTE_TOKENS: Final = "sidecar_route_tokens"  # counter {route,ingress,kind}
+UNACCOUNTED_REQUESTS: Final = "sidecar_unaccounted_requests"  # counter {route}; passed through
 BUILD_INFO: Final = "sidecar_build_info"  # gauge, always 1 {version,python_version,...}
 
 # Label values that dashboards and rules rely on.
@@ -52,9 +56,48 @@ DISCONNECT_REASONS: Final = (
     "idle_timeout",
     "key_revoked",
     "token_expired",
+    "upstream_closed",  # a realtime session's model server ended it
 )
 DRIFT_SIGNALS: Final = ("ttft", "itl", "heartbeat_rtt", "upstream_cancel")
 DRIFT_WINDOWS: Final = ("short", "medium", "baseline")
+# The `route` label of the accounted routes, by path (anything else: `other`).
+ROUTE_LABELS: Final = {
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "completions",
+    "/v1/responses": "responses",
+    "/v1/messages": "messages",
+    "/v1/embeddings": "embeddings",
+    "/v1/realtime": "realtime",
+}
+INGRESSES: Final = ("ws", "http", "realtime")
+# API families of the `/v1/*` requests passed through unaccounted (OpenAI, Anthropic, vLLM,
+# SGLang): `sidecar_unaccounted_requests_total{route}` is `/v1/<family>` or `other`.
+PASSTHROUGH_FAMILIES: Final = (
+    "models",
+    "files",
+    "batches",
+    "uploads",
+    "audio",
+    "images",
+    "moderations",
+    "fine_tuning",
+    "vector_stores",
+    "assistants",
+    "threads",
+    "conversations",
+    "responses",
+    "messages",
+    "chat",
+    "completions",
+    "embeddings",
+    "tokenize",
+    "detokenize",
+    "rerank",
+    "score",
+    "classify",
+    "pooling",
+)
+OTHER_ROUTE: Final = "other"
 OTHER_TENANT: Final = "other"
 OTHER_MODEL: Final = "other"
 MAX_MODEL_LABELS: Final = 64

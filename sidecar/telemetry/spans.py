@@ -87,6 +87,11 @@ class SessionTrace:
 
     __slots__ = ()
 
+    @property
+    def trace_id_hex(self) -> str | None:
+        """The session's trace (its streams' spans are its children); None when not tracing."""
+        return None
+
     def stream_started(
         self, account: StreamAccount, request_body: Mapping[str, Any]
     ) -> StreamTrace:
@@ -94,6 +99,9 @@ class SessionTrace:
 
     def heartbeat_missed(self) -> None:
         """A pong missed its deadline."""
+
+    def upstream_heartbeat(self, rtt: float) -> None:
+        """A realtime session's upstream WebSocket answered a ping in `rtt` seconds."""
 
     def end(
         self,
@@ -188,6 +196,10 @@ class _RecordingSession(SessionTrace):
         self._streams = 0
         self._ended = False
 
+    @property
+    def trace_id_hex(self) -> str | None:
+        return format(self._span.get_span_context().trace_id, "032x")
+
     def stream_started(
         self, account: StreamAccount, request_body: Mapping[str, Any]
     ) -> StreamTrace:
@@ -200,6 +212,10 @@ class _RecordingSession(SessionTrace):
     def heartbeat_missed(self) -> None:
         if not self._ended:
             self._span.add_event(a.EVENT_HEARTBEAT_MISSED)
+
+    def upstream_heartbeat(self, rtt: float) -> None:
+        if not self._ended:
+            self._span.set_attribute(a.UPSTREAM_HEARTBEAT_RTT, rtt)
 
     def end(
         self,
@@ -278,6 +294,14 @@ class _RecordingStream(StreamTrace):
         }
         if account.malformed:
             attrs[a.UPSTREAM_MALFORMED] = account.malformed
+        if account.cached_prompt_tokens is not None:
+            attrs[a.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = account.cached_prompt_tokens
+        if account.reasoning_tokens is not None:
+            attrs[a.REASONING_TOKENS] = account.reasoning_tokens
+        if account.audio_prompt_tokens is not None:
+            attrs[a.AUDIO_INPUT_TOKENS] = account.audio_prompt_tokens
+        if account.audio_generated_tokens is not None:
+            attrs[a.AUDIO_OUTPUT_TOKENS] = account.audio_generated_tokens
         if account.finish_reason:
             attrs[a.GEN_AI_RESPONSE_FINISH_REASONS] = (account.finish_reason,)
         if self._settings.capture_content:
@@ -293,18 +317,22 @@ class _RecordingStream(StreamTrace):
         self._span.end()
 
 
+# gen_ai.operation.name by route; the Responses and Messages APIs are chat.
+OPERATIONS = {"/v1/completions": a.OP_TEXT_COMPLETION, "/v1/embeddings": a.OP_EMBEDDINGS}
+
+
 def _start_stream(
     settings: _Settings,
     parent: Context | None,
     account: StreamAccount,
     body: Mapping[str, Any],
 ) -> _RecordingStream:
-    operation = a.OP_CHAT if account.path.endswith("/chat/completions") else a.OP_TEXT_COMPLETION
+    operation = OPERATIONS.get(account.path, a.OP_CHAT)
     attrs: dict[str, Any] = {
         a.GEN_AI_OPERATION_NAME: operation,
         a.GEN_AI_PROVIDER_NAME: settings.provider_name,
         a.GEN_AI_REQUEST_MODEL: account.model,
-        a.GEN_AI_REQUEST_STREAM: True,
+        a.GEN_AI_REQUEST_STREAM: operation != a.OP_EMBEDDINGS,
         a.TENANT: account.tenant,
         a.INGRESS: account.ingress,
         a.REQUEST_ID: account.request_id,
@@ -317,6 +345,8 @@ def _start_stream(
     if settings.server_port is not None:
         attrs[a.SERVER_PORT] = settings.server_port
     max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
+    if max_tokens is None:
+        max_tokens = body.get("max_output_tokens")  # the Responses API's
     if isinstance(max_tokens, int) and not isinstance(max_tokens, bool):
         attrs[a.GEN_AI_REQUEST_MAX_TOKENS] = max_tokens
     for key, field in _NUMERIC_REQUEST:

@@ -2,6 +2,10 @@
 
 Closing an `UpstreamResponse` closes its TCP connection, which is how vLLM, TGI, llama.cpp and
 Ollama learn that nobody is listening; for SGLang the abort endpoint is called as well.
+
+Every request (the stream, the readiness probe, SGLang's abort) is under the pool's two
+allowances for a silent server, `first_byte_timeout` and `idle_timeout` (0 turns one off);
+overrunning one raises `UpstreamTimeout` from `stream()` or from iterating `chunks()`.
 """
 
 from __future__ import annotations
@@ -16,16 +20,18 @@ from typing import Any
 import orjson
 
 from sidecar.accounting.stream import clean_model
-from sidecar.errors import ConfigError, UpstreamError
+from sidecar.errors import ConfigError, UpstreamError, UpstreamTimeout
 from sidecar.upstream.flavour import Flavour
 from sidecar.upstream.http1 import Origin, Pool, Response
 from sidecar.upstream.outage import OutageLog
 
 log = logging.getLogger("sidecar.upstream")
 
-# Transport failures of the upstream connection, as the relay sees them.
+# Transport failures of the upstream connection, as the relay sees them. A response cut off
+# or malformed mid-body raises `BrokenResponse`, a `ConnectionError`.
 UPSTREAM_IO_ERRORS = (OSError, TimeoutError)
 MODEL_LIST_BYTES = 1024 * 1024
+READY_TIMEOUT = 5.0
 MAX_LISTED_MODELS = 1000
 
 
@@ -87,11 +93,15 @@ class UpstreamClient:
         flavour: Flavour = Flavour.OPENAI,
         api_key: str | None = None,
         connect_timeout: float = 5.0,
+        first_byte_timeout: float = 300.0,
+        idle_timeout: float = 60.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.flavour = flavour
         self._api_key = api_key
         self._connect_timeout = connect_timeout
+        self._first_byte_timeout = first_byte_timeout
+        self._idle_timeout = idle_timeout
         try:
             self._origin = Origin(self.base_url)
         except ValueError as exc:
@@ -101,7 +111,9 @@ class UpstreamClient:
         self._outage = OutageLog()
 
     async def start(self) -> None:
-        self._pool = Pool(self._origin, self._connect_timeout)
+        self._pool = Pool(
+            self._origin, self._connect_timeout, self._first_byte_timeout, self._idle_timeout
+        )
 
     async def close(self) -> None:
         for task in list(self._background):
@@ -109,6 +121,10 @@ class UpstreamClient:
                 await task
         if self._pool is not None:
             self._pool.close()
+
+    def auth_headers(self) -> dict[str, str]:
+        """The credential for the model server (`--upstream-api-key`), for other transports."""
+        return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
 
     def _headers(self, extra: Mapping[str, str]) -> dict[str, str]:
         headers = {**JSON_HEADERS, **extra}
@@ -158,22 +174,50 @@ class UpstreamClient:
         all_headers = self._headers({"X-Request-Id": request_id, **headers})
         response = await self._request("POST", path, orjson.dumps(body), all_headers)
         if response.status >= 400:
-            detail = await _error_detail(response)
-            response.release()
+            try:
+                detail = await _error_detail(response)
+            finally:
+                response.release()  # also when cancelled meanwhile: no connection left out
             code = "upstream_rejected" if response.status < 500 else "upstream_error"
             raise UpstreamError(
                 code, f"model server answered {response.status}: {detail}", response.status
             )
         return UpstreamResponse(self, response, request_id)
 
-    async def ready(self) -> bool:
+    async def forward(
+        self, method: str, target: str, body: bytes, headers: Mapping[str, str], limit: int
+    ) -> tuple[int, bytes]:
+        """A request passed through as it is (`target`: path and query): the status and at
+        most `limit` bytes of the body (`UpstreamError` if it is longer or unreachable)."""
+        response = await self._request(method, target, body, self._headers(headers))
+        parts: list[bytes] = []
+        size = 0
         try:
-            response = await self._request("GET", "/v1/models", b"", self._headers({}))
-        except UpstreamError:
+            async for chunk in response.chunks():
+                size += len(chunk)
+                if size > limit:
+                    raise UpstreamError(
+                        "upstream_error", f"model server's answer is larger than {limit} bytes"
+                    )
+                parts.append(chunk)
+        finally:
+            response.release()
+        return response.status, b"".join(parts)
+
+    async def ready(self) -> bool:
+        """Does the model server answer `GET /v1/models` within 5 s? (A readiness probe must
+        not wait as long as a streaming request may: the first-byte timeout is minutes.)"""
+        try:
+            response = await asyncio.wait_for(
+                self._request("GET", "/v1/models", b"", self._headers({})), READY_TIMEOUT
+            )
+        except (UpstreamError, TimeoutError):
             return False
-        with contextlib.suppress(*UPSTREAM_IO_ERRORS):
-            await asyncio.wait_for(response.read(), 5.0)
-        response.release()
+        try:
+            with contextlib.suppress(UpstreamTimeout, *UPSTREAM_IO_ERRORS):
+                await asyncio.wait_for(response.read(), 5.0)
+        finally:
+            response.release()
         return response.status < 500
 
     async def model_ids(self) -> list[str] | None:
@@ -201,9 +245,11 @@ class UpstreamClient:
             response = await asyncio.wait_for(
                 self._request("POST", "/abort_request", body, self._headers({})), 5.0
             )
-            with contextlib.suppress(*UPSTREAM_IO_ERRORS):
-                await asyncio.wait_for(response.read(), 5.0)
-            response.release()
+            try:
+                with contextlib.suppress(UpstreamTimeout, *UPSTREAM_IO_ERRORS):
+                    await asyncio.wait_for(response.read(), 5.0)
+            finally:
+                response.release()
 
 
 JSON_HEADERS = {
@@ -216,7 +262,7 @@ JSON_HEADERS = {
 async def _error_detail(response: Response) -> str:
     try:
         raw = await asyncio.wait_for(response.read(), 2.0)
-    except UPSTREAM_IO_ERRORS:
+    except (UpstreamTimeout, *UPSTREAM_IO_ERRORS):
         return "no detail"
     try:
         data = orjson.loads(raw)

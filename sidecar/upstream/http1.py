@@ -1,4 +1,5 @@
-"""A lean HTTP/1.1 client for one upstream: keep-alive connections, `httptools` parsing.
+"""A lean HTTP/1.1 client for one upstream: keep-alive connections, an asyncio shell around
+the sans-I/O `ResponseReader` (sidecar.upstream.h1reader, on `httptools`).
 
 The relay's upstream side is a POST and a streamed body, nothing more, so this replaces a
 general-purpose client on the hot path: the request is written in one `write()` as soon as a
@@ -10,6 +11,11 @@ First tokens go first: a response whose first token has not been relayed yet wak
 at once, while the others' wake-ups wait in a `Lane` released once per loop iteration. When a
 model server's batch step sends a token to many streams at the same moment, the one that starts
 an answer is then relayed before the rest instead of behind them.
+
+A silent model server is caught by one watchdog per pool (`Timeouts`), a timer that runs only
+while responses are pending and compares each one's last read with the clock: no timer per read
+on the hot path. A response that overruns its allowance fails with `UpstreamTimeout` and its
+connection is closed, which tells the model server to stop generating.
 """
 
 from __future__ import annotations
@@ -18,13 +24,20 @@ import asyncio
 import collections
 import ssl
 from collections.abc import AsyncIterator, Mapping
+from typing import assert_never
 from urllib.parse import urlsplit
 
-import httptools
+from sidecar.errors import UpstreamTimeout
+from sidecar.upstream.h1reader import End, Event, Failed, Head, Informational, ResponseReader
+from sidecar.upstream.timeouts import Timeouts
 
 # Past this many unread body bytes, stop reading the socket until the relay catches up (a slow
 # client then slows the upstream through TCP, instead of filling the sidecar's memory).
 HIGH_WATER = 256 * 1024
+
+
+class BrokenResponse(ConnectionError):
+    """The response was malformed or cut off before its end."""
 
 
 class StaleConnection(ConnectionError):
@@ -59,7 +72,9 @@ class Origin:
 
 
 class Response:
-    """One response being received; iterate `chunks()` for the body, `close()` to abort."""
+    """One response being received; iterate `chunks()` for the body, `release()` when done
+    (mid-body that closes the connection). `chunks()` raises after the last bytes that came
+    if the body did not end cleanly: `BrokenResponse`, `UpstreamTimeout`."""
 
     __slots__ = (
         "_buffer",
@@ -97,12 +112,15 @@ class Response:
                 yield self.take_buffered()
                 continue
             if self.eof:
+                if self._error is not None:
+                    raise self._error  # what arrived was handed out first
                 return
-            if self._error is not None:
-                raise self._error
             self._waiter = self._conn.loop.create_future()
             try:
                 await self._waiter
+            except asyncio.CancelledError:
+                self.release()  # nobody will read the rest: never leave the connection out
+                raise
             finally:
                 self._waiter = None
 
@@ -151,8 +169,11 @@ class Response:
             self._conn.pool.lane.defer(self)
 
     def _end(self, complete: bool, error: BaseException | None = None) -> None:
-        self.complete = self.complete or complete
+        if self.eof:
+            return  # the first end is the true one (a timeout, then the close it caused)
+        self.complete = complete
         self.eof = True
+        self._error = error
         if error is not None and not self._headers_waiter.done():
             self._headers_waiter.set_exception(error)
             self._headers_waiter.exception()  # retrieved: nobody may be waiting any more
@@ -194,28 +215,42 @@ class Connection(asyncio.Protocol):
         self.loop = pool.loop
         self.transport: asyncio.Transport | None = None
         self.response: Response | None = None
-        self.parser: httptools.HttpResponseParser | None = None
+        self.reader: ResponseReader | None = None
         self.used = False  # has carried a request before (a stale keep-alive is possible)
         self.closed = False
-        self._paused = False
+        self.paused = False
+        self.sent_at = 0.0  # loop time the request was written
+        self.last_read = 0.0  # loop time bytes last arrived
+        self.body_started = False
 
     def send(self, data: bytes) -> Response:
         assert self.transport is not None and self.response is None
         self.response = Response(self)
-        self.parser = httptools.HttpResponseParser(self)
+        self.reader = ResponseReader()
+        self.sent_at = self.last_read = self.loop.time()
+        self.body_started = False
         self.transport.write(data)
+        self.pool.checked_out(self)
         return self.response
 
     def finished(self, response: Response) -> None:
         if self.response is not response:
             return
-        self.response = None
+        reusable = self.reader is not None and self.reader.reusable
+        self.response = self.reader = None
         self.used = True
-        if response.complete and response.keep_alive and not self.closed:
+        self.pool.checked_in(self)
+        if reusable and not self.closed:
             self.resume_reading()
             self.pool.put(self)
         else:
             self.close()
+
+    def time_out(self, error: UpstreamTimeout) -> None:
+        """Silent too long: fail the response and hang up (never reused)."""
+        if self.response is not None:
+            self.response._end(False, error)
+        self.close()
 
     def close(self) -> None:
         self.closed = True
@@ -223,13 +258,14 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
     def pause_reading(self) -> None:
-        if not self._paused and self.transport is not None:
-            self._paused = True
+        if not self.paused and self.transport is not None:
+            self.paused = True
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self._paused and self.transport is not None and not self.closed:
-            self._paused = False
+        if self.paused and self.transport is not None and not self.closed:
+            self.paused = False
+            self.last_read = self.loop.time()  # the pause was ours, not the server's silence
             self.transport.resume_reading()
 
     # asyncio.Protocol ---------------------------------------------------------------------------
@@ -238,59 +274,67 @@ class Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
-        if self.parser is None or self.response is None:
+        self.last_read = self.loop.time()
+        reader, response = self.reader, self.response
+        if reader is None or response is None:
             self.close()  # bytes nobody asked for: the connection cannot be trusted
             return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self.response._end(False, ConnectionError(f"bad HTTP response: {exc}"))
-            self.close()
+        for event in reader.feed(data):
+            if type(event) is bytes:  # the per-chunk case first, without a `match`
+                self.body_started = True
+                response._body(event)
+            else:
+                self._handle(event, response)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.pool.discard(self)
-        self.parser = None  # it refers back to this object: no cycle left for the collector
-        response = self.response
-        if response is None:
+        reader, response = self.reader, self.response
+        if reader is None or response is None:
             return
-        if response.status == 0:  # nothing came back
-            error: BaseException = (
-                StaleConnection("connection closed before a response")
-                if self.used
-                else ConnectionError(f"connection closed before a response: {exc or 'EOF'}")
-            )
-            response._end(False, error)
-        else:
-            response._end(False)
+        for event in reader.feed_eof():
+            if isinstance(event, Failed) and exc is not None:
+                event = Failed(f"{event.reason}: {exc}", event.received)
+            self._handle(event, response)
 
-    # httptools callbacks --------------------------------------------------------------------------
-
-    def on_headers_complete(self) -> None:
-        assert self.parser is not None and self.response is not None
-        self.response._headers_complete(
-            self.parser.get_status_code(), self.parser.should_keep_alive()
-        )
-
-    def on_body(self, body: bytes) -> None:
-        assert self.response is not None
-        self.response._body(body)
-
-    def on_message_complete(self) -> None:
-        assert self.response is not None
-        self.response._end(True)
+    def _handle(self, event: Event, response: Response) -> None:
+        match event:
+            case bytes():
+                self.body_started = True
+                response._body(event)
+            case Head(status, _headers, keep_alive):
+                response._headers_complete(status, keep_alive)
+            case End():
+                response._end(True)
+            case Failed(reason, received):
+                stale = self.used and not received  # the server closed it while idle
+                response._end(False, (StaleConnection if stale else BrokenResponse)(reason))
+                self.close()
+            case Informational():
+                pass  # the answer is still to come
+            case _:
+                assert_never(event)
 
 
 class Pool:
     """Idle keep-alive connections to one origin, most recently used first."""
 
-    def __init__(self, origin: Origin, connect_timeout: float) -> None:
+    def __init__(
+        self,
+        origin: Origin,
+        connect_timeout: float,
+        first_byte_timeout: float = 0.0,
+        idle_timeout: float = 0.0,
+    ) -> None:
         self.origin = origin
         self.connect_timeout = connect_timeout
+        self.timeouts = Timeouts(first_byte_timeout, idle_timeout)
         self.loop = asyncio.get_running_loop()
         self.lane = Lane(self.loop)
+        self.busy: set[Connection] = set()  # carrying a request whose response is not released
         self._idle: collections.deque[Connection] = collections.deque()
         self._ssl = ssl.create_default_context() if origin.tls else None
+        self._watchdog: asyncio.TimerHandle | None = None
 
     async def request(
         self, method: str, path: str, body: bytes, headers: Mapping[str, str]
@@ -334,10 +378,41 @@ class Pool:
     def put(self, conn: Connection) -> None:
         self._idle.append(conn)
 
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
     def discard(self, conn: Connection) -> None:
+        self.busy.discard(conn)
         if conn in self._idle:
             self._idle.remove(conn)
 
     def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         while self._idle:
             self._idle.pop().close()
+
+    # The watchdog -----------------------------------------------------------------------------
+
+    def checked_out(self, conn: Connection) -> None:
+        self.busy.add(conn)
+        if self._watchdog is None and self.timeouts.enabled:
+            self._watchdog = self.loop.call_later(self.timeouts.interval, self._check)
+
+    def checked_in(self, conn: Connection) -> None:
+        self.busy.discard(conn)
+
+    def _check(self) -> None:
+        self._watchdog = None
+        now, timeouts = self.loop.time(), self.timeouts
+        for conn in list(self.busy):
+            response = conn.response
+            if response is None or response.eof or conn.paused:
+                continue  # nothing more to wait for, or the relay is not reading
+            phase = timeouts.expired(now, conn.sent_at, conn.last_read, conn.body_started)
+            if phase is not None:
+                conn.time_out(UpstreamTimeout(phase, timeouts.limit(phase)))
+        if self.busy:
+            self._watchdog = self.loop.call_later(timeouts.interval, self._check)

@@ -8,9 +8,17 @@ sequence). `read_chunk` turns one `data:` payload into a typed event; it never r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
+
+
+class Decoder(Protocol):
+    """Upstream bytes → event payloads (`SSEDecoder`, or one whole JSON body)."""
+
+    def feed(self, chunk: bytes) -> list[str]: ...
+
+    def flush(self) -> list[str]: ...
 
 
 class SSEDecoder:
@@ -75,6 +83,22 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class PromptUsage:
+    """The prompt's token count, reported before any output (Anthropic's `message_start`)."""
+
+    prompt_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsageDetails:
+    """Parts of the usage some APIs break out: prompt tokens served from a cache, output
+    tokens spent on reasoning (None: not reported)."""
+
+    cached_prompt_tokens: int | None
+    reasoning_tokens: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class Finish:
     reason: str
 
@@ -94,15 +118,17 @@ class Malformed:
     payload: str
 
 
-Chunk = Content | Usage | Finish | StreamEnd | UpstreamFailure | Malformed
+Chunk = (
+    Content | Usage | Finish | StreamEnd | UpstreamFailure | Malformed | PromptUsage | UsageDetails
+)
 
-_END = StreamEnd()
+END = StreamEnd()
 
 
 def read_chunk(payload: str) -> list[Chunk]:
     """Interpret one `data:` payload of a chat or legacy completions stream."""
     if payload == "[DONE]":
-        return [_END]
+        return [END]
     try:
         chunk = orjson.loads(payload)
     except orjson.JSONDecodeError:
@@ -110,7 +136,7 @@ def read_chunk(payload: str) -> list[Chunk]:
     if not isinstance(chunk, dict):
         return [Malformed(payload[:200])]
     if "error" in chunk and "choices" not in chunk:
-        return [UpstreamFailure(_error_message(chunk["error"]))]
+        return [UpstreamFailure(error_message(chunk["error"]))]
     events: list[Chunk] = []
     choices = chunk.get("choices")
     if isinstance(choices, list) and choices:
@@ -128,6 +154,15 @@ def read_chunk(payload: str) -> list[Chunk]:
         prompt, completion = usage
         events.append(Usage(prompt, completion, final=not choices))
     return events
+
+
+def json_object(payload: str) -> dict[str, Any] | Malformed:
+    """A payload that must be a JSON object (the Responses, Messages and embeddings readers)."""
+    try:
+        value = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return Malformed(payload[:200])
+    return value if isinstance(value, dict) else Malformed(payload[:200])
 
 
 def _choice_text(choice: dict[str, Any]) -> str:
@@ -150,7 +185,7 @@ def _usage(usage: Any) -> tuple[int, int] | None:
     return prompt, completion
 
 
-def _error_message(error: Any) -> str:
+def error_message(error: Any) -> str:
     if isinstance(error, dict):
         message = error.get("message")
         if isinstance(message, str):

@@ -51,6 +51,10 @@ class FakeSidecarMetrics:
         self.drift_p95 = Gauge(names.DRIFT_P95, "p95", ["model", "signal", "window"], registry=r)
         self.drift_alert = Gauge(names.DRIFT_ALERT_ACTIVE, "alert", ["model", "signal"], registry=r)
         self.unpriced = Counter(names.UNPRICED_STREAMS, "unpriced", ["model"], registry=r)
+        self.route_tokens = Counter(
+            names.ROUTE_TOKENS, "route tokens", ["route", "ingress", "kind"], registry=r
+        )
+        self.unaccounted = Counter(names.UNACCOUNTED_REQUESTS, "bypass", ["route"], registry=r)
         self.tick()
 
     def _histogram(self, name: str, labels: list[str]) -> Histogram:
@@ -85,6 +89,10 @@ class FakeSidecarMetrics:
         self.spooled.set(42)
         self.write_errors.inc(EVENTS)
         self.unpriced.labels("slow-model").inc(EVENTS)
+        for route in ("chat", "responses", "messages"):
+            for kind, count in TOKENS.items():
+                self.route_tokens.labels(route, "http", kind).inc(count)
+        self.unaccounted.labels("/v1/models").inc(EVENTS)
 
     def exposition(self) -> bytes:
         self.tick()

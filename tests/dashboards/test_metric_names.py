@@ -21,6 +21,9 @@ COUNTERS = {
     names.INTERNAL_ERRORS,
     names.UPSTREAM_MALFORMED,
     names.LEDGER_DEAD_LETTER_ROWS,
+    names.UNACCOUNTED_REQUESTS,
+    names.ROUTE_STREAMS,
+    names.ROUTE_TOKENS,
 }
 HISTOGRAMS = {
     names.TIME_TO_FIRST_TOKEN,
@@ -36,6 +39,7 @@ GAUGES = {
     names.DRIFT_P95,
     names.DRIFT_ALERT_ACTIVE,
     names.BUILD_INFO,
+    names.BREAKER_OPEN,
 }
 EXPOSED = (
     {f"{c}_total" for c in COUNTERS}

@@ -321,5 +321,6 @@ def test_every_file_in_deploy_is_checked_here() -> None:
     checked = {"Containerfile", "requirements-runtime.lock", "build-local-image.sh", "README.md"}
     checked |= {f"kubernetes/base/{p.name}" for p in [*MANIFESTS, BASE / "kustomization.yaml"]}
     checked.add("systemd/ai-stream-sidecar.service")
+    checked.add("compose/compose.yaml")  # tests/deploy/test_compose.py
     present = {str(p.relative_to(DEPLOY)) for p in DEPLOY.rglob("*") if p.is_file()}
     assert present == checked

@@ -38,6 +38,10 @@ def test_demo_prints_the_cost_report_and_exits_clean(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "Cost report by model, tenant" in out and "client_cancelled" in out
+    # The users ask over every streaming route; an indexer embeds over HTTP.
+    by_route = out[out.index("Cost report by route") : out.index("Cost report by outcome")]
+    for path in ("/v1/chat/completions", "/v1/responses", "/v1/messages", "/v1/embeddings"):
+        assert path in by_route, by_route
     match = re.search(r"Generated (\d+) tokens, delivered (\d+): (\d+) wasted", out)
     assert match, out
     generated, delivered, wasted = map(int, match.groups())

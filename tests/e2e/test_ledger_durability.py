@@ -4,6 +4,7 @@ outage while streams run (DESIGN §5). Real processes, real PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import statistics
 import time
@@ -60,6 +61,69 @@ def test_sigkill_leaves_no_started_stream_unaccounted(tmp_path: Path) -> None:
             generated = upstream[row["id"]]["generated"]
             # Checkpoints come every second: at most ~1 s of tokens (50/s) behind the server.
             assert 0 < row["generated_tokens"] <= generated <= row["generated_tokens"] + 60
+
+
+def test_sigkill_moments_after_start_and_done_loses_no_row(tmp_path: Path) -> None:
+    """F5: rows reach the crash journal before the client sees `start` (or the HTTP headers)
+    and before `done`: a SIGKILL a few milliseconds later loses none, on both ingresses, and a
+    finished stream keeps its final row instead of becoming `interrupted` with 0 tokens."""
+    with running_stack(tmp_path) as stack:
+        stack.start_sim("--tokens-per-second", "100")
+        serve = stack.start_serve("--instance-id", "crash-now")
+        http = f"127.0.0.1:{stack.port}"
+
+        async def http_stream(max_tokens: int, until_end: bool) -> asyncio.StreamWriter:
+            reader, writer = await asyncio.open_connection(*http.split(":"))
+            body = json.dumps({**chat(max_tokens), "stream": True}).encode()
+            writer.write(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                b"content-type: application/json\r\ncontent-length: "
+                + str(len(body)).encode()
+                + b"\r\n\r\n"
+                + body
+            )
+            data = b""
+            while b"\r\n\r\n" not in data or (until_end and b"[DONE]" not in data):
+                chunk = await reader.read(65536)
+                assert chunk, data
+                data += chunk
+            return writer  # left open: the client is still there when the sidecar dies
+
+        async def ws_stream(client: Client, stream_id: str, max_tokens: int) -> None:
+            await client.generate(stream_id, chat(max_tokens))
+            if max_tokens > 100:
+                assert (await client.next(stream_id))["type"] == "start"
+            else:
+                assert (await client.read_until_end(stream_id))[-1]["type"] == "done"
+
+        async def reach_then_kill() -> None:
+            clients = [await Client.connect(stack.ws_url) for _ in range(4)]
+            reached = await asyncio.gather(
+                *(ws_stream(c, "short", 3) for c in clients[:2]),
+                *(ws_stream(c, "long", 2000) for c in clients[2:]),
+                *(http_stream(3, True) for _ in range(2)),
+                *(http_stream(2000, False) for _ in range(2)),
+            )
+            serve.stop(signal.SIGKILL)  # milliseconds after the last start / done
+            for client in clients:
+                client.abort()
+            for writer in reached:
+                if isinstance(writer, asyncio.StreamWriter):
+                    writer.transport.abort()
+
+        asyncio.run(reach_then_kill())
+        stack.start_serve("--instance-id", "crash-now")
+        rows = stream_rows(stack.db_url)
+        seen = sorted((r["ingress"], r["outcome"], r["generated_tokens"]) for r in rows)
+        assert len(rows) == 8, seen
+        for row in rows:
+            if row["outcome"] == "completed":
+                assert row["generated_tokens"] == row["delivered_tokens"] == 3
+            else:
+                assert row["outcome"] == "interrupted", seen
+        assert sorted(r["outcome"] for r in rows) == ["completed"] * 4 + ["interrupted"] * 4
+        # The killed run's journal was absorbed; the new run's segment holds only its own rows.
+        assert len(list(tmp_path.glob("*.journal.*"))) == 1
 
 
 async def _user(

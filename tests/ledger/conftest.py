@@ -45,6 +45,7 @@ def stream(
     instance: str = "i-1",
     book: PriceBook = PRICES,
     ingress: str = "ws",
+    path: str = "/v1/chat/completions",
 ) -> dict[str, Any]:
     """A ledger row priced the way the recorder prices it."""
     prompt, generated, delivered = tokens
@@ -52,7 +53,7 @@ def stream(
     price = book.price_at(model, started_at)
     row: dict[str, Any] = dict(
         id=f"s{n}", session_id=session, instance_id=instance, request_id=f"r{n}", model=model,
-        tenant=tenant, ingress=ingress, path="/v1/chat/completions", started_at=started_at,
+        tenant=tenant, ingress=ingress, path=path, started_at=started_at,
         ended_at=None, outcome=outcome, finish_reason=None, error_code=None,
         count_source="usage", prompt_tokens=prompt, generated_tokens=generated,
         delivered_tokens=delivered, wasted_tokens=wasted, ttft_s=ttft, duration_s=1.0,
@@ -91,10 +92,10 @@ STREAMS = [
     stream(2, "big", "acme", "client_gone", (200, 50, 20), at(21, 11, 30), ttft=0.30),
     stream(3, "big", "acme", "completed", (100, 80, 80), at(22, 9), ttft=0.20, session="sB"),
     stream(4, "small", "globex", "client_cancelled", (50, 40, 10), at(22, 9, 15), ttft=0.05,
-           session="sC", ingress="http"),
+           session="sC", ingress="http", path="/v1/responses"),
     stream(5, "small", "globex", "completed", (50, 10, 10), at(22, 10), ttft=None, session="sD"),
     stream(6, "mystery", "globex", "completed", (10, 10, 10), at(22, 10, 30), ttft=0.5,
-           session=None, ingress="http"),
+           session=None, ingress="http", path="/v1/messages"),
     stream(7, "big", "acme", None, (100, 30, 30), at(22, 11), ttft=0.15, session="sB"),
     stream(8, "big", "acme", "completed", (1000, 1000, 1000), at(1, 0, month=1), ttft=2.0),
 ]  # fmt: skip

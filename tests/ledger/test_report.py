@@ -121,6 +121,16 @@ def test_csv_by_hour_and_ingress_with_latency(report_ledger: str) -> None:
     ]
 
 
+def test_csv_by_route(report_ledger: str) -> None:
+    text = report(report_ledger, "--since", "2026-11-22", "--by", "route", "--format", "csv")
+    assert [line.split(",")[:3] for line in text.splitlines()] == [
+        ["route", "streams", "prompt_tokens"],
+        ["/v1/chat/completions", "3", "250"],
+        ["/v1/messages", "1", "10"],
+        ["/v1/responses", "1", "50"],
+    ]
+
+
 def test_by_session_and_outcome(report_ledger: str) -> None:
     data = json.loads(report(report_ledger, "--since", "2026-11-21", "--by", "session,outcome",
                              "--format", "json"))  # fmt: skip

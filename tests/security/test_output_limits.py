@@ -130,3 +130,14 @@ def test_edge_reserves_and_settles() -> None:
     assert edge.budget.reserved == {} and edge.budget.spent == {"t": 100}
     # Without `stream` nothing is reserved (callers that only charge at the end).
     assert not isinstance(edge.admit(body, "u", DAY), Refusal) and "u" not in edge.budget.reserved
+
+
+def test_requests_that_generate_nothing_reserve_their_prompt_only() -> None:
+    edge = Edge(EdgeSettings(max_tokens_limit=100, tenant_daily_token_budget=1000), None, None)
+    embed = {"model": "e", "input": ["12345678", "abcd"]}  # 12 characters: 3 tokens
+    assert edge.admit(embed, "t", DAY, stream="e1", generates=False) == embed  # no cap added
+    assert edge.budget.reserved == {"t": 3}
+    # The Anthropic Messages API's `max_tokens` and its `system` text are what a stream costs.
+    messages = {"system": "abcdefgh", "messages": [{"role": "user", "content": "abcd"}]}
+    assert edge.admit({**messages, "max_tokens": 50}, "t", DAY, stream="m1") is not None
+    assert edge.budget.reserved == {"t": 3 + 3 + 50}

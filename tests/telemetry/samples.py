@@ -15,6 +15,8 @@ VALUES = {
     "reason": names.DISCONNECT_REASONS,
     "signal": names.DRIFT_SIGNALS,
     "window": names.DRIFT_WINDOWS,
+    "route": (*names.ROUTE_LABELS.values(), "/v1/models", names.OTHER_ROUTE),
+    "ingress": names.INGRESSES,
 }
 
 

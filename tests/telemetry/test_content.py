@@ -52,3 +52,29 @@ def test_output() -> None:
             "finish_reason": "length",
         }
     ]
+
+
+def test_messages_and_responses_input_with_their_system_text() -> None:
+    messages = {
+        "system": [{"type": "text", "text": "be brief"}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+    }
+    assert json.loads(input_messages("/v1/messages", messages)) == [
+        {"role": "system", "parts": [{"type": "text", "content": "be brief"}]},
+        {"role": "user", "parts": [{"type": "text", "content": "hi"}]},
+    ]
+    items = {
+        "instructions": "be brief",
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}],
+    }
+    assert json.loads(input_messages("/v1/responses", items)) == [
+        {"role": "system", "parts": [{"type": "text", "content": "be brief"}]},
+        {"role": "user", "parts": [{"type": "text", "content": "hi"}]},
+    ]
+    assert json.loads(input_messages("/v1/responses", {"input": "hello"})) == [
+        {"role": "user", "parts": [{"type": "text", "content": "hello"}]}
+    ]
+    assert json.loads(input_messages("/v1/embeddings", {"input": ["a", "b"]}))[1] == {
+        "role": "user",
+        "parts": [{"type": "text", "content": "b"}],
+    }

@@ -313,3 +313,33 @@ def test_server_address_and_port(
     assert (attrs[a.SERVER_ADDRESS], attrs[a.SERVER_PORT]) == (address, port)
     assert attrs[a.GEN_AI_REQUEST_TOP_P] == 0.9 and a.GEN_AI_REQUEST_MAX_TOKENS not in attrs
     assert attrs[a.OUTCOME] == "interrupted"  # ended without an outcome: never silently "ok"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "operation", "max_tokens", "stream"),
+    [
+        ("/v1/responses", {"input": "hi", "max_output_tokens": 9}, "chat", 9, True),
+        ("/v1/messages", {"messages": [], "max_tokens": 7}, "chat", 7, True),
+        ("/v1/embeddings", {"input": ["a"]}, "embeddings", None, False),
+    ],
+)
+def test_each_route_names_its_operation_and_usage_details(
+    exporter: InMemorySpanExporter,
+    path: str,
+    body: dict[str, Any],
+    operation: str,
+    max_tokens: int | None,
+    stream: bool,
+) -> None:
+    acc = account("r", path, "m")
+    trace = tracing(exporter).http_stream(acc, body)
+    acc.on_usage(40, 3, final=True)
+    acc.cached_prompt_tokens, acc.reasoning_tokens = 32, 2
+    acc.finish(Outcome.COMPLETED, 11.0)
+    trace.end(acc)
+    attrs: dict[str, Any] = dict(by_name(exporter)[f"{operation} m"].attributes or {})
+    assert attrs[a.GEN_AI_OPERATION_NAME] == operation
+    assert attrs.get(a.GEN_AI_REQUEST_MAX_TOKENS) == max_tokens
+    assert attrs[a.GEN_AI_REQUEST_STREAM] is stream
+    assert attrs[a.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] == 32
+    assert attrs[a.REASONING_TOKENS] == 2

@@ -34,3 +34,30 @@ def test_unpriced_streams_expose_no_cost_sample() -> None:
         "sidecar_unpriced_streams_total", {"model": "mystery"}
     )
     assert unpriced == 2
+
+
+def test_route_metrics_split_by_route_and_ingress_with_bounded_labels() -> None:
+    metrics = Metrics()
+    recorder = Recorder(metrics, lambda _row: None, PriceBook([]), "i", lambda: 0.0)
+    streams = [
+        ("/v1/responses", "http", 3, 3),
+        ("/v1/responses", "http", 5, 2),
+        ("/v1/messages", "ws", 4, 4),
+        ("/v1/not-a-route", "carrier-pigeon", 1, 1),
+    ]
+    for n, (path, ingress, generated, written) in enumerate(streams):
+        acc = account(stream_id=f"s{n}", path=path, ingress=ingress)
+        feed(acc, generated)
+        acc.on_written(written)
+        acc.finish(Outcome.CLIENT_GONE, 2.0)
+        recorder.finished(acc, 2.0)
+
+    def value(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    http = {"route": "responses", "ingress": "http"}
+    assert value("sidecar_route_streams_total", **http) == 2
+    assert value("sidecar_route_tokens_total", **http, kind="generated") == 8
+    assert value("sidecar_route_tokens_total", **http, kind="wasted") == 3
+    assert value("sidecar_route_streams_total", route="messages", ingress="ws") == 1
+    assert value("sidecar_route_streams_total", route="other", ingress="other") == 1

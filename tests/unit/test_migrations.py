@@ -15,6 +15,7 @@ from sidecar.ledger import db
 def test_single_head() -> None:
     script = ScriptDirectory.from_config(db.alembic_config("sqlite://"))
     assert len(script.get_heads()) == 1
+    assert script.get_current_head() == db.HEAD, "set sidecar.ledger.db.HEAD to the new head"
 
 
 def urls(tmp_path: Path, postgres_url: str) -> list[str]:

@@ -54,6 +54,12 @@ def test_control_messages(raw: str, expected: object) -> None:
         (frame(type="generate", id="r", body="text"), "invalid_body"),
         (frame(type="generate", id="r", body={"messages": "hi"}), "invalid_body"),
         (frame(type="generate", id="r", body={"messages": []}, path="/v2/x"), "invalid_path"),
+        (frame(type="generate", id="r", body={"input": []}, path="/v1/embeddings"), "invalid_path"),
+        (
+            frame(type="generate", id="r", body={"messages": []}, path="/v1/responses"),
+            "invalid_body",
+        ),
+        (frame(type="generate", id="r", body={"input": "hi"}, path="/v1/messages"), "invalid_body"),
         (frame(type="ack", id="r", seq=-1), "invalid_seq"),
         (frame(type="ack", id="r", seq=True), "invalid_seq"),
         (frame(type="resume", id="r", after_seq="3"), "invalid_seq"),
@@ -62,6 +68,20 @@ def test_control_messages(raw: str, expected: object) -> None:
 def test_bad_frames_become_typed_errors(raw: str, code: str) -> None:
     event = protocol.parse_client_frame(raw)
     assert isinstance(event, ProtocolError) and event.code == code and event.message
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/responses", {"model": "m", "input": "hi", "max_output_tokens": 5}),
+        ("/v1/messages", {"model": "m", "max_tokens": 5, "messages": []}),
+        ("/v1/completions", {"model": "m", "prompt": "hi"}),
+    ],
+)
+def test_generate_may_name_every_streaming_route(path: str, body: dict[str, object]) -> None:
+    assert protocol.parse_client_frame(frame(type="generate", id="r", body=body, path=path)) == (
+        protocol.Generate("r", body, path)
+    )
 
 
 def test_error_keeps_the_stream_id_when_there_is_one() -> None:

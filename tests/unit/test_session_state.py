@@ -83,7 +83,7 @@ def test_cancel_ack_ping_and_bad_frames() -> None:
     m = machine()
     started(m, "a")
     assert m.frame(frame("cancel", id="a"), 0, 0, False) == [
-        StopStream("a", Outcome.CLIENT_CANCELLED)
+        StopStream("a", Outcome.CLIENT_CANCELLED, confirm=True)
     ]
     assert sent(m.frame(frame("cancel", id="zz"), 0, 0, False))[0]["code"] == "unknown_id"
     assert m.frame(frame("ack", id="a", seq=3), 0, 0, False) == [AckStream("a", 3)]
@@ -91,6 +91,9 @@ def test_cancel_ack_ping_and_bad_frames() -> None:
     assert sent(m.frame(frame("ping", t=7), 0, 0, False)) == [{"type": "pong", "t": 7}]
     assert m.frame(frame("pong", t=7), 0, 0, False) == []
     assert sent(m.frame(b"{not json", 0, 0, False))[0]["type"] == "error"
+    m.stream_ended("a")  # a cancel that crossed its `done` gets a clear answer
+    late = sent(m.frame(frame("cancel", id="a"), 0, 0, False))
+    assert [(f["code"], f["id"]) for f in late] == [("already_finished", "a")]
 
 
 def test_connection_lost_without_grace_ends_every_stream_and_the_session() -> None:
@@ -162,13 +165,13 @@ def test_no_parking_without_running_streams_or_for_the_sidecars_own_reasons() ->
     assert SessionEnded("idle_timeout") in m.connection_lost("idle_timeout")
 
 
-def test_drain_ends_streams_as_shutdown_and_closes_1001() -> None:
+def test_drain_ends_streams_as_shutdown_and_closes_1012_with_a_retry_hint() -> None:
     m = machine()
     started(m, "a")
     actions = m.drain()
     assert sent(actions)[0]["code"] == "shutdown"
     assert StopStream("a", Outcome.SHUTDOWN) in actions
-    assert actions[-1] == Close(1001, "server draining")
+    assert actions[-1] == Close(1012, "server draining; retry_after_ms=1000")
     assert SessionEnded("server_drain") in actions and m.state is State.CLOSED
 
 

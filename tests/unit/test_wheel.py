@@ -46,6 +46,7 @@ def test_wheel_carries_migrations_and_upgrades_a_database(tmp_path: Path) -> Non
     assert "sidecar/_migrations/env.py" in names
     assert any(n.startswith("sidecar/_migrations/versions/0001") for n in names)
     assert "sidecar/data/demo-prices.toml" in names
+    assert "sidecar/live/ui.html" in names  # the admin /ui page
     installed = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(installed)
     # Run from elsewhere with the wheel's code first on the path: no checkout involved.

@@ -122,5 +122,6 @@ def test_interleaved_start_and_final_rows_take_one_statement_per_kind(tmp_path: 
         Row("streams", stream(3, None, 4), final=False),
     ]
     assert writer._write(batch)
-    assert statements == [1, 2]  # stream 3's latest checkpoint; the two final rows
+    # stream 3's latest checkpoint; the two final rows; their one hour's rollup marked stale
+    assert statements == [1, 2, 1]
     assert sorted(rows_in(url)) == [("s1", "completed", 5), ("s2", "completed", 7), ("s3", None, 4)]

@@ -66,7 +66,8 @@ async def _chunks(reads: list[bytes]) -> AsyncIterator[bytes]:
 
 def _live(acc: StreamAccount, replay: int = 0) -> LiveStream:
     buffer = ReplayBuffer(replay, ReplayBudget(0)) if replay else None
-    return LiveStream(SimpleNamespace(account=acc), buffer)  # type: ignore[arg-type]
+    stream = SimpleNamespace(account=acc, completing=lambda: None)
+    return LiveStream(stream, buffer)  # type: ignore[arg-type]
 
 
 def _relay(reads: list[bytes], head: bool | None, session: FakeSession, replay: int = 0) -> Any:
