@@ -128,6 +128,7 @@ def _rows(
         c.id,
         c.outcome,
         c.ingress,
+        c.path,
         literal(1).label("streams"),
         unpriced(1).label("unpriced_streams"),
         c.prompt_tokens,
@@ -156,6 +157,7 @@ def _rollups(
         text.label("id"),
         c.outcome,
         c.ingress,
+        text.label("path"),  # route grouping never reads rollups
         *(c[name] for name in SUMS),
     ).where(_within(c.hour, ranges))
 
