@@ -263,7 +263,7 @@ def test_adopted_streams_can_be_resumed_and_cancelled() -> None:
     m.adopt(["r1", "r2"])
     assert m.frame(frame("resume", id="r1", after_seq=4), 0, 0, False) == [ReplayStream("r1", 4)]
     assert m.frame(frame("cancel", id="r2"), 0, 0, False) == [
-        StopStream("r2", Outcome.CLIENT_CANCELLED)
+        StopStream("r2", Outcome.CLIENT_CANCELLED, confirm=True)
     ]
     m.stream_ended("r2")
-    assert sent(m.frame(frame("cancel", id="r2"), 0, 0, False))[0]["code"] == "unknown_id"
+    assert sent(m.frame(frame("cancel", id="r2"), 0, 0, False))[0]["code"] == "already_finished"
