@@ -27,6 +27,7 @@ both take the caller's clock in seconds. Out-of-order samples count in the newes
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass, replace
 
@@ -40,7 +41,8 @@ from sidecar.drift.events import (
     Severity,
 )
 from sidecar.drift.normalize import CovariateHistory, LoadModel, fit
-from sidecar.drift.sketch import Windows, merged, quantile
+from sidecar.drift.score import SCORES, TOP_SCORE, WEEK, edges, threshold
+from sidecar.drift.sketch import Tally, Windows, merged, quantile
 
 
 def _tail(n: int) -> float:
@@ -66,38 +68,50 @@ class WindowP95:
 
 
 class _Cusum:
-    """S <- max(0, S + up | down) with its persistence clock (module docstring)."""
+    """S <- max(0, S + increment) with its persistence clock (module docstring).
+
+    `confirm` is the evidence the samples after the persistence delay must add (the plain sum of
+    their increments); `strong`, when given, is a second such sum of increments the caller passes
+    alongside, with its own bar (the score CUSUM confirms a big change faster with it).
+    """
 
     __slots__ = (
-        "crossed", "down", "episode", "h", "last_zero", "late", "lookback", "low", "onset_level",
-        "persist", "persist_from", "persist_threshold", "s", "up",
+        "confirm", "crossed", "episode", "h", "last_zero", "late", "late_strong", "lookback", "low",
+        "onset_level", "persist", "persist_from", "s", "strong",
     )  # fmt: skip
 
-    def __init__(self, config: DetectorConfig, up: float, down: float, h: float) -> None:
-        self.up, self.down, self.h = up, down, h
-        self.persist = config.persist
-        self.persist_from, self.persist_threshold = config.persist_from, config.persist_threshold
+    def __init__(
+        self,
+        config: DetectorConfig,
+        h: float,
+        *,
+        onset_level: float,
+        confirm: float,
+        strong: float = math.inf,
+    ) -> None:
+        self.h = h
+        self.persist, self.persist_from = config.persist, config.persist_from
+        self.confirm, self.strong = confirm, strong
         level = config.onset_level
-        # "Back near 0" is below one up-step: a CUSUM with bigger steps (the tail one) gets a
-        # proportionally higher onset level.
-        self.onset_level = -1.0 if level is None else level * up / config.up
+        self.onset_level = -1.0 if level is None else onset_level
         self.lookback = 0.0 if level is None else min(config.onset_lookback, self.persist)
         self.s = 0.0
         self.last_zero: float | None = None  # the alert's onset estimate
         self.low = -math.inf  # last sample with S <= onset_level: the clock's earliest start
         self.episode: float | None = None  # where the persistence clock started
-        self.late = 0.0  # evidence from samples >= `persist` seconds after `episode`
+        self.late = self.late_strong = 0.0  # evidence from samples >= `persist` after `episode`
         self.crossed: tuple[float, float] | None = None  # (time S crossed h, onset)
 
     def reset(self, t: float) -> None:
-        self.s, self.last_zero, self.low, self.episode, self.late = 0.0, t, t, None, 0.0
+        self.s, self.last_zero, self.low, self.episode = 0.0, t, t, None
+        self.late = self.late_strong = 0.0
         self.crossed = None
 
-    def step(self, t: float, exceeded: bool) -> None:
-        step = self.up if exceeded else self.down
+    def add(self, t: float, step: float, strong: float = 0.0) -> None:
         s = self.s + step
         if s <= 0.0:
-            self.s, self.last_zero, self.low, self.episode, self.late = 0.0, t, t, None, 0.0
+            self.s, self.last_zero, self.low, self.episode = 0.0, t, t, None
+            self.late = self.late_strong = 0.0
             return
         episode = self.episode
         if episode is None:
@@ -107,10 +121,13 @@ class _Cusum:
                 self.low = t
         elif t >= episode + self.persist:
             self.late += step
+            self.late_strong += strong
         h = self.h
         if s >= h:
             s = min(s, 2 * h)  # bounded: only the crossing matters
-            if self.crossed is None and (self.late >= self.persist_threshold or self.persist <= 0):
+            if self.crossed is None and (
+                self.late >= self.confirm or self.late_strong >= self.strong or self.persist <= 0
+            ):
                 self.crossed = (t, t if self.last_zero is None else self.last_zero)
         self.s = s
 
@@ -131,16 +148,44 @@ class Detector:
             if config.normalization is Normalization.NONE
             else CovariateHistory(config.refresh_seconds, config.history_seconds)
         )
-        self._cusum = _Cusum(config, config.up, config.down, config.threshold)
+        level = config.onset_level or 0.0
+        self._up, self._down = config.up, config.down
+        self._cusum = _Cusum(
+            config, config.threshold, onset_level=level, confirm=config.persist_threshold
+        )
         # Optional second CUSUM on exceedances of the baseline's tail quantile (p99): catches a
         # change confined to a few % of requests (a slow replica, a cold cache) sooner.
         tail = config.tail_quantile
         self._tail: _Cusum | None = None
+        self._tail_up = self._tail_down = 0.0
         if tail is not None:
             p0, p1 = 1 - tail, config.tail_p1
             up, down = math.log(p1 / p0), math.log((1 - p1) / (1 - p0))
-            self._tail = _Cusum(config, up, down, config.tail_threshold or config.threshold)
+            self._tail_up, self._tail_down = up, down
+            # "back near 0" is below one up-step: the tail CUSUM's bigger steps scale the level
+            self._tail = _Cusum(
+                config,
+                config.tail_threshold or config.threshold,
+                onset_level=level * up / config.up,
+                confirm=config.persist_threshold,
+            )
         self._q_tail = math.inf
+        # Optional magnitude test: a CUSUM on each sample's normal score against the baseline
+        # (sidecar/drift/score.py), S <- max(0, S + z - k). Its threshold comes from the
+        # false-alarm budget and the key's sample rate, set at each rebaseline.
+        self._score: _Cusum | None = None
+        self._k = self._k_strong = 0.0
+        k = config.score_k
+        if k is not None:
+            self._k, self._k_strong = k, config.score_confirm_k
+            self._score = _Cusum(
+                config,
+                math.inf,
+                onset_level=level,
+                confirm=config.score_confirm / (2 * k),
+                strong=config.score_confirm / (2 * config.score_confirm_k),
+            )
+        self._edges: list[float] | None = None  # score bins; None: the score CUSUM is not armed
         self._fast_since: float | None = None  # first evaluation of the current fast-path run
         self._q_ref: float | None = None  # exceedances are counted once a baseline exists
         self._crit_level = self._fast_level = math.inf
@@ -194,12 +239,15 @@ class Detector:
                 slot.over_crit += 1
                 if failed or norm >= self._fast_level:
                     slot.over_fast += 1
-        if not self._armed:
-            return
-        self._cusum.step(t, exceeded)
-        tail = self._tail
-        if tail is not None:
-            tail.step(t, failed or norm > self._q_tail)
+        if self._armed:
+            self._cusum.add(t, self._up if exceeded else self._down)
+            tail = self._tail
+            if tail is not None:
+                tail.add(t, self._tail_up if failed or norm > self._q_tail else self._tail_down)
+        edges = self._edges
+        if edges is not None:
+            z = TOP_SCORE if failed else SCORES[bisect_right(edges, norm)]
+            self._score.add(t, z - self._k, z - self._k_strong)  # type: ignore[union-attr]
 
     @property
     def statistic(self) -> float:
@@ -210,8 +258,18 @@ class Detector:
     def tail_statistic(self) -> float | None:
         return None if self._tail is None else self._tail.s
 
+    @property
+    def score_statistic(self) -> float | None:
+        """The magnitude CUSUM's statistic (score units); None when it is off."""
+        return None if self._score is None else self._score.s
+
+    @property
+    def score_threshold(self) -> float | None:
+        """Its current threshold, from the budget and the baseline's rate (inf until armed)."""
+        return None if self._score is None else self._score.h
+
     def _cusums(self) -> tuple[_Cusum, ...]:
-        return (self._cusum,) if self._tail is None else (self._cusum, self._tail)
+        return tuple(c for c in (self._cusum, self._tail, self._score) if c is not None)
 
     def _suspicious(self) -> bool:
         """Some statistic above half its threshold: the baseline stays frozen."""
@@ -271,7 +329,7 @@ class Detector:
         total = merged(buckets, start, self._windows.separate_raw)
         p95, raw_p95 = quantile(total.norm, 0.95), quantile(total.raw, 0.95)
         if p95 is None or raw_p95 is None:
-            self.baseline, self._q_ref, self._armed = None, None, False
+            self.baseline, self._q_ref, self._armed, self._edges = None, None, False, None
             return
         span = buckets[-1].start + cfg.refresh_seconds - buckets[0].start
         q_ref = max(cfg.margin * p95, p95 + cfg.floor)
@@ -283,11 +341,46 @@ class Detector:
         if self._tail is not None and cfg.tail_quantile is not None:
             tail = quantile(total.norm, cfg.tail_quantile)
             self._q_tail = math.inf if tail is None else max(cfg.margin * tail, tail + cfg.floor)
-        armed = fast and total.n >= cfg.arm_samples and span >= cfg.arm_span_seconds - 1e-9
+        long_enough = span >= cfg.arm_span_seconds - 1e-9
+        armed = fast and total.n >= cfg.arm_samples and long_enough
         if armed and not self._armed:
-            for cusum in self._cusums():
-                cusum.reset(boundary)
+            for cusum in (self._cusum, self._tail):
+                if cusum is not None:
+                    cusum.reset(boundary)
         self._armed = armed
+        if self._score is not None:
+            self._rescore(total, span, fast and long_enough, boundary)
+
+    def _rescore(self, total: Tally, span: float, may_arm: bool, boundary: float) -> None:
+        """New score bins from the baseline, and the threshold for its rate and size."""
+        cfg, score = self.config, self._score
+        assert score is not None and cfg.score_k is not None
+        grid = (
+            edges(total.norm, cfg.floor) if may_arm and total.n >= cfg.score_arm_samples else None
+        )
+        if grid is None:
+            self._edges = None
+            return
+        if self._edges is None:
+            score.reset(boundary)
+        self._edges = grid
+        if cfg.score_threshold is not None:
+            score.h = cfg.score_threshold
+            return
+        rate = total.n / span
+        score.h = threshold(rate, total.n, cfg.score_k, self._score_budget(rate))
+
+    def _score_budget(self, rate: float) -> float:
+        """False pages per week left to the score CUSUM by the exceedance CUSUMs' theory.
+
+        DRIFT.md: an exceedance CUSUM crosses h falsely once per ~1.75 M samples at h = 10, x e
+        per +1. What the budget has left, but never less than half of it, goes to the score.
+        """
+        cfg = self.config
+        per_week = sum(
+            WEEK * rate / (1.75e6 * math.exp(c.h - 10.0)) for c in (self._cusum, self._tail) if c
+        )
+        return max(cfg.false_pages_per_week - per_week, cfg.false_pages_per_week / 2)
 
     def _fast_path(self, now: float) -> bool:
         cfg, base = self.config, self.baseline

@@ -45,7 +45,8 @@ def test_big_step_fires_once_it_persists_and_is_crit() -> None:
 
 
 def test_fast_path_alone_goes_straight_to_crit() -> None:
-    config = replace(FAST, arm_samples=10**9)  # CUSUM never arms; fast path from 400 samples
+    # no CUSUM arms (nor the score test); the fast path does from 400 samples
+    config = replace(FAST, arm_samples=10**9, score_k=None)
     _, changes = run(
         DISTRIBUTIONS["lognormal"], 500.0, factor=lambda t: 3.0 if t >= 400 else 1.0, config=config
     )
@@ -221,20 +222,22 @@ def test_deterministic() -> None:
 
 # -- persistence clock from the change's start; tail CUSUM ------------------------------------
 
-ONSET_CLOCK = replace(FAST, onset_level=1.0, onset_lookback=1.0, tail_quantile=None)
-NO_TAIL = replace(FAST, tail_quantile=None)
+# These test the exceedance CUSUMs' clock: the magnitude test is off.
+ONSET_CLOCK = replace(FAST, onset_level=1.0, onset_lookback=1.0, tail_quantile=None, score_k=None)
+NO_TAIL = replace(FAST, tail_quantile=None, score_k=None)
 PREVIOUS = replace(NO_TAIL, onset_level=None)  # the clock from S >= 5, no tail CUSUM
 
 
 def _cusum_clock(config: DetectorConfig, pre_lifted: bool) -> float | None:
     """Where the persistence clock starts for 8 exceedances from t = 10 s (0.1 s apart)."""
-    cusum = _Cusum(config, config.up, config.down, config.threshold)
+    level = -1.0 if config.onset_level is None else config.onset_level
+    cusum = _Cusum(config, config.threshold, onset_level=level, confirm=config.persist_threshold)
     cusum.reset(0.0)
     if pre_lifted:  # noise lifted S above the onset level long before the burst
-        cusum.step(2.0, True)
-        cusum.step(2.1, True)
+        cusum.add(2.0, config.up)
+        cusum.add(2.1, config.up)
     for i in range(8):
-        cusum.step(10.0 + i / 10, True)
+        cusum.add(10.0 + i / 10, config.up)
     return cusum.episode
 
 
@@ -281,7 +284,7 @@ def test_onset_clock_still_ignores_bursts_shorter_than_persist(length: float) ->
     assert changes == []
 
 
-TAIL = FAST  # on by default: p99, 1 % -> 4 %
+TAIL = replace(FAST, score_k=None)  # the tail CUSUM is on by default: p99, 1 % -> 4 %
 
 
 @pytest.mark.parametrize("name", sorted(DISTRIBUTIONS))
