@@ -18,8 +18,8 @@ from sidecar.drift.events import AlertFired
 
 FLAP = 600.0
 DEFAULT_H = DetectorConfig().threshold
-# Ours as the previous round shipped it: persistence clock from S >= 5, no tail CUSUM.
-PREVIOUS = {"onset_level": None, "tail_quantile": None}
+# Ours as round 2 shipped it: persistence clock from S >= 5, no tail CUSUM, no magnitude test.
+PREVIOUS = {"onset_level": None, "tail_quantile": None, "score_k": None}
 
 
 class Ours:

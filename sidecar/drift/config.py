@@ -76,6 +76,10 @@ class DetectorConfig:
     score_confirm: float = 4.0
     score_threshold: float | None = None
     score_arm_samples: int = 500  # the score CUSUM arms sooner than the exceedance ones
+    # None: scores are bounded by the top bin's (~2.5), so one sample never weighs much. A number
+    # (pre-aggregated series): a value above every baseline bin scores by how far above it is,
+    # up to this cap (set below the threshold so that one point alone cannot page).
+    score_cap: float | None = None
     false_pages_per_week: float = 1.0
     p0: float = 0.05  # exceedance probability with no change
     p1: float = 0.10  # exceedance probability the CUSUM is tuned to detect

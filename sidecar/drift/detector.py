@@ -41,7 +41,16 @@ from sidecar.drift.events import (
     Severity,
 )
 from sidecar.drift.normalize import CovariateHistory, LoadModel, fit
-from sidecar.drift.score import SCORES, TOP_SCORE, WEEK, edges, threshold
+from sidecar.drift.score import (
+    GRID,
+    SCORES,
+    TOP_SCORE,
+    WEEK,
+    edges,
+    extrapolated,
+    tail_slope,
+    threshold,
+)
 from sidecar.drift.sketch import Tally, Windows, merged, quantile
 
 
@@ -73,11 +82,19 @@ class _Cusum:
     `confirm` is the evidence the samples after the persistence delay must add (the plain sum of
     their increments); `strong`, when given, is a second such sum of increments the caller passes
     alongside, with its own bar (the score CUSUM confirms a big change faster with it).
+
+    `argmin=True` (the score CUSUM) starts the clock where the running sum of the `strong`
+    increments was lowest in the `persist` seconds before S reached `persist_from`: the likeliest
+    start of a change of the size `strong` is tuned to. Its steeper downward drift under no change
+    keeps noise that had lifted S before a burst from moving the clock before the burst. An
+    episode ends whenever S falls back to `onset_level`: a burst that ended must not lend its
+    clock to the next climb. At one sample a second that clock is ~10 s closer to a step's start
+    than the exceedance CUSUMs' 5 s lookback clamp allows.
     """
 
     __slots__ = (
         "confirm", "crossed", "episode", "h", "last_zero", "late", "late_strong", "lookback", "low",
-        "onset_level", "persist", "persist_from", "s", "strong",
+        "onset_level", "persist", "persist_from", "s", "strong", "strong_sum", "trail",
     )  # fmt: skip
 
     def __init__(
@@ -88,13 +105,22 @@ class _Cusum:
         onset_level: float,
         confirm: float,
         strong: float = math.inf,
+        persist_from: float | None = None,
+        argmin: bool = False,
     ) -> None:
         self.h = h
-        self.persist, self.persist_from = config.persist, config.persist_from
+        self.persist = config.persist
+        self.persist_from = config.persist_from if persist_from is None else persist_from
         self.confirm, self.strong = confirm, strong
         level = config.onset_level
         self.onset_level = -1.0 if level is None else onset_level
         self.lookback = 0.0 if level is None else min(config.onset_lookback, self.persist)
+        # (t, sum) with the sum increasing: the sliding-window minimum of the running sum of
+        # `strong` increments over `persist` seconds
+        self.strong_sum = 0.0
+        self.trail: deque[tuple[float, float]] | None = None
+        if argmin:
+            self.trail, self.lookback = deque(), self.persist
         self.s = 0.0
         self.last_zero: float | None = None  # the alert's onset estimate
         self.low = -math.inf  # last sample with S <= onset_level: the clock's earliest start
@@ -103,22 +129,49 @@ class _Cusum:
         self.crossed: tuple[float, float] | None = None  # (time S crossed h, onset)
 
     def reset(self, t: float) -> None:
-        self.s, self.last_zero, self.low, self.episode = 0.0, t, t, None
-        self.late = self.late_strong = 0.0
+        self.s, self.last_zero = 0.0, t
+        self._restart(t)
         self.crossed = None
+
+    def _restart(self, t: float) -> None:
+        self.low, self.episode = t, None
+        self.late = self.late_strong = 0.0
+        trail = self.trail
+        if trail is not None:
+            trail.clear()
+            trail.append((t, 0.0))
+            self.strong_sum = 0.0
 
     def add(self, t: float, step: float, strong: float = 0.0) -> None:
         s = self.s + step
+        episode, trail = self.episode, self.trail
         if s <= 0.0:
-            self.s, self.last_zero, self.low, self.episode = 0.0, t, t, None
-            self.late = self.late_strong = 0.0
+            self.s, self.last_zero, self.low = 0.0, t, t
+            if episode is not None:
+                self.episode = None
+                self.late = self.late_strong = 0.0
+            if trail:
+                trail.clear()  # while S is 0 the trail waits (see below)
             return
-        episode = self.episode
+        if episode is None and trail is not None:
+            # Only while S > 0: wherever S fell to 0, the sum of the (smaller) strong increments
+            # fell at least as low, so the window's minimum is at the last zero or after it.
+            if not trail:
+                trail.append((self.last_zero or t, 0.0))
+                self.strong_sum = 0.0
+            total = self.strong_sum = self.strong_sum + strong
+            while trail and trail[-1][1] >= total:
+                trail.pop()
+            trail.append((t, total))
+            while trail[0][0] < t - self.lookback:
+                trail.popleft()
         if episode is None:
             if s >= self.persist_from:
-                self.episode = max(self.low, t - self.lookback)
+                self.episode = trail[0][0] if trail else max(self.low, t - self.lookback)
             elif s <= self.onset_level:
                 self.low = t
+        elif trail is not None and s <= self.onset_level:
+            self._restart(t)
         elif t >= episode + self.persist:
             self.late += step
             self.late_strong += strong
@@ -178,14 +231,22 @@ class Detector:
         k = config.score_k
         if k is not None:
             self._k, self._k_strong = k, config.score_confirm_k
+            # In log-likelihood terms a score CUSUM's S is worth 2k nats per unit: its levels
+            # (onset, clock start, confirmation) are the exceedance CUSUMs' divided by 2k.
+            nats = 2 * k
             self._score = _Cusum(
                 config,
                 math.inf,
-                onset_level=level,
-                confirm=config.score_confirm / (2 * k),
+                onset_level=level / nats,
+                confirm=config.score_confirm / nats,
                 strong=config.score_confirm / (2 * config.score_confirm_k),
+                persist_from=config.persist_from / nats,
+                argmin=True,
             )
         self._edges: list[float] | None = None  # score bins; None: the score CUSUM is not armed
+        self._cap = config.score_cap or 0.0
+        self._top = GRID - 1  # the bin above every edge
+        self._slope = 0.0  # > 0: scores above the top bin are extrapolated (score_cap)
         self._fast_since: float | None = None  # first evaluation of the current fast-path run
         self._q_ref: float | None = None  # exceedances are counted once a baseline exists
         self._crit_level = self._fast_level = math.inf
@@ -223,8 +284,13 @@ class Detector:
         slot.raw.add(value)
         slot.norm.add(norm)
         slot.n += 1
-        if self._history is not None and not failed and (prompt_tokens, inflight) != (None, None):
-            self._history.add(t, value, float(prompt_tokens or 0), float(inflight or 0))
+        history = self._history
+        if (
+            history is not None
+            and not failed
+            and (prompt_tokens is not None or inflight is not None)
+        ):
+            history.add(t, value, float(prompt_tokens or 0), float(inflight or 0))
         q_ref = self._q_ref
         if q_ref is None:
             return
@@ -239,15 +305,33 @@ class Detector:
                 slot.over_crit += 1
                 if failed or norm >= self._fast_level:
                     slot.over_fast += 1
+        # Each CUSUM sits at 0 most of the time with no change: that case is inlined here
+        # (the same as what _Cusum.add does for it) to keep the per-sample cost down.
         if self._armed:
-            self._cusum.add(t, self._up if exceeded else self._down)
+            main = self._cusum
+            step = self._up if exceeded else self._down
+            if main.s + step <= 0.0 and main.episode is None:
+                main.s, main.last_zero, main.low = 0.0, t, t
+            else:
+                main.add(t, step)
             tail = self._tail
             if tail is not None:
-                tail.add(t, self._tail_up if failed or norm > self._q_tail else self._tail_down)
-        edges = self._edges
-        if edges is not None:
-            z = TOP_SCORE if failed else SCORES[bisect_right(edges, norm)]
-            self._score.add(t, z - self._k, z - self._k_strong)  # type: ignore[union-attr]
+                step = self._tail_up if failed or norm > self._q_tail else self._tail_down
+                if tail.s + step <= 0.0 and tail.episode is None:
+                    tail.s, tail.last_zero, tail.low = 0.0, t, t
+                else:
+                    tail.add(t, step)
+        edges, score = self._edges, self._score
+        if edges is not None and score is not None:
+            index = bisect_right(edges, norm)
+            z = TOP_SCORE if failed else SCORES[index]
+            if index == self._top and self._slope and not failed:
+                z = extrapolated(norm, edges, self._slope, self._cap)
+            step = z - self._k
+            if score.s + step <= 0.0 and score.episode is None and not score.trail:
+                score.s, score.last_zero, score.low = 0.0, t, t
+            else:
+                score.add(t, step, z - self._k_strong)
 
     @property
     def statistic(self) -> float:
@@ -364,6 +448,7 @@ class Detector:
         if self._edges is None:
             score.reset(boundary)
         self._edges = grid
+        self._slope = tail_slope(grid) if cfg.score_cap is not None else 0.0
         if cfg.score_threshold is not None:
             score.h = cfg.score_threshold
             return
@@ -378,7 +463,9 @@ class Detector:
         """
         cfg = self.config
         per_week = sum(
-            WEEK * rate / (1.75e6 * math.exp(c.h - 10.0)) for c in (self._cusum, self._tail) if c
+            WEEK * rate / (1.75e6 * math.exp(min(c.h - 10.0, 700.0)))
+            for c in (self._cusum, self._tail)
+            if c
         )
         return max(cfg.false_pages_per_week - per_week, cfg.false_pages_per_week / 2)
 

@@ -89,3 +89,26 @@ def threshold(rate: float, samples: int, k: float, false_pages_per_week: float) 
         arl = (math.expm1(x) - x) / (2 * k_eff * k_eff)
         lo, hi = (b, hi) if arl < target else (lo, b)
     return max(hi - _SIEGMUND, 1.0)
+
+
+_Q75_Z = NormalDist().inv_cdf(0.75)  # ~0.674
+_Q50, _Q75 = GRID // 2 - 1, 3 * GRID // 4 - 1  # edges at quantiles 1/2 and 3/4
+
+
+def tail_slope(grid: list[float]) -> float:
+    """Scores per unit of ln(value) above the top edge, from the baseline's upper quartile.
+
+    For a pre-aggregated series (each point a step's p95) a point far above every baseline point
+    is strong evidence, not one sample's noise: it scores as if the baseline were lognormal with
+    its median and upper quartile (stable with ~100 points, unlike its top edge), capped by the
+    caller, and never less than the top bin's score. 0 when the upper quartile has no spread.
+    """
+    mid, upper = grid[_Q50], grid[_Q75]
+    if mid <= 0 or upper <= mid:
+        return 0.0
+    return _Q75_Z / math.log(upper / mid)
+
+
+def extrapolated(value: float, grid: list[float], slope: float, cap: float) -> float:
+    """The score of a value above the top edge (see tail_slope), at most `cap`."""
+    return min(max(_Q75_Z + slope * math.log(value / grid[_Q75]), TOP_SCORE), cap)
