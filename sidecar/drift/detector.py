@@ -48,6 +48,7 @@ from sidecar.drift.score import (
     WEEK,
     edges,
     extrapolated,
+    grid_of,
     tail_slope,
     threshold,
 )
@@ -246,6 +247,8 @@ class Detector:
         self._edges: list[float] | None = None  # score bins; None: the score CUSUM is not armed
         self._cap = config.score_cap or 0.0
         self._top = GRID - 1  # the bin above every edge
+        self._grid_model: LoadModel | None = None  # the model the bins were normalised with
+        self._grid_at = -math.inf
         self._slope = 0.0  # > 0: scores above the top bin are extrapolated (score_cap)
         self._fast_since: float | None = None  # first evaluation of the current fast-path run
         self._q_ref: float | None = None  # exceedances are counted once a baseline exists
@@ -433,15 +436,38 @@ class Detector:
                     cusum.reset(boundary)
         self._armed = armed
         if self._score is not None:
-            self._rescore(total, span, fast and long_enough, boundary)
+            may_arm = fast and long_enough and total.n >= cfg.score_arm_samples
+            self._rescore(total, span, (start, end) if may_arm else None, boundary)
 
-    def _rescore(self, total: Tally, span: float, may_arm: bool, boundary: float) -> None:
-        """New score bins from the baseline, and the threshold for its rate and size."""
+    def _rescore(
+        self, total: Tally, span: float, window: tuple[float, float] | None, boundary: float
+    ) -> None:
+        """New score bins from the baseline, and the threshold for its rate and size.
+
+        With normalisation, the baseline's sketch holds values normalised by the models in force
+        when they arrived (refitted every 10 min, each a few % apart), and a few % is a third of
+        the score's reference k: the bins come from the covariate reservoir instead, normalised
+        by the current model, the same one new samples are scored with. That costs ~1 ms, so it
+        is redone when the model changes and otherwise every `refit_seconds`.
+        """
         cfg, score = self.config, self._score
         assert score is not None and cfg.score_k is not None
-        grid = (
-            edges(total.norm, cfg.floor) if may_arm and total.n >= cfg.score_arm_samples else None
-        )
+        grid = None
+        if window is not None:
+            history, model = self._history, self.load_model
+            if history is None:
+                grid = edges(total.norm, cfg.floor)
+            elif (
+                self._edges is not None
+                and self._grid_model is model
+                and boundary - self._grid_at < cfg.refit_seconds
+            ):
+                grid = self._edges
+            else:
+                points = history.points(*window)
+                normalize = model.normalize if model is not None else lambda v, p, n: v
+                grid = grid_of([normalize(v, p, n) for v, p, n in points], cfg.floor)
+                self._grid_model, self._grid_at = model, boundary
         if grid is None:
             self._edges = None
             return

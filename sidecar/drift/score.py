@@ -72,6 +72,15 @@ def edges(sketch: LogCollapsingLowestDenseDDSketch, floor: float) -> list[float]
     return out
 
 
+def grid_of(values: list[float], floor: float) -> list[float] | None:
+    """The same quantiles as `edges`, from a list of values (the covariate reservoir)."""
+    if len(values) < 4 * GRID:
+        return None
+    ordered = sorted(values)
+    n = len(ordered)
+    return [ordered[min(n - 1, i * n // GRID)] + floor for i in range(1, GRID)]
+
+
 def threshold(rate: float, samples: int, k: float, false_pages_per_week: float) -> float:
     """h for a CUSUM on scores with reference k: one false crossing per 1 / budget weeks.
 
