@@ -26,6 +26,7 @@ from typing import Any
 from bench.drift.rules import (
     DEFAULT_H,
     PERSIST_SWEEP,
+    ROUND3,
     Ours,
     WindowRule,
     contenders,
@@ -239,6 +240,7 @@ def main(argv: list[str] | None = None) -> None:
         help="report on seeds FIRST..FIRST+19 (default 44; 4 and 24 were earlier rounds', see "
         "the docs)",
     )
+    parser.add_argument("--seeds", type=int, default=20, help="report seeds (default 20)")
     args = parser.parse_args(argv)
     if args.quick:
         tune_seeds, report_seeds, quiet_h, scenarios = [0], [1, 2], 1.1, SCENARIOS[:1]
@@ -246,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
         first = max(args.report_seeds, 4)  # never the tune seeds
         tune_seeds, report_seeds, quiet_h, scenarios = (
             list(range(4)),
-            list(range(first, first + 20)),
+            list(range(first, first + args.seeds)),
             11,
             SCENARIOS,
         )
@@ -307,7 +309,11 @@ def main(argv: list[str] | None = None) -> None:
         "ratio": [ratio_name(r) for r in RATIO_SWEEP],
         "fixed": [fixed_name(x) for x in fixed_sweep],
     }
-    before = [f"ours h={DEFAULT_H:g}, previous round", "ours h=10, no persistence (first round)"]
+    before = [
+        ROUND3,
+        f"ours h={DEFAULT_H:g}, round 2",
+        "ours h=10, no persistence (first round)",
+    ]
     names = [ours_name(chosen_h, chosen_h), *before, ratio_name(ratio), fixed_name(fixed_sweep[1])]
     hours = (quiet_h - WARMUP / 3600) * len(report_seeds)
     n_samples = sum(r["samples"] for r in results)

@@ -78,7 +78,7 @@ class DetectorConfig:
     score_arm_samples: int = 500  # the score CUSUM arms sooner than the exceedance ones
     # None: scores are bounded by the top bin's (~2.5), so one sample never weighs much. A number
     # (pre-aggregated series): a value above every baseline bin scores by how far above it is,
-    # up to this cap (set below the threshold so that one point alone cannot page).
+    # adding at most this fraction of the threshold (0.55: one point alone cannot page, two can).
     score_cap: float | None = None
     false_pages_per_week: float = 1.0
     p0: float = 0.05  # exceedance probability with no change
@@ -124,6 +124,8 @@ class DetectorConfig:
             raise ValueError("need 0 < 1 - tail_quantile < tail_p1 < 1")
         if self.score_k is not None and not 0 < self.score_k <= self.score_confirm_k:
             raise ValueError("need 0 < score_k <= score_confirm_k")
+        if self.score_cap is not None and not 0 < self.score_cap < 1:
+            raise ValueError("need 0 < score_cap < 1 (a share of the threshold)")
         if self.score_confirm <= 0 or self.false_pages_per_week <= 0:
             raise ValueError("need score_confirm > 0 and false_pages_per_week > 0")
         if self.onset_lookback < 0 or not 0 <= (self.onset_level or 0.0) < self.persist_from:

@@ -245,7 +245,7 @@ class Detector:
                 argmin=True,
             )
         self._edges: list[float] | None = None  # score bins; None: the score CUSUM is not armed
-        self._cap = config.score_cap or 0.0
+        self._cap = 0.0  # the highest score: k + score_cap x threshold, set with the bins
         self._top = GRID - 1  # the bin above every edge
         self._grid_model: LoadModel | None = None  # the model the bins were normalised with
         self._grid_at = -math.inf
@@ -477,9 +477,10 @@ class Detector:
         self._slope = tail_slope(grid) if cfg.score_cap is not None else 0.0
         if cfg.score_threshold is not None:
             score.h = cfg.score_threshold
-            return
-        rate = total.n / span
-        score.h = threshold(rate, total.n, cfg.score_k, self._score_budget(rate))
+        else:
+            rate = total.n / span
+            score.h = threshold(rate, total.n, cfg.score_k, self._score_budget(rate))
+        self._cap = cfg.score_k + (cfg.score_cap or 0.0) * score.h
 
     def _score_budget(self, rate: float) -> float:
         """False pages per week left to the score CUSUM by the exceedance CUSUMs' theory.
@@ -506,13 +507,18 @@ class Detector:
         return counts.fraction >= cfg.fast_exceed_fraction or counts.over_fast >= _tail(counts.n)
 
     def _fast_path_persists(self, now: float) -> bool:
-        """The fast-path condition, held at every evaluation for `persist` seconds."""
+        """The fast-path condition, held at every evaluation for `persist` seconds more than a
+        short window lasts: a burst stays in the short window for that long after it ended,
+        so a burst of up to `persist` seconds (a big one, or a small one at 1 sample/s, where
+        3 slow samples make a minute's p95) holds the condition for less."""
         if not self._fast_path(now):
             self._fast_since = None
             return False
         if self._fast_since is None:
             self._fast_since = now
-        return now - self._fast_since >= self.config.persist - 1e-9
+        cfg = self.config
+        smear = cfg.short_seconds - cfg.slot_seconds
+        return now - self._fast_since >= cfg.persist + smear - 1e-9
 
     def _medium_rule(self, now: float) -> bool:
         counts = self._windows.counts(now, self.config.medium_seconds)
