@@ -134,14 +134,14 @@ def config_for_step(step: float, base: DetectorConfig) -> DetectorConfig:
         # A p99 of the ~100-240 aggregated points in a baseline rests on 1-2 of them.
         tail_quantile=None,
         # Points are precise (each a p95 of a whole step): shifts worth a page are several of
-        # their sigmas, so the magnitude test looks for bigger ones (k = 0.5), lets a point far
-        # above the baseline count for more, but never alone (capped below its threshold), and
-        # keeps the same four-week budget as the exceedance CUSUM.
+        # their sigmas, so the magnitude test looks for bigger ones (k = 0.5) and lets a point
+        # far above the baseline count for more, but never alone (at most 0.55 h per point).
+        # Its budget stays the key's (one false page a week), not the four weeks above.
         score_k=0.5 if base.score_k is not None else None,
         score_confirm_k=max(base.score_confirm_k, 0.5),
         score_cap=0.55,
         score_arm_samples=min(base.score_arm_samples, int(0.8 * per_baseline)),
-        false_pages_per_week=min(base.false_pages_per_week, 7 * 86400.0 / _TARGET_QUIET_SECONDS),
+        false_pages_per_week=base.false_pages_per_week,
         slot_seconds=slot,
         short_seconds=span(max(base.short_seconds, 10 * slot)),
         medium_seconds=span(max(base.medium_seconds, 10 * slot)),
