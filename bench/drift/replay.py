@@ -241,7 +241,20 @@ def main(argv: list[str] | None = None) -> None:
         "the docs)",
     )
     parser.add_argument("--seeds", type=int, default=20, help="report seeds (default 20)")
+    parser.add_argument(
+        "--lean", action="store_true", help="ours vs round 3 only, no tuning or sweeps (minutes)"
+    )
     args = parser.parse_args(argv)
+    if args.lean:
+        from bench.drift.replay_lean import lean
+
+        seeds = list(range(max(args.report_seeds, 4), max(args.report_seeds, 4) + args.seeds))
+        text = "\n".join(["# Drift replay, lean", "", *lean(seeds, args.jobs)])
+        print(text)
+        results = Path(__file__).resolve().parent.parent / "results"
+        results.mkdir(exist_ok=True)
+        (results / "drift-replay-lean.md").write_text(text + "\n")
+        return
     if args.quick:
         tune_seeds, report_seeds, quiet_h, scenarios = [0], [1, 2], 1.1, SCENARIOS[:1]
     else:

@@ -69,7 +69,8 @@ QUIET = Shape("quiet", False, 1.0, lambda dt, rng: _normal(dt, rng))
 
 def samples(shape: Shape, seed: int, seconds: float, onset: float) -> Iterator[tuple[float, float]]:
     """(t, latency) in arrival order for `seconds`."""
-    rng = random.Random(seed * 7919 + round(shape.rate * 1000))
+    # every shape and seed its own stream: the quiet hours before each onset are independent
+    rng = random.Random(f"{shape.name}/{shape.rate:g}/{seed}")
     t = 0.0
     while True:
         t += rng.expovariate(shape.rate)
