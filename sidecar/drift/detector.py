@@ -5,17 +5,21 @@ its own, so ratio rules page on noise or react late. Instead each sample is one 
 does it exceed q_ref, just above the baseline's p95? With no change ~5 % do, whatever the latency
 distribution; when the tail moves, more do. A CUSUM on the log-likelihood ratio of p1 = 10 % vs
 p0 = 5 % accumulates that evidence with a known false-alarm rate (threshold h), and its last zero
-estimates when the drift began. Big jumps are also caught by the fast path on the last minute.
+estimates when the drift began. A second one does the same above the baseline's p99. One bit per
+sample is little at one request a second, so a third CUSUM tests the magnitude: each sample's
+normal score against the baseline's distribution (sidecar/drift/score.py), with a threshold from
+the key's false-alarm budget and rate. Big jumps are also caught by the fast path on the last
+minute.
 
-Bursts shorter than a minute are not drifts: either path pages only once the change has persisted
-`persist` seconds (50 s in production). For the CUSUM: counting from the first sample at which S
-reached `persist_from` (5), the samples arriving `persist` seconds or more later must add evidence
-(the plain sum of their increments) >= `persist_threshold` while S >= h; after a burst those
-samples are normal and the sum drifts down. For the fast path: its condition must hold at every
-evaluation for `persist` seconds.
+Bursts shorter than a minute are not drifts: every path pages only once the change has persisted
+`persist` seconds (50 s in production). For a CUSUM: counting from where the change began (see
+_Cusum), the samples arriving `persist` seconds or more later must add evidence (the plain sum of
+their increments) >= a bar while S >= h; after a burst those samples are normal and the sum drifts
+down. For the fast path: its condition must hold at every evaluation for `persist` seconds plus
+the short window less a slot (a burst stays in the window that long after it ended).
 
 Lifecycle:  OK --S >= h, persisted--> WARN --fast path or 5-min p95 >= 1.5x--> CRIT
-            OK --fast path held for `persist`---------------------------> CRIT
+            OK --fast path held for `persist` + smear---------------------> CRIT
             WARN/CRIT --3 refreshes with 5-min exceedance <= 7.5 % (n >= 200)--> OK (resolved)
             resolved --fires again within 10 min--> the same alert, reopened (a flap).
 The baseline is frozen while S > h/2 or an alert is active, so a drift cannot teach itself normal.
