@@ -18,8 +18,10 @@ from sidecar.drift.events import AlertFired
 
 FLAP = 600.0
 DEFAULT_H = DetectorConfig().threshold
-# Ours as the previous round shipped it: persistence clock from S >= 5, no tail CUSUM.
-PREVIOUS = {"onset_level": None, "tail_quantile": None}
+# Ours as round 3 shipped it: both exceedance CUSUMs, no magnitude test.
+ROUND3 = f"ours h={DEFAULT_H:g}, no magnitude test (round 3)"
+# Ours as round 2 shipped it: persistence clock from S >= 5, no tail CUSUM, no magnitude test.
+PREVIOUS = {"onset_level": None, "tail_quantile": None, "score_k": None}
 
 
 class Ours:
@@ -134,7 +136,8 @@ def contenders(
         Ours(persist_name(chosen_h, s), threshold=chosen_h, persist_seconds=s)
         for s in PERSIST_SWEEP
     ]
-    feeders.append(Ours(f"ours h={DEFAULT_H:g}, previous round", threshold=DEFAULT_H, **PREVIOUS))
+    feeders.append(Ours(ROUND3, threshold=DEFAULT_H, score_k=None))
+    feeders.append(Ours(f"ours h={DEFAULT_H:g}, round 2", threshold=DEFAULT_H, **PREVIOUS))
     feeders.append(
         Ours("ours h=10, no persistence (first round)", threshold=10.0, persist_seconds=0.0,
              **PREVIOUS)

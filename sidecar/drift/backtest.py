@@ -133,6 +133,16 @@ def config_for_step(step: float, base: DetectorConfig) -> DetectorConfig:
         persist_seconds=0.0,
         # A p99 of the ~100-240 aggregated points in a baseline rests on 1-2 of them.
         tail_quantile=None,
+        # Points are precise (each a p95 of a whole step): shifts worth a page are several of
+        # their sigmas, so the magnitude test looks for bigger ones (k = 0.5) and lets a point
+        # far above the baseline count for more, but never alone (at most 0.55 h per point).
+        # Same four-week budget as the exceedance CUSUM (measured at 1/s and 1-min steps: one
+        # false page a week on its own with the key's weekly budget; none in 4 weeks with this).
+        score_k=0.5 if base.score_k is not None else None,
+        score_confirm_k=max(base.score_confirm_k, 0.5),
+        score_cap=0.55,
+        score_arm_samples=min(base.score_arm_samples, int(0.8 * per_baseline)),
+        false_pages_per_week=min(base.false_pages_per_week, 7 * 86400.0 / _TARGET_QUIET_SECONDS),
         slot_seconds=slot,
         short_seconds=span(max(base.short_seconds, 10 * slot)),
         medium_seconds=span(max(base.medium_seconds, 10 * slot)),

@@ -63,6 +63,24 @@ class DetectorConfig:
     tail_quantile: float | None = 0.99
     tail_p1: float = 0.04
     tail_threshold: float | None = None
+    # The magnitude test (sidecar/drift/score.py): a CUSUM on each sample's normal score against
+    # the baseline's distribution, S <- max(0, S + z - score_k); None: off. Its threshold is set
+    # so the key's false pages stay within `false_pages_per_week` at the baseline's sample rate
+    # (with the exceedance CUSUMs' theoretical share taken out, at most half), unless
+    # `score_threshold` fixes it. Persistence: the samples `persist` seconds or more after the
+    # change began must add `score_confirm` nats of evidence that it is still there, read at two
+    # references (score_k, for small shifts, and score_confirm_k, faster for big ones); a burst
+    # that has ended passes that test with probability about e^-score_confirm each.
+    score_k: float | None = 0.25
+    score_confirm_k: float = 0.4
+    score_confirm: float = 4.0
+    score_threshold: float | None = None
+    score_arm_samples: int = 500  # the score CUSUM arms sooner than the exceedance ones
+    # None: scores are bounded by the top bin's (~2.5), so one sample never weighs much. A number
+    # (pre-aggregated series): a value above every baseline bin scores by how far above it is,
+    # adding at most this fraction of the threshold (0.55: one point alone cannot page, two can).
+    score_cap: float | None = None
+    false_pages_per_week: float = 1.0
     p0: float = 0.05  # exceedance probability with no change
     p1: float = 0.10  # exceedance probability the CUSUM is tuned to detect
     margin: float = 1.05  # q_ref = max(margin * p95, p95 + floor)
@@ -104,6 +122,12 @@ class DetectorConfig:
             raise ValueError("need persist_from > 0")
         if self.tail_quantile is not None and not 0 < 1 - self.tail_quantile < self.tail_p1 < 1:
             raise ValueError("need 0 < 1 - tail_quantile < tail_p1 < 1")
+        if self.score_k is not None and not 0 < self.score_k <= self.score_confirm_k:
+            raise ValueError("need 0 < score_k <= score_confirm_k")
+        if self.score_cap is not None and not 0 < self.score_cap < 1:
+            raise ValueError("need 0 < score_cap < 1 (a share of the threshold)")
+        if self.score_confirm <= 0 or self.false_pages_per_week <= 0:
+            raise ValueError("need score_confirm > 0 and false_pages_per_week > 0")
         if self.onset_lookback < 0 or not 0 <= (self.onset_level or 0.0) < self.persist_from:
             raise ValueError("need onset_lookback >= 0 and 0 <= onset_level < persist_from")
 

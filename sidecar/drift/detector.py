@@ -5,17 +5,21 @@ its own, so ratio rules page on noise or react late. Instead each sample is one 
 does it exceed q_ref, just above the baseline's p95? With no change ~5 % do, whatever the latency
 distribution; when the tail moves, more do. A CUSUM on the log-likelihood ratio of p1 = 10 % vs
 p0 = 5 % accumulates that evidence with a known false-alarm rate (threshold h), and its last zero
-estimates when the drift began. Big jumps are also caught by the fast path on the last minute.
+estimates when the drift began. A second one does the same above the baseline's p99. One bit per
+sample is little at one request a second, so a third CUSUM tests the magnitude: each sample's
+normal score against the baseline's distribution (sidecar/drift/score.py), with a threshold from
+the key's false-alarm budget and rate. Big jumps are also caught by the fast path on the last
+minute.
 
-Bursts shorter than a minute are not drifts: either path pages only once the change has persisted
-`persist` seconds (50 s in production). For the CUSUM: counting from the first sample at which S
-reached `persist_from` (5), the samples arriving `persist` seconds or more later must add evidence
-(the plain sum of their increments) >= `persist_threshold` while S >= h; after a burst those
-samples are normal and the sum drifts down. For the fast path: its condition must hold at every
-evaluation for `persist` seconds.
+Bursts shorter than a minute are not drifts: every path pages only once the change has persisted
+`persist` seconds (50 s in production). For a CUSUM: counting from where the change began (see
+_Cusum), the samples arriving `persist` seconds or more later must add evidence (the plain sum of
+their increments) >= a bar while S >= h; after a burst those samples are normal and the sum drifts
+down. For the fast path: its condition must hold at every evaluation for `persist` seconds plus
+the short window less a slot (a burst stays in the window that long after it ended).
 
 Lifecycle:  OK --S >= h, persisted--> WARN --fast path or 5-min p95 >= 1.5x--> CRIT
-            OK --fast path held for `persist`---------------------------> CRIT
+            OK --fast path held for `persist` + smear---------------------> CRIT
             WARN/CRIT --3 refreshes with 5-min exceedance <= 7.5 % (n >= 200)--> OK (resolved)
             resolved --fires again within 10 min--> the same alert, reopened (a flap).
 The baseline is frozen while S > h/2 or an alert is active, so a drift cannot teach itself normal.
@@ -27,6 +31,7 @@ both take the caller's clock in seconds. Out-of-order samples count in the newes
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass, replace
 
@@ -40,7 +45,18 @@ from sidecar.drift.events import (
     Severity,
 )
 from sidecar.drift.normalize import CovariateHistory, LoadModel, fit
-from sidecar.drift.sketch import Windows, merged, quantile
+from sidecar.drift.score import (
+    GRID,
+    SCORES,
+    TOP_SCORE,
+    WEEK,
+    edges,
+    extrapolated,
+    grid_of,
+    tail_slope,
+    threshold,
+)
+from sidecar.drift.sketch import Tally, Windows, merged, quantile
 
 
 def _tail(n: int) -> float:
@@ -66,51 +82,110 @@ class WindowP95:
 
 
 class _Cusum:
-    """S <- max(0, S + up | down) with its persistence clock (module docstring)."""
+    """S <- max(0, S + increment) with its persistence clock (module docstring).
+
+    `confirm` is the evidence the samples after the persistence delay must add (the plain sum of
+    their increments); `strong`, when given, is a second such sum of increments the caller passes
+    alongside, with its own bar (the score CUSUM confirms a big change faster with it).
+
+    `argmin=True` (the score CUSUM) starts the clock where the running sum of the `strong`
+    increments was lowest in the `persist` seconds before S reached `persist_from`: the likeliest
+    start of a change of the size `strong` is tuned to. Its steeper downward drift under no change
+    keeps noise that had lifted S before a burst from moving the clock before the burst. An
+    episode ends whenever S falls back to `onset_level`: a burst that ended must not lend its
+    clock to the next climb. At one sample a second that clock is ~10 s closer to a step's start
+    than the exceedance CUSUMs' 5 s lookback clamp allows.
+    """
 
     __slots__ = (
-        "crossed", "down", "episode", "h", "last_zero", "late", "lookback", "low", "onset_level",
-        "persist", "persist_from", "persist_threshold", "s", "up",
+        "confirm", "crossed", "episode", "h", "last_zero", "late", "late_strong", "lookback", "low",
+        "onset_level", "persist", "persist_from", "s", "strong", "strong_sum", "trail",
     )  # fmt: skip
 
-    def __init__(self, config: DetectorConfig, up: float, down: float, h: float) -> None:
-        self.up, self.down, self.h = up, down, h
+    def __init__(
+        self,
+        config: DetectorConfig,
+        h: float,
+        *,
+        onset_level: float,
+        confirm: float,
+        strong: float = math.inf,
+        persist_from: float | None = None,
+        argmin: bool = False,
+    ) -> None:
+        self.h = h
         self.persist = config.persist
-        self.persist_from, self.persist_threshold = config.persist_from, config.persist_threshold
+        self.persist_from = config.persist_from if persist_from is None else persist_from
+        self.confirm, self.strong = confirm, strong
         level = config.onset_level
-        # "Back near 0" is below one up-step: a CUSUM with bigger steps (the tail one) gets a
-        # proportionally higher onset level.
-        self.onset_level = -1.0 if level is None else level * up / config.up
+        self.onset_level = -1.0 if level is None else onset_level
         self.lookback = 0.0 if level is None else min(config.onset_lookback, self.persist)
+        # (t, sum) with the sum increasing: the sliding-window minimum of the running sum of
+        # `strong` increments over `persist` seconds
+        self.strong_sum = 0.0
+        self.trail: deque[tuple[float, float]] | None = None
+        if argmin:
+            self.trail, self.lookback = deque(), self.persist
         self.s = 0.0
         self.last_zero: float | None = None  # the alert's onset estimate
         self.low = -math.inf  # last sample with S <= onset_level: the clock's earliest start
         self.episode: float | None = None  # where the persistence clock started
-        self.late = 0.0  # evidence from samples >= `persist` seconds after `episode`
+        self.late = self.late_strong = 0.0  # evidence from samples >= `persist` after `episode`
         self.crossed: tuple[float, float] | None = None  # (time S crossed h, onset)
 
     def reset(self, t: float) -> None:
-        self.s, self.last_zero, self.low, self.episode, self.late = 0.0, t, t, None, 0.0
+        self.s, self.last_zero = 0.0, t
+        self._restart(t)
         self.crossed = None
 
-    def step(self, t: float, exceeded: bool) -> None:
-        step = self.up if exceeded else self.down
+    def _restart(self, t: float) -> None:
+        self.low, self.episode = t, None
+        self.late = self.late_strong = 0.0
+        trail = self.trail
+        if trail is not None:
+            trail.clear()
+            trail.append((t, 0.0))
+            self.strong_sum = 0.0
+
+    def add(self, t: float, step: float, strong: float = 0.0) -> None:
         s = self.s + step
+        episode, trail = self.episode, self.trail
         if s <= 0.0:
-            self.s, self.last_zero, self.low, self.episode, self.late = 0.0, t, t, None, 0.0
+            self.s, self.last_zero, self.low = 0.0, t, t
+            if episode is not None:
+                self.episode = None
+                self.late = self.late_strong = 0.0
+            if trail:
+                trail.clear()  # while S is 0 the trail waits (see below)
             return
-        episode = self.episode
+        if episode is None and trail is not None:
+            # Only while S > 0: wherever S fell to 0, the sum of the (smaller) strong increments
+            # fell at least as low, so the window's minimum is at the last zero or after it.
+            if not trail:
+                trail.append((self.last_zero or t, 0.0))
+                self.strong_sum = 0.0
+            total = self.strong_sum = self.strong_sum + strong
+            while trail and trail[-1][1] >= total:
+                trail.pop()
+            trail.append((t, total))
+            while trail[0][0] < t - self.lookback:
+                trail.popleft()
         if episode is None:
             if s >= self.persist_from:
-                self.episode = max(self.low, t - self.lookback)
+                self.episode = trail[0][0] if trail else max(self.low, t - self.lookback)
             elif s <= self.onset_level:
                 self.low = t
+        elif trail is not None and s <= self.onset_level:
+            self._restart(t)
         elif t >= episode + self.persist:
             self.late += step
+            self.late_strong += strong
         h = self.h
         if s >= h:
             s = min(s, 2 * h)  # bounded: only the crossing matters
-            if self.crossed is None and (self.late >= self.persist_threshold or self.persist <= 0):
+            if self.crossed is None and (
+                self.late >= self.confirm or self.late_strong >= self.strong or self.persist <= 0
+            ):
                 self.crossed = (t, t if self.last_zero is None else self.last_zero)
         self.s = s
 
@@ -131,16 +206,54 @@ class Detector:
             if config.normalization is Normalization.NONE
             else CovariateHistory(config.refresh_seconds, config.history_seconds)
         )
-        self._cusum = _Cusum(config, config.up, config.down, config.threshold)
+        level = config.onset_level or 0.0
+        self._up, self._down = config.up, config.down
+        self._cusum = _Cusum(
+            config, config.threshold, onset_level=level, confirm=config.persist_threshold
+        )
         # Optional second CUSUM on exceedances of the baseline's tail quantile (p99): catches a
         # change confined to a few % of requests (a slow replica, a cold cache) sooner.
         tail = config.tail_quantile
         self._tail: _Cusum | None = None
+        self._tail_up = self._tail_down = 0.0
         if tail is not None:
             p0, p1 = 1 - tail, config.tail_p1
             up, down = math.log(p1 / p0), math.log((1 - p1) / (1 - p0))
-            self._tail = _Cusum(config, up, down, config.tail_threshold or config.threshold)
+            self._tail_up, self._tail_down = up, down
+            # "back near 0" is below one up-step: the tail CUSUM's bigger steps scale the level
+            self._tail = _Cusum(
+                config,
+                config.tail_threshold or config.threshold,
+                onset_level=level * up / config.up,
+                confirm=config.persist_threshold,
+            )
         self._q_tail = math.inf
+        # Optional magnitude test: a CUSUM on each sample's normal score against the baseline
+        # (sidecar/drift/score.py), S <- max(0, S + z - k). Its threshold comes from the
+        # false-alarm budget and the key's sample rate, set at each rebaseline.
+        self._score: _Cusum | None = None
+        self._k = self._k_strong = 0.0
+        k = config.score_k
+        if k is not None:
+            self._k, self._k_strong = k, config.score_confirm_k
+            # In log-likelihood terms a score CUSUM's S is worth 2k nats per unit: its levels
+            # (onset, clock start, confirmation) are the exceedance CUSUMs' divided by 2k.
+            nats = 2 * k
+            self._score = _Cusum(
+                config,
+                math.inf,
+                onset_level=level / nats,
+                confirm=config.score_confirm / nats,
+                strong=config.score_confirm / (2 * config.score_confirm_k),
+                persist_from=config.persist_from / nats,
+                argmin=True,
+            )
+        self._edges: list[float] | None = None  # score bins; None: the score CUSUM is not armed
+        self._cap = 0.0  # the highest score: k + score_cap x threshold, set with the bins
+        self._top = GRID - 1  # the bin above every edge
+        self._grid_model: LoadModel | None = None  # the model the bins were normalised with
+        self._grid_at = -math.inf
+        self._slope = 0.0  # > 0: scores above the top bin are extrapolated (score_cap)
         self._fast_since: float | None = None  # first evaluation of the current fast-path run
         self._q_ref: float | None = None  # exceedances are counted once a baseline exists
         self._crit_level = self._fast_level = math.inf
@@ -178,8 +291,13 @@ class Detector:
         slot.raw.add(value)
         slot.norm.add(norm)
         slot.n += 1
-        if self._history is not None and not failed and (prompt_tokens, inflight) != (None, None):
-            self._history.add(t, value, float(prompt_tokens or 0), float(inflight or 0))
+        history = self._history
+        if (
+            history is not None
+            and not failed
+            and (prompt_tokens is not None or inflight is not None)
+        ):
+            history.add(t, value, float(prompt_tokens or 0), float(inflight or 0))
         q_ref = self._q_ref
         if q_ref is None:
             return
@@ -194,12 +312,33 @@ class Detector:
                 slot.over_crit += 1
                 if failed or norm >= self._fast_level:
                     slot.over_fast += 1
-        if not self._armed:
-            return
-        self._cusum.step(t, exceeded)
-        tail = self._tail
-        if tail is not None:
-            tail.step(t, failed or norm > self._q_tail)
+        # Each CUSUM sits at 0 most of the time with no change: that case is inlined here
+        # (the same as what _Cusum.add does for it) to keep the per-sample cost down.
+        if self._armed:
+            main = self._cusum
+            step = self._up if exceeded else self._down
+            if main.s + step <= 0.0 and main.episode is None:
+                main.s, main.last_zero, main.low = 0.0, t, t
+            else:
+                main.add(t, step)
+            tail = self._tail
+            if tail is not None:
+                step = self._tail_up if failed or norm > self._q_tail else self._tail_down
+                if tail.s + step <= 0.0 and tail.episode is None:
+                    tail.s, tail.last_zero, tail.low = 0.0, t, t
+                else:
+                    tail.add(t, step)
+        edges, score = self._edges, self._score
+        if edges is not None and score is not None:
+            index = bisect_right(edges, norm)
+            z = TOP_SCORE if failed else SCORES[index]
+            if index == self._top and self._slope and not failed:
+                z = extrapolated(norm, edges, self._slope, self._cap)
+            step = z - self._k
+            if score.s + step <= 0.0 and score.episode is None and not score.trail:
+                score.s, score.last_zero, score.low = 0.0, t, t
+            else:
+                score.add(t, step, z - self._k_strong)
 
     @property
     def statistic(self) -> float:
@@ -210,8 +349,18 @@ class Detector:
     def tail_statistic(self) -> float | None:
         return None if self._tail is None else self._tail.s
 
+    @property
+    def score_statistic(self) -> float | None:
+        """The magnitude CUSUM's statistic (score units); None when it is off."""
+        return None if self._score is None else self._score.s
+
+    @property
+    def score_threshold(self) -> float | None:
+        """Its current threshold, from the budget and the baseline's rate (inf until armed)."""
+        return None if self._score is None else self._score.h
+
     def _cusums(self) -> tuple[_Cusum, ...]:
-        return (self._cusum,) if self._tail is None else (self._cusum, self._tail)
+        return tuple(c for c in (self._cusum, self._tail, self._score) if c is not None)
 
     def _suspicious(self) -> bool:
         """Some statistic above half its threshold: the baseline stays frozen."""
@@ -271,7 +420,7 @@ class Detector:
         total = merged(buckets, start, self._windows.separate_raw)
         p95, raw_p95 = quantile(total.norm, 0.95), quantile(total.raw, 0.95)
         if p95 is None or raw_p95 is None:
-            self.baseline, self._q_ref, self._armed = None, None, False
+            self.baseline, self._q_ref, self._armed, self._edges = None, None, False, None
             return
         span = buckets[-1].start + cfg.refresh_seconds - buckets[0].start
         q_ref = max(cfg.margin * p95, p95 + cfg.floor)
@@ -283,11 +432,73 @@ class Detector:
         if self._tail is not None and cfg.tail_quantile is not None:
             tail = quantile(total.norm, cfg.tail_quantile)
             self._q_tail = math.inf if tail is None else max(cfg.margin * tail, tail + cfg.floor)
-        armed = fast and total.n >= cfg.arm_samples and span >= cfg.arm_span_seconds - 1e-9
+        long_enough = span >= cfg.arm_span_seconds - 1e-9
+        armed = fast and total.n >= cfg.arm_samples and long_enough
         if armed and not self._armed:
-            for cusum in self._cusums():
-                cusum.reset(boundary)
+            for cusum in (self._cusum, self._tail):
+                if cusum is not None:
+                    cusum.reset(boundary)
         self._armed = armed
+        if self._score is not None:
+            may_arm = fast and long_enough and total.n >= cfg.score_arm_samples
+            self._rescore(total, span, (start, end) if may_arm else None, boundary)
+
+    def _rescore(
+        self, total: Tally, span: float, window: tuple[float, float] | None, boundary: float
+    ) -> None:
+        """New score bins from the baseline, and the threshold for its rate and size.
+
+        With normalisation, the baseline's sketch holds values normalised by the models in force
+        when they arrived (refitted every 10 min, each a few % apart), and a few % is a third of
+        the score's reference k: the bins come from the covariate reservoir instead, normalised
+        by the current model, the same one new samples are scored with. That costs ~1 ms, so it
+        is redone when the model changes and otherwise every `refit_seconds`.
+        """
+        cfg, score = self.config, self._score
+        assert score is not None and cfg.score_k is not None
+        grid = None
+        if window is not None:
+            history, model = self._history, self.load_model
+            if history is None:
+                grid = edges(total.norm, cfg.floor)
+            elif (
+                self._edges is not None
+                and self._grid_model is model
+                and boundary - self._grid_at < cfg.refit_seconds
+            ):
+                grid = self._edges
+            else:
+                points = history.points(*window)
+                normalize = model.normalize if model is not None else lambda v, p, n: v
+                grid = grid_of([normalize(v, p, n) for v, p, n in points], cfg.floor)
+                self._grid_model, self._grid_at = model, boundary
+        if grid is None:
+            self._edges = None
+            return
+        if self._edges is None:
+            score.reset(boundary)
+        self._edges = grid
+        self._slope = tail_slope(grid) if cfg.score_cap is not None else 0.0
+        if cfg.score_threshold is not None:
+            score.h = cfg.score_threshold
+        else:
+            rate = total.n / span
+            score.h = threshold(rate, total.n, cfg.score_k, self._score_budget(rate))
+        self._cap = cfg.score_k + (cfg.score_cap or 0.0) * score.h
+
+    def _score_budget(self, rate: float) -> float:
+        """False pages per week left to the score CUSUM by the exceedance CUSUMs' theory.
+
+        DRIFT.md: an exceedance CUSUM crosses h falsely once per ~1.75 M samples at h = 10, x e
+        per +1. What the budget has left, but never less than half of it, goes to the score.
+        """
+        cfg = self.config
+        per_week = sum(
+            WEEK * rate / (1.75e6 * math.exp(min(c.h - 10.0, 700.0)))
+            for c in (self._cusum, self._tail)
+            if c
+        )
+        return max(cfg.false_pages_per_week - per_week, cfg.false_pages_per_week / 2)
 
     def _fast_path(self, now: float) -> bool:
         cfg, base = self.config, self.baseline
@@ -300,13 +511,18 @@ class Detector:
         return counts.fraction >= cfg.fast_exceed_fraction or counts.over_fast >= _tail(counts.n)
 
     def _fast_path_persists(self, now: float) -> bool:
-        """The fast-path condition, held at every evaluation for `persist` seconds."""
+        """The fast-path condition, held at every evaluation for `persist` seconds more than a
+        short window lasts: a burst stays in the short window for that long after it ended,
+        so a burst of up to `persist` seconds (a big one, or a small one at 1 sample/s, where
+        3 slow samples make a minute's p95) holds the condition for less."""
         if not self._fast_path(now):
             self._fast_since = None
             return False
         if self._fast_since is None:
             self._fast_since = now
-        return now - self._fast_since >= self.config.persist - 1e-9
+        cfg = self.config
+        smear = cfg.short_seconds - cfg.slot_seconds
+        return now - self._fast_since >= cfg.persist + smear - 1e-9
 
     def _medium_rule(self, now: float) -> bool:
         counts = self._windows.counts(now, self.config.medium_seconds)

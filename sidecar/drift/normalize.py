@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 Point = tuple[float, float, float]  # (value, prompt_tokens, inflight)
 
@@ -32,10 +32,12 @@ class LoadModel:
     c: float
     prompt_median: float
     inflight_median: float
+    # expected latency at the median prompt and load; computed once (normalize runs per sample)
+    reference: float = field(init=False, compare=False)
 
-    @property
-    def reference(self) -> float:
-        return self.a + self.b * self.prompt_median + self.c * self.inflight_median
+    def __post_init__(self) -> None:
+        reference = self.a + self.b * self.prompt_median + self.c * self.inflight_median
+        object.__setattr__(self, "reference", reference)
 
     def normalize(self, value: float, prompt_tokens: float | None, inflight: float | None) -> float:
         p = self.prompt_median if prompt_tokens is None else prompt_tokens
@@ -136,14 +138,17 @@ class CovariateHistory:
         self._buckets: deque[tuple[float, list[Point]]] = deque()
         self._seen = 0
         self._state = 0x2545F491
+        self._bucket_end = -math.inf  # samples before it go into the newest bucket
 
     def add(self, t: float, value: float, prompt_tokens: float, inflight: float) -> None:
-        start = math.floor(t / self._bucket_seconds) * self._bucket_seconds
-        if not self._buckets or self._buckets[-1][0] < start:
-            self._buckets.append((start, []))
-            self._seen = 0
-            if len(self._buckets) > self._keep:
-                self._buckets.popleft()
+        if t >= self._bucket_end:
+            start = math.floor(t / self._bucket_seconds) * self._bucket_seconds
+            if not self._buckets or self._buckets[-1][0] < start:
+                self._buckets.append((start, []))
+                self._seen = 0
+                if len(self._buckets) > self._keep:
+                    self._buckets.popleft()
+                self._bucket_end = start + self._bucket_seconds
         points = self._buckets[-1][1]
         self._seen += 1
         if len(points) < self._per_bucket:
