@@ -22,6 +22,7 @@ from aiohttp import web
 from sidecar.client import Client, ClientError, connect
 from sidecar.ledger import db
 from sidecar.serve import ServeSettings, run
+from sidecar.simulate.faults import Faults
 from sidecar.simulate.model import SimSettings
 from sidecar.simulate.server import create_app
 
@@ -62,6 +63,8 @@ async def run_demo(
                 default_max_tokens=200,
                 jitter=0.3,
                 seed=seed,
+                # Real model servers fail too: a few overloaded answers (503, Retry-After).
+                faults=Faults(error_rate=0.01),
             )
         ),
         access_log=None,
@@ -77,6 +80,7 @@ async def run_demo(
         heartbeat_interval=2.0,
         heartbeat_timeout=2.0,
         drain_timeout=2.0,
+        upstream_idle_timeout=2.0,  # the hung answers below end as `timeout` after 2 s
     )
     ready, stop = asyncio.Event(), asyncio.Event()
     server = asyncio.get_running_loop().create_task(run(settings, ready, stop))
@@ -134,6 +138,8 @@ async def _ask(client: Client, rng: random.Random, tally: Tally) -> bool:
     path = rng.choices(ROUTES, weights=ROUTE_WEIGHTS)[0]
     question = "Explain streaming tokens. " * rng.randint(1, 30)
     body = request_body(path, rng.choice(MODELS), question, rng.randint(40, 200))
+    if rng.random() < 0.02:  # a hung GPU: the model server goes silent mid-answer
+        body["sim_fault"] = {"stall_after_tokens": rng.randint(1, 10), "stall_seconds": "forever"}
     stream = client.generate(body, path=path, ack="manual")  # it renders every fourth delta
     tally.started += 1
     seen = 0
