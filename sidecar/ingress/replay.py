@@ -7,9 +7,11 @@ the allocator could not give back. Here a stream's texts are one `bytearray` of 
 deque of their lengths: the text's bytes plus about 8 per delta. Frames are built again on
 a resume, which is rare.
 
-When a bound is reached (deltas per stream, bytes per connection, bytes per process), the
-stream being appended to drops its own oldest deltas: it keeps a window of its newest ones,
-and a resume from before that window is refused as too late. Deltas the client has
+When a bound is reached, oldest deltas are dropped: past its count bound, the stream's own;
+past the connection's byte bound, those of the connection's stream that holds the most bytes
+(so a stream that started later is not starved by one that filled the bound first); past the
+process's byte bound, the appending stream's own. Each stream keeps a window of its newest
+deltas, and a resume from before that window is refused as too late. Deltas the client has
 acknowledged (`ack`) are dropped at once: a resume never asks for them again.
 """
 
@@ -32,12 +34,13 @@ class ReplayBudget:
     """Bytes the replay buffers under it may hold: one per connection, under the process's
     (`parent`). A `limit` of 0 means no bound of its own."""
 
-    __slots__ = ("limit", "parent", "used")
+    __slots__ = ("limit", "members", "parent", "used")
 
     def __init__(self, limit: int, parent: ReplayBudget | None = None) -> None:
         self.limit = limit or sys.maxsize
         self.parent = parent
         self.used = 0
+        self.members: set[ReplayBuffer] = set()  # the buffers charged here directly
 
     def charge(self, size: int) -> None:
         self.used += size
@@ -47,6 +50,13 @@ class ReplayBudget:
     def over(self) -> bool:
         parent = self.parent
         return self.used > self.limit or (parent is not None and parent.used > parent.limit)
+
+    def victim(self, appending: ReplayBuffer) -> ReplayBuffer:
+        """Whose oldest delta goes: the largest buffer here when this bound is passed (ties go
+        to the appending one), the appending one when only the parent's is."""
+        if self.used <= self.limit:
+            return appending
+        return max(self.members, key=lambda b: (b.size, b is appending), default=appending)
 
 
 class ReplayBuffer:
@@ -61,6 +71,7 @@ class ReplayBuffer:
         self.lengths: deque[int] = deque()  # their sizes in `data`
         self.first_seq = 1  # seq of the oldest kept delta (the next one when none is kept)
         self.size = 0  # bytes charged to the budget
+        budget.members.add(self)
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -78,8 +89,13 @@ class ReplayBuffer:
         self.size += cost
         budget.charge(cost)
         if len(lengths) > self.capacity or budget.over():
-            while lengths and (len(lengths) > self.capacity or budget.over()):
+            while lengths and len(lengths) > self.capacity:
                 self._drop_oldest()
+            while budget.over():
+                victim = budget.victim(self)
+                if not victim.lengths:
+                    break
+                victim._drop_oldest()
 
     def discard_through(self, seq: int) -> None:
         """The client acknowledged every delta up to `seq`: it will not ask for them again."""
@@ -114,6 +130,7 @@ class ReplayBuffer:
     def release(self) -> None:
         """The stream ended: give its bytes back to the budgets."""
         self._charge(-self.size)
+        self.budget.members.discard(self)
         self.data = bytearray()
         self.first_seq += len(self.lengths)
         self.lengths.clear()

@@ -50,6 +50,17 @@ def test_the_connection_bound_makes_the_appending_stream_drop_its_own_oldest() -
     assert connection.used == 10 * delta_cost(1)
 
 
+def test_a_stream_that_starts_after_the_bound_is_full_still_keeps_its_newest() -> None:
+    connection = ReplayBudget(10 * delta_cost(1))
+    first = _filled(ReplayBuffer(100, connection), ["a"] * 20)  # fills the bound alone
+    assert len(first) == 10
+    later = _filled(ReplayBuffer(100, connection), ["b"] * 20)
+    # The largest gives way: both keep a window of their newest deltas, none is starved.
+    assert len(first) == 5 and first.first_seq == 16
+    assert len(later) == 5 and later.texts_after(15) == ["b"] * 5
+    assert later.texts_after(0) is None and connection.used == 10 * delta_cost(1)
+
+
 def test_the_process_bound_applies_across_connections() -> None:
     process = ReplayBudget(8 * delta_cost(1))
     first = _filled(ReplayBuffer(100, ReplayBudget(0, process)), ["a"] * 6)
