@@ -25,10 +25,17 @@ GRACE = 30.0  # seconds a job may run past its deadline before it is cut
 class Samples:
     ttft: list[float] = field(default_factory=list)
     itl: list[float] = field(default_factory=list)
+    total: list[float] = field(default_factory=list)  # request sent → end of the answer
+    ends: list[float] = field(default_factory=list)  # when each answer ended (monotonic)
     tokens: int = 0
     requests: int = 0
     errors: int = 0
     error_kinds: dict[str, int] = field(default_factory=dict)
+
+    def answered(self, t0: float, now: float) -> None:
+        self.requests += 1
+        self.total.append(now - t0)
+        self.ends.append(now)
 
     def error(self, exc: BaseException | str) -> None:
         self.errors += 1
@@ -77,7 +84,7 @@ async def ws_user(http: aiohttp.ClientSession, url: str, job: dict[str, Any], ou
                     last = now
                     out.tokens += 1
                 elif kind == "done":
-                    out.requests += 1
+                    out.answered(t0, now)
                     break
                 elif kind == "error":
                     out.error(str(frame.get("code")))
@@ -117,7 +124,7 @@ async def sse_user(
                         out.itl.append(now - last)
                     last = now
                     out.tokens += 1
-        out.requests += 1
+        out.answered(t0, time.monotonic())
 
 
 async def stream_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -144,4 +151,7 @@ async def stream_job(job: dict[str, Any]) -> dict[str, Any]:
         except TimeoutError:
             out.error("job_timeout")
     elapsed = time.monotonic() - t_start
-    return {**out.__dict__, "elapsed": elapsed}
+    # Answers that ended between the stagger and the deadline: requests/s of a closed loop.
+    window = sum(1 for t in out.ends if t_start + stagger <= t <= deadline)
+    fields = {k: v for k, v in out.__dict__.items() if k != "ends"}
+    return {**fields, "elapsed": elapsed, "window_requests": window}

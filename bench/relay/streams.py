@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.relay.env import Env
 from bench.relay.procs import Proc, rss_bytes
-from bench.relay.stats import latency_figures, summarize
+from bench.relay.stats import latency_figures, percentile, summarize
 
 KEYS = ("ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms", "cpu_us_per_token", "token_rate")
 ITL_P99_BUDGET_MS = 5.0
@@ -35,10 +35,17 @@ def max_tokens_for(rate: float, seconds: float) -> int:
 
 
 def measure(
-    env: Env, target: Target, streams: int, max_tokens: int, seconds: float
+    env: Env,
+    target: Target,
+    streams: int,
+    max_tokens: int,
+    seconds: float,
+    stagger: float | None = None,
 ) -> dict[str, Any]:
-    """One variant, one round: latency figures, token rate, relay and simulator CPU per token."""
+    """One variant, one round: latency figures, token and request rates, relay and simulator
+    CPU per token and per request."""
     cfg = env.config
+    stagger = cfg.stagger if stagger is None else stagger
     n_workers = min(len(env.workers), max(1, math.ceil(streams / STREAMS_PER_WORKER)))
     shares = [streams // n_workers + (i < streams % n_workers) for i in range(n_workers)]
     jobs = [
@@ -48,7 +55,7 @@ def measure(
             "url": target.url,
             "streams": share,
             "duration": seconds,
-            "stagger": cfg.stagger,
+            "stagger": stagger,
             "max_tokens": max_tokens,
             "seed": cfg.seed * 1000 + i,
         }
@@ -57,13 +64,15 @@ def measure(
     relay0 = target.proc.cpu() if target.proc else 0.0
     loop0 = target.proc.loop_cpu() if target.proc else 0.0
     sim0 = env.sim.cpu()
-    results = env.workers.run(jobs, timeout=cfg.stagger + seconds + 60)
+    results = env.workers.run(jobs, timeout=stagger + seconds + 60)
     relay_cpu = target.proc.cpu() - relay0 if target.proc else None
     loop_cpu = target.proc.loop_cpu() - loop0 if target.proc else None
     sim_cpu = env.sim.cpu() - sim0
     ttft = [x for r in results for x in r["ttft"]]
     itl = [x for r in results for x in r["itl"]]
     tokens = sum(r["tokens"] for r in results)
+    requests = sum(r["requests"] for r in results)
+    total = [x for r in results for x in r["total"]]
     elapsed = max(r["elapsed"] for r in results)
     kinds: dict[str, int] = {}
     for r in results:
@@ -72,7 +81,10 @@ def measure(
     return {
         **latency_figures(ttft, itl),
         "tokens": tokens,
-        "requests": sum(r["requests"] for r in results),
+        "total_p50_ms": _ms(percentile(total, 50)),
+        "total_p99_ms": _ms(percentile(total, 99)),
+        "requests": requests,
+        "request_rate": sum(r["window_requests"] for r in results) / seconds,
         "errors": sum(r["errors"] for r in results),
         "error_kinds": kinds,
         "token_rate": tokens / elapsed if elapsed else 0.0,
@@ -80,9 +92,19 @@ def measure(
         "loop_cpu_us_per_token": loop_cpu / tokens * 1e6
         if loop_cpu is not None and tokens
         else None,
+        "cpu_us_per_request": relay_cpu / requests * 1e6
+        if relay_cpu is not None and requests
+        else None,
+        "loop_cpu_us_per_request": loop_cpu / requests * 1e6
+        if loop_cpu is not None and requests
+        else None,
         "sim_cpu_us_per_token": sim_cpu / tokens * 1e6 if tokens else None,
         "relay_rss_mib": rss_bytes(target.proc.pid) / 2**20 if target.proc else None,
     }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000
 
 
 def compare(env: Env, label: str, targets: list[Target], levels: tuple[int, ...]) -> list[Any]:
@@ -112,7 +134,12 @@ def compare(env: Env, label: str, targets: list[Target], levels: tuple[int, ...]
 
 
 def rotating_rounds(
-    env: Env, label: str, targets: list[Target], streams: int, max_tokens: int
+    env: Env,
+    label: str,
+    targets: list[Target],
+    streams: int,
+    max_tokens: int,
+    stagger: float | None = None,
 ) -> list[dict[str, Any]]:
     """Every target `rounds` times, the order rotated each round (so no variant always runs
     first or last); one {target name: result} dict per round."""
@@ -123,7 +150,7 @@ def rotating_rounds(
         for k in range(len(targets)):
             target = targets[(k + r) % len(targets)]
             env.progress(f"{label}, round {r + 1}/{cfg.rounds}, {target.name}")
-            row[target.name] = measure(env, target, streams, max_tokens, cfg.duration)
+            row[target.name] = measure(env, target, streams, max_tokens, cfg.duration, stagger)
         rounds.append({t.name: row[t.name] for t in targets})
     return rounds
 
