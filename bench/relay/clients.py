@@ -102,7 +102,7 @@ async def sse_user(
         if time.monotonic() >= deadline:
             return
         t0 = time.monotonic()
-        last = None
+        last = ended = None
         async with http.post(url, data=body, headers=headers) as response:
             if response.status != 200:
                 out.error(f"http_{response.status}")
@@ -113,7 +113,9 @@ async def sse_user(
                 now = time.monotonic()
                 *events, buffer = (buffer + chunk).split(b"\n\n")
                 for event in events:
-                    if not event.startswith(b"data: ") or event == b"data: [DONE]":
+                    if event == b"data: [DONE]":  # the answer's end, as the client's SDK sees it
+                        ended = now
+                    if not event.startswith(b"data: ") or ended is not None:
                         continue
                     choices = orjson.loads(event[6:]).get("choices") or ()
                     if not choices or not (choices[0].get("delta") or {}).get("content"):
@@ -124,7 +126,7 @@ async def sse_user(
                         out.itl.append(now - last)
                     last = now
                     out.tokens += 1
-        out.answered(t0, time.monotonic())
+        out.answered(t0, ended or time.monotonic())
 
 
 async def stream_job(job: dict[str, Any]) -> dict[str, Any]:

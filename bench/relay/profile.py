@@ -8,6 +8,7 @@ the samples. The collapsed stacks are kept (`--out`) for a flame graph (e.g. spe
 
     python -m bench.relay.profile --users 16 --kind sse --shape short
     python -m bench.relay.profile --users 16 --kind ws --shape long --tracing
+    python -m bench.relay.profile --users 16 --syscalls   # strace -c: system calls per request
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from __future__ import annotations
 import argparse
 import collections
 import shutil
+import signal
 import subprocess
 import sys
-import threading
+import time
 from pathlib import Path
 
 from bench.relay.env import Config, Env
@@ -40,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--commit", default=None)
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--native", action="store_true", help="C frames too (uvloop, CPython)")
+    parser.add_argument(
+        "--syscalls", action="store_true", help="count system calls per request (strace -c)"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/profile.txt"))
     args = parser.parse_args(argv)
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -61,18 +66,29 @@ def main(argv: list[str] | None = None) -> int:
         )
         measure(env, target, 4, 12, 2.0)  # warm-up
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        command = [spy, "record", "--pid", str(sidecar.pid), "--duration", str(int(args.seconds))]
-        command += ["--rate", str(args.rate), "--format", "raw", "--output", str(args.out)]
-        command += ["--threads", *(["--native"] if args.native else ["--nonblocking"])]
-        done: list[subprocess.CompletedProcess[str]] = []
-        sampler = threading.Thread(
-            target=lambda: done.append(subprocess.run(command, capture_output=True, text=True))
+        if args.syscalls:
+            command = ["strace", "-c", "-f", "-o", str(args.out), "-p", str(sidecar.pid)]
+        else:
+            command = [
+                spy,
+                "record",
+                "--pid",
+                str(sidecar.pid),
+                "--duration",
+                str(int(args.seconds)),
+            ]
+            command += ["--rate", str(args.rate), "--format", "raw", "--output", str(args.out)]
+            command += ["--threads", *(["--native"] if args.native else ["--nonblocking"])]
+        sampler = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
-        sampler.start()
+        time.sleep(0.5)  # attached
         result = measure(env, target, args.users, tokens, args.seconds, cfg.request_stagger)
-        sampler.join(args.seconds + 30)
-        if not done or done[0].returncode:
-            print(f"py-spy failed: {done[0].stderr if done else 'no answer'}", file=sys.stderr)
+        if args.syscalls:
+            sampler.send_signal(signal.SIGINT)  # strace detaches and writes its summary
+        _, errors = sampler.communicate(timeout=args.seconds + 30)
+        if not args.out.exists():
+            print(f"{command[0]} failed: {errors}", file=sys.stderr)
             return 1
         print(
             f"{args.kind} {args.shape} c={args.users}: {result['request_rate']:.1f} requests/s, "
@@ -80,11 +96,26 @@ def main(argv: list[str] | None = None) -> int:
             f"(event loop {result['loop_cpu_us_per_request']:.0f}), TTFT p50 "
             f"{result['ttft_p50_ms']:.2f} ms"
         )
-        summarize(args.out, args.top)
+        if args.syscalls:
+            syscalls_per_request(args.out, result["requests"])
+        else:
+            summarize(args.out, args.top)
     finally:
         workers.close()
         procs.close()
     return 0
+
+
+def syscalls_per_request(path: Path, requests: int) -> None:
+    """strace -c's table (all threads), as calls per request answered while it was attached."""
+    print(f"\nsystem calls per request ({requests} requests):")
+    for line in path.read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 5 and fields[0][0].isdigit() and fields[-1].isidentifier():
+            calls = int(fields[3])
+            print(f"  {calls / max(requests, 1):8.2f}  {fields[-1]}")
+        elif fields and fields[-1] == "total":
+            print(f"  {int(fields[2]) / max(requests, 1):8.2f}  total")
 
 
 def summarize(path: Path, top: int) -> None:
