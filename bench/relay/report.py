@@ -105,8 +105,8 @@ def _requests_table(scenario: dict[str, Any]) -> list[str]:
         f"## Per request: closed loop, first token after {scenario['ttft_s'] * 1000:g} ms",
         "",
         "| shape | c | variant | +TTFT p50 | +TTFT p99 | +total p50 | +total p99 | "
-        "CPU µs/request | CPU µs/token | requests/s | ÷ direct |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "CPU µs/request | CPU µs/token | requests/s | ÷ direct | machine busy |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for shape in scenario["shapes"]:
         label = f"{shape['shape']} ({shape['tokens']} × {shape['rate']:g}/s)"
@@ -117,6 +117,8 @@ def _requests_table(scenario: dict[str, Any]) -> list[str]:
                 cells += [_f(s.get(f"added_{key}")) for key in added]
                 cells += [_f(s["cpu_us_per_request"], 0), _f(s["cpu_us_per_token"], 1)]
                 cells += [_f(s["request_rate"], 1), _f(s.get("ratio_request_rate"), 3)]
+                busy = s.get("machine_busy")
+                cells.append("–" if busy is None else f"{busy:.0%}")
                 lines.append("| " + " | ".join(cells) + " |")
     errors = sum(
         v["errors"]
@@ -128,7 +130,8 @@ def _requests_table(scenario: dict[str, Any]) -> list[str]:
     lines += [
         "",
         "Times in ms, added vs direct in the same round (median over rounds); CPU of the relay "
-        f"process (nginx: master + worker) over the round. Client errors: {errors}.",
+        "process (nginx: master + worker) over the round; machine busy: both cores, everything "
+        f"running (simulator, clients, servers, other work). Client errors: {errors}.",
     ]
     return lines
 

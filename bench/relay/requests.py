@@ -33,6 +33,7 @@ KEYS = (
     "loop_cpu_us_per_request",
     "request_rate",
     "token_rate",
+    "machine_busy",
 )
 
 

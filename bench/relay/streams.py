@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.relay.env import Env
-from bench.relay.procs import Proc, rss_bytes
+from bench.relay.procs import Proc, machine_jiffies, rss_bytes
 from bench.relay.stats import latency_figures, percentile, summarize
 
 KEYS = ("ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms", "cpu_us_per_token", "token_rate")
@@ -25,6 +25,20 @@ class Target:
     kind: str  # "ws" or "sse"
     url: str
     proc: Proc | None  # the relay whose CPU is charged to the tokens (None: direct)
+    # Further processes sharing the load (bench.relay.multiproc): load worker i talks to
+    # (self, *more)[i % n], and the CPU of all of them is charged.
+    more: tuple[Target, ...] = ()
+
+    def shard(self, index: int) -> Target:
+        shards = (self, *self.more)
+        return shards[index % len(shards)]
+
+    def cpu(self) -> tuple[float, float] | None:
+        """CPU seconds of every process (and of their event loops' threads) so far."""
+        procs = [t.proc for t in (self, *self.more) if t.proc is not None]
+        if not procs:
+            return None
+        return sum(p.cpu() for p in procs), sum(p.loop_cpu() for p in procs)
 
 
 def max_tokens_for(rate: float, seconds: float) -> int:
@@ -47,12 +61,13 @@ def measure(
     cfg = env.config
     stagger = cfg.stagger if stagger is None else stagger
     n_workers = min(len(env.workers), max(1, math.ceil(streams / STREAMS_PER_WORKER)))
+    n_workers = max(n_workers, min(len(env.workers), 1 + len(target.more)))
     shares = [streams // n_workers + (i < streams % n_workers) for i in range(n_workers)]
     jobs = [
         {
             "job": "stream",
             "kind": target.kind,
-            "url": target.url,
+            "url": target.shard(i).url,
             "streams": share,
             "duration": seconds,
             "stagger": stagger,
@@ -61,12 +76,14 @@ def measure(
         }
         for i, share in enumerate(shares)
     ]
-    relay0 = target.proc.cpu() if target.proc else 0.0
-    loop0 = target.proc.loop_cpu() if target.proc else 0.0
-    sim0 = env.sim.cpu()
+    before = target.cpu()
+    sim0, machine0 = env.sim.cpu(), machine_jiffies()
     results = env.workers.run(jobs, timeout=stagger + seconds + 60)
-    relay_cpu = target.proc.cpu() - relay0 if target.proc else None
-    loop_cpu = target.proc.loop_cpu() - loop0 if target.proc else None
+    after, machine1 = target.cpu(), machine_jiffies()
+    busy, ticks = machine1[0] - machine0[0], machine1[1] - machine0[1]
+    relay_cpu = loop_cpu = None
+    if before is not None and after is not None:
+        relay_cpu, loop_cpu = after[0] - before[0], after[1] - before[1]
     sim_cpu = env.sim.cpu() - sim0
     ttft = [x for r in results for x in r["ttft"]]
     itl = [x for r in results for x in r["itl"]]
@@ -100,6 +117,7 @@ def measure(
         else None,
         "sim_cpu_us_per_token": sim_cpu / tokens * 1e6 if tokens else None,
         "relay_rss_mib": rss_bytes(target.proc.pid) / 2**20 if target.proc else None,
+        "machine_busy": busy / ticks if ticks else None,  # all CPUs, everything running
     }
 
 
