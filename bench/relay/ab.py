@@ -34,7 +34,7 @@ from typing import Any
 
 from bench.relay.env import Config, Env
 from bench.relay.loadgen import Workers
-from bench.relay.procs import Procs
+from bench.relay.procs import Procs, nginx_available
 from bench.relay.quota import CpuQuota, QuotaUnavailable, saturation
 from bench.relay.streams import Target, max_tokens_for, measure
 
@@ -56,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cpu-quota", type=float, default=None, help="fraction of a core for each relay (root)"
     )
+    parser.add_argument(
+        "--ttft", type=float, default=None, help="the model's first token, s (default 0.02)"
+    )
+    parser.add_argument("--stagger", type=float, default=None, help="users start within, s")
     parser.add_argument("--tracing-b", action="store_true")
     parser.add_argument("--bsp-b", default=None, help="BATCH,DELAY_MS for B's span exports")
     parser.add_argument("--env-a", action="append", default=[], help="KEY=VALUE for A only")
@@ -69,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         sim = procs_a.simulator(cfg.ttft, 50.0, cfg.seed)
         env = Env(cfg, procs_a, workers, sim)
         rate = args.rate or cfg.rate_per_stream(args.streams)
-        env.set_rate(rate)
+        env.set_rate(rate, ttft=args.ttft)
         with _environment(_pairs(args.env_a)):
             side_a = procs_a.sidecar(sim.url, 20.0, "A")
         with _b_environment(procs_b, args):
@@ -82,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.kind == "ws":
             minimal = procs_a.minimal(sim.url, 20.0)
             targets.append(Target("minimal", "ws", f"ws://{minimal.url}/v1/stream", minimal))
+        elif nginx_available():
+            nginx = procs_a.nginx(int(sim.url.rsplit(":", 1)[1]))
+            targets.append(Target("nginx", "sse", nginx.url + "/v1/chat/completions", nginx))
         max_tokens = args.answer_tokens or max_tokens_for(rate, cfg.answer_seconds)
         if args.cpu_quota:
             for target in targets[1:]:
@@ -94,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(args.rounds):
             k = r % len(targets)
             for target in targets[k:] + targets[:k]:
-                result = measure(env, target, args.streams, max_tokens, args.seconds)
+                result = measure(env, target, args.streams, max_tokens, args.seconds, args.stagger)
                 results[target.name].append(result)
         _print(results, {"A": args.a, "B": args.b}, quotas[0].fraction if quotas else None)
     except QuotaUnavailable as exc:
@@ -159,12 +166,18 @@ def _print(
             return f"{statistics.median(diffs):.2f}" if diffs else "–"  # 1-token answers: no ITL
 
         cpu = statistics.median(x["cpu_us_per_token"] for x in runs)
+        per_request = statistics.median(x["cpu_us_per_request"] for x in runs)
+        requests = statistics.median(x["request_rate"] for x in runs)
+        pairs = zip(runs, direct, strict=True)
+        of_direct = statistics.median(x["request_rate"] / d["request_rate"] for x, d in pairs)
         loop = statistics.median(x["loop_cpu_us_per_token"] for x in runs)
         rate = statistics.median(x["token_rate"] for x in runs)
         print(
             f"{name} {refs.get(name, '')}: +TTFT p50 {added('ttft_p50_ms')} "
-            f"p99 {added('ttft_p99_ms')} +ITL p99 {added('itl_p99_ms')} ms; "
-            f"CPU {cpu:.1f} µs/token (event-loop thread {loop:.1f}); {rate:.0f} tok/s; "
+            f"p99 {added('ttft_p99_ms')} +total p50 {added('total_p50_ms')} ms; "
+            f"+ITL p99 {added('itl_p99_ms')} ms; "
+            f"CPU {cpu:.1f} µs/token (event-loop thread {loop:.1f}), {per_request:.0f} µs/request; "
+            f"{rate:.0f} tok/s, {requests:.1f} requests/s ({of_direct:.3f} of direct); "
             f"errors {sum(x['errors'] for x in runs)}"
         )
         if quota:

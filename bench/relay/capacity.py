@@ -31,11 +31,8 @@ from bench.relay.streams import Target, measure, rotating_rounds
 
 
 def capacity_scenario(env: Env) -> dict[str, Any]:
-    cfg, sim, procs = env.config, env.sim, env.procs
-    if "traced" not in env.servers:
-        env.servers["otlp-sink"] = procs.otlp_sink()
-        otlp = env.servers["otlp-sink"].url
-        env.servers["traced"] = procs.sidecar(sim.url, 20.0, "traced", otlp=otlp)
+    cfg, sim = env.config, env.sim
+    env.traced_sidecar()
     servers = env.servers
     targets = [
         Target("direct", "sse", sim.url + "/v1/chat/completions", None),

@@ -25,10 +25,17 @@ GRACE = 30.0  # seconds a job may run past its deadline before it is cut
 class Samples:
     ttft: list[float] = field(default_factory=list)
     itl: list[float] = field(default_factory=list)
+    total: list[float] = field(default_factory=list)  # request sent → end of the answer
+    ends: list[float] = field(default_factory=list)  # when each answer ended (monotonic)
     tokens: int = 0
     requests: int = 0
     errors: int = 0
     error_kinds: dict[str, int] = field(default_factory=dict)
+
+    def answered(self, t0: float, now: float) -> None:
+        self.requests += 1
+        self.total.append(now - t0)
+        self.ends.append(now)
 
     def error(self, exc: BaseException | str) -> None:
         self.errors += 1
@@ -77,7 +84,7 @@ async def ws_user(http: aiohttp.ClientSession, url: str, job: dict[str, Any], ou
                     last = now
                     out.tokens += 1
                 elif kind == "done":
-                    out.requests += 1
+                    out.answered(t0, now)
                     break
                 elif kind == "error":
                     out.error(str(frame.get("code")))
@@ -95,7 +102,7 @@ async def sse_user(
         if time.monotonic() >= deadline:
             return
         t0 = time.monotonic()
-        last = None
+        last = ended = None
         async with http.post(url, data=body, headers=headers) as response:
             if response.status != 200:
                 out.error(f"http_{response.status}")
@@ -106,7 +113,9 @@ async def sse_user(
                 now = time.monotonic()
                 *events, buffer = (buffer + chunk).split(b"\n\n")
                 for event in events:
-                    if not event.startswith(b"data: ") or event == b"data: [DONE]":
+                    if event == b"data: [DONE]":  # the answer's end, as the client's SDK sees it
+                        ended = now
+                    if not event.startswith(b"data: ") or ended is not None:
                         continue
                     choices = orjson.loads(event[6:]).get("choices") or ()
                     if not choices or not (choices[0].get("delta") or {}).get("content"):
@@ -117,7 +126,7 @@ async def sse_user(
                         out.itl.append(now - last)
                     last = now
                     out.tokens += 1
-        out.requests += 1
+        out.answered(t0, ended or time.monotonic())
 
 
 async def stream_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -144,4 +153,7 @@ async def stream_job(job: dict[str, Any]) -> dict[str, Any]:
         except TimeoutError:
             out.error("job_timeout")
     elapsed = time.monotonic() - t_start
-    return {**out.__dict__, "elapsed": elapsed}
+    # Answers that ended between the stagger and the deadline: requests/s of a closed loop.
+    window = sum(1 for t in out.ends if t_start + stagger <= t <= deadline)
+    fields = {k: v for k, v in out.__dict__.items() if k != "ends"}
+    return {**fields, "elapsed": elapsed, "window_requests": window}

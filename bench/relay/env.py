@@ -40,6 +40,15 @@ class Config:
     ramp_rates: tuple[float, ...] = (250, 500, 1000, 1500, 2250, 3400, 5000, 7600, 11400)
     ramp_seconds: float = 3.0
     probes: int = 200
+    # The `requests` scenario (closed loop, per-request cost): concurrency levels, and answer
+    # shapes (name, tokens per answer, tokens/s per stream) after a `request_ttft` first token.
+    request_levels: tuple[int, ...] = (1, 16, 64)
+    request_shapes: tuple[tuple[str, int, float], ...] = (
+        ("short", 16, 1000.0),
+        ("long", 200, 200.0),
+    )
+    request_ttft: float = 0.05
+    request_stagger: float = 0.3
     capacity_quota: float = 0.1  # fraction of a core each relay gets in the capacity scenario
     # (streams, tokens/s per stream, tokens per answer), from one token per read to several
     capacity_shapes: tuple[tuple[int, float, int], ...] = (
@@ -50,7 +59,16 @@ class Config:
     workers: int = 2
     seed: int = 1
     nginx: bool = True
-    scenarios: tuple[str, ...] = ("ws", "http", "ramp", "capacity", "handshakes", "idle", "close")
+    scenarios: tuple[str, ...] = (
+        "ws",
+        "http",
+        "requests",
+        "ramp",
+        "capacity",
+        "handshakes",
+        "idle",
+        "close",
+    )
     out_dir: Path = Path("bench/results")
     commit: str | None = None  # measure this commit's sidecar/ instead of the working tree
 
@@ -78,6 +96,8 @@ class Config:
             ramp_seconds=0.4,
             probes=15,
             capacity_shapes=((16, 200.0, 40),),
+            request_levels=(1, 16),
+            request_stagger=0.05,
         )
 
     def rate_per_stream(self, streams: int) -> float:
@@ -92,12 +112,24 @@ class Env:
     sim: Proc
     servers: dict[str, Proc] = field(default_factory=dict)
 
-    def set_rate(self, tokens_per_second: float) -> None:
-        """Per-stream token rate of the simulator, changed at run time (POST /sim/latency)."""
-        data = json.dumps({"itl_factor": SIM_BASE_TPS / tokens_per_second}).encode()
+    def set_rate(self, tokens_per_second: float, ttft: float | None = None) -> None:
+        """Per-stream token rate of the simulator, and its time to first token (default: the
+        run's `ttft`), changed at run time (POST /sim/latency)."""
+        factor = (ttft if ttft is not None else self.config.ttft) / self.config.ttft
+        update = {"itl_factor": SIM_BASE_TPS / tokens_per_second, "ttft_factor": factor}
+        data = json.dumps(update).encode()
         request = urllib.request.Request(self.sim.url + "/sim/latency", data=data, method="POST")
         with urllib.request.urlopen(request, timeout=5) as response:
             response.read()
+
+    def traced_sidecar(self) -> Proc:
+        """A second sidecar exporting every span over OTLP/HTTP to a receiver on loopback
+        (tracing on), started on first use."""
+        if "traced" not in self.servers:
+            self.servers["otlp-sink"] = self.procs.otlp_sink()
+            otlp = self.servers["otlp-sink"].url
+            self.servers["traced"] = self.procs.sidecar(self.sim.url, 20.0, "traced", otlp=otlp)
+        return self.servers["traced"]
 
     def progress(self, text: str) -> None:
         line = f"[{time.strftime('%H:%M:%S')}] {text}"

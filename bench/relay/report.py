@@ -28,10 +28,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     def row(
         name: str, value: float | None, limit: float, unit: str, at_least: bool = False
     ) -> None:
-        met = value is not None and (value >= limit if at_least else value <= limit)
-        verdict = "–" if value is None else ("met" if met else "**missed**")
-        bound = f"{'≥' if at_least else '≤'} {limit:,g} {unit}"
-        rows.append((name, f"{_f(value, 0 if at_least else 2)} {unit}", bound, verdict))
+        rows.append(_verdict(name, value, limit, unit, at_least, 0 if at_least else 2))
 
     if "ws" in sc:
         level = _level(sc["ws"]["levels"], 200)
@@ -55,6 +52,8 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             s, n = level["summary"]["sidecar"], level["streams"]
             row(f"added TTFT p50, HTTP, {n} streams", s["added_ttft_p50_ms"], 1, "ms")
             row(f"added TTFT p99, HTTP, {n} streams", s["added_ttft_p99_ms"], 5, "ms")
+    for shape in sc.get("requests", {}).get("shapes", []):
+        rows += request_targets(shape)
     for count in sc.get("idle", {}).get("counts", []):
         value = count["sidecar"]["kib_per_connection"]
         row(f"memory per idle connection, {count['connections']}", value, 20, "KiB")
@@ -62,6 +61,79 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         if key.startswith("sidecar"):
             row(f"client close → upstream closed p99 ({key[8:]})", value["p99_ms"], 50, "ms")
     return rows
+
+
+def request_targets(shape: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """Issue 33: the sidecar's added TTFT within 1 ms (p50) and 5 ms (p99) of nginx's, CPU per
+    request ≤ 2× nginx's, requests/s within 3 % of direct at short/16; tracing off and on."""
+    rows = []
+    for level in shape["levels"]:
+        s, users = level["summary"], level["users"]
+        floor = s.get("nginx")
+        if floor is None:
+            continue
+        for name in ("sidecar", "sidecar+tracing"):
+            mine, where = s[name], f"{shape['shape']}, c={users}, {name}"
+            for q, budget in (("p50", 1.0), ("p99", 5.0)):
+                key = f"added_ttft_{q}_ms"
+                gap = _sub(mine[key], floor[key])
+                rows.append(_verdict(f"added TTFT {q} − nginx's, {where}", gap, budget, "ms"))
+            cpu = ratio(mine["cpu_us_per_request"], floor["cpu_us_per_request"])
+            rows.append(_verdict(f"CPU per request ÷ nginx's, {where}", cpu, 2.0, "×"))
+            if shape["shape"] == "short" and users == 16:
+                rate = mine["ratio_request_rate"]
+                rows.append(_verdict(f"requests/s ÷ direct, {where}", rate, 0.97, "×", True))
+    return rows
+
+
+def _verdict(
+    name: str, value: float | None, limit: float, unit: str, at_least: bool = False, digits: int = 2
+) -> tuple[str, str, str, str]:
+    met = value is not None and (value >= limit if at_least else value <= limit)
+    verdict = "–" if value is None else ("met" if met else "**missed**")
+    bound = f"{'≥' if at_least else '≤'} {limit:,g} {unit}"
+    return (name, f"{_f(value, digits)} {unit}", bound, verdict)
+
+
+def _sub(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def _requests_table(scenario: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        f"## Per request: closed loop, first token after {scenario['ttft_s'] * 1000:g} ms",
+        "",
+        "| shape | c | variant | +TTFT p50 | +TTFT p99 | +total p50 | +total p99 | "
+        "CPU µs/request | CPU µs/token | requests/s | ÷ direct | machine busy |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for shape in scenario["shapes"]:
+        label = f"{shape['shape']} ({shape['tokens']} × {shape['rate']:g}/s)"
+        for level in shape["levels"]:
+            for name, s in level["summary"].items():
+                added = ("ttft_p50_ms", "ttft_p99_ms", "total_p50_ms", "total_p99_ms")
+                cells = [label, str(level["users"]), name]
+                cells += [_f(s.get(f"added_{key}")) for key in added]
+                cells += [_f(s["cpu_us_per_request"], 0), _f(s["cpu_us_per_token"], 1)]
+                cells += [_f(s["request_rate"], 1), _f(s.get("ratio_request_rate"), 3)]
+                busy = s.get("machine_busy")
+                cells.append("–" if busy is None else f"{busy:.0%}")
+                lines.append("| " + " | ".join(cells) + " |")
+    errors = sum(
+        v["errors"]
+        for shape in scenario["shapes"]
+        for lv in shape["levels"]
+        for r in lv["rounds"]
+        for v in r.values()
+    )
+    lines += [
+        "",
+        "Times in ms, added vs direct in the same round (median over rounds); CPU of the relay "
+        "process (nginx: master + worker) over the round; machine busy: both cores, everything "
+        f"running (simulator, clients, servers, other work). Client errors: {errors}.",
+    ]
+    return lines
 
 
 def cpu_per_token(results: dict[str, Any]) -> dict[str, float | None]:
@@ -154,6 +226,8 @@ def markdown(results: dict[str, Any]) -> str:
     if "http" in sc:
         out += ["", "## HTTP path (direct SSE = limit, nginx = no-logic proxy)", ""]
         out += _latency_table(sc["http"]["levels"])
+    if "requests" in sc:
+        out += _requests_table(sc["requests"])
     if "ramp" in sc:
         ramp = sc["ramp"]
         out += ["", f"## Rate ramp ({ramp['streams']} WebSocket streams)", ""]

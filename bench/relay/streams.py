@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.relay.env import Env
-from bench.relay.procs import Proc, rss_bytes
-from bench.relay.stats import latency_figures, summarize
+from bench.relay.procs import Proc, machine_jiffies, rss_bytes
+from bench.relay.stats import latency_figures, percentile, summarize
 
 KEYS = ("ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms", "cpu_us_per_token", "token_rate")
 ITL_P99_BUDGET_MS = 5.0
@@ -25,6 +25,20 @@ class Target:
     kind: str  # "ws" or "sse"
     url: str
     proc: Proc | None  # the relay whose CPU is charged to the tokens (None: direct)
+    # Further processes sharing the load (bench.relay.multiproc): load worker i talks to
+    # (self, *more)[i % n], and the CPU of all of them is charged.
+    more: tuple[Target, ...] = ()
+
+    def shard(self, index: int) -> Target:
+        shards = (self, *self.more)
+        return shards[index % len(shards)]
+
+    def cpu(self) -> tuple[float, float] | None:
+        """CPU seconds of every process (and of their event loops' threads) so far."""
+        procs = [t.proc for t in (self, *self.more) if t.proc is not None]
+        if not procs:
+            return None
+        return sum(p.cpu() for p in procs), sum(p.loop_cpu() for p in procs)
 
 
 def max_tokens_for(rate: float, seconds: float) -> int:
@@ -35,35 +49,47 @@ def max_tokens_for(rate: float, seconds: float) -> int:
 
 
 def measure(
-    env: Env, target: Target, streams: int, max_tokens: int, seconds: float
+    env: Env,
+    target: Target,
+    streams: int,
+    max_tokens: int,
+    seconds: float,
+    stagger: float | None = None,
 ) -> dict[str, Any]:
-    """One variant, one round: latency figures, token rate, relay and simulator CPU per token."""
+    """One variant, one round: latency figures, token and request rates, relay and simulator
+    CPU per token and per request."""
     cfg = env.config
+    stagger = cfg.stagger if stagger is None else stagger
     n_workers = min(len(env.workers), max(1, math.ceil(streams / STREAMS_PER_WORKER)))
+    n_workers = max(n_workers, min(len(env.workers), 1 + len(target.more)))
     shares = [streams // n_workers + (i < streams % n_workers) for i in range(n_workers)]
     jobs = [
         {
             "job": "stream",
             "kind": target.kind,
-            "url": target.url,
+            "url": target.shard(i).url,
             "streams": share,
             "duration": seconds,
-            "stagger": cfg.stagger,
+            "stagger": stagger,
             "max_tokens": max_tokens,
             "seed": cfg.seed * 1000 + i,
         }
         for i, share in enumerate(shares)
     ]
-    relay0 = target.proc.cpu() if target.proc else 0.0
-    loop0 = target.proc.loop_cpu() if target.proc else 0.0
-    sim0 = env.sim.cpu()
-    results = env.workers.run(jobs, timeout=cfg.stagger + seconds + 60)
-    relay_cpu = target.proc.cpu() - relay0 if target.proc else None
-    loop_cpu = target.proc.loop_cpu() - loop0 if target.proc else None
+    before = target.cpu()
+    sim0, machine0 = env.sim.cpu(), machine_jiffies()
+    results = env.workers.run(jobs, timeout=stagger + seconds + 60)
+    after, machine1 = target.cpu(), machine_jiffies()
+    busy, ticks = machine1[0] - machine0[0], machine1[1] - machine0[1]
+    relay_cpu = loop_cpu = None
+    if before is not None and after is not None:
+        relay_cpu, loop_cpu = after[0] - before[0], after[1] - before[1]
     sim_cpu = env.sim.cpu() - sim0
     ttft = [x for r in results for x in r["ttft"]]
     itl = [x for r in results for x in r["itl"]]
     tokens = sum(r["tokens"] for r in results)
+    requests = sum(r["requests"] for r in results)
+    total = [x for r in results for x in r["total"]]
     elapsed = max(r["elapsed"] for r in results)
     kinds: dict[str, int] = {}
     for r in results:
@@ -72,7 +98,10 @@ def measure(
     return {
         **latency_figures(ttft, itl),
         "tokens": tokens,
-        "requests": sum(r["requests"] for r in results),
+        "total_p50_ms": _ms(percentile(total, 50)),
+        "total_p99_ms": _ms(percentile(total, 99)),
+        "requests": requests,
+        "request_rate": sum(r["window_requests"] for r in results) / seconds,
         "errors": sum(r["errors"] for r in results),
         "error_kinds": kinds,
         "token_rate": tokens / elapsed if elapsed else 0.0,
@@ -80,9 +109,20 @@ def measure(
         "loop_cpu_us_per_token": loop_cpu / tokens * 1e6
         if loop_cpu is not None and tokens
         else None,
+        "cpu_us_per_request": relay_cpu / requests * 1e6
+        if relay_cpu is not None and requests
+        else None,
+        "loop_cpu_us_per_request": loop_cpu / requests * 1e6
+        if loop_cpu is not None and requests
+        else None,
         "sim_cpu_us_per_token": sim_cpu / tokens * 1e6 if tokens else None,
         "relay_rss_mib": rss_bytes(target.proc.pid) / 2**20 if target.proc else None,
+        "machine_busy": busy / ticks if ticks else None,  # all CPUs, everything running
     }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000
 
 
 def compare(env: Env, label: str, targets: list[Target], levels: tuple[int, ...]) -> list[Any]:
@@ -112,7 +152,12 @@ def compare(env: Env, label: str, targets: list[Target], levels: tuple[int, ...]
 
 
 def rotating_rounds(
-    env: Env, label: str, targets: list[Target], streams: int, max_tokens: int
+    env: Env,
+    label: str,
+    targets: list[Target],
+    streams: int,
+    max_tokens: int,
+    stagger: float | None = None,
 ) -> list[dict[str, Any]]:
     """Every target `rounds` times, the order rotated each round (so no variant always runs
     first or last); one {target name: result} dict per round."""
@@ -123,7 +168,7 @@ def rotating_rounds(
         for k in range(len(targets)):
             target = targets[(k + r) % len(targets)]
             env.progress(f"{label}, round {r + 1}/{cfg.rounds}, {target.name}")
-            row[target.name] = measure(env, target, streams, max_tokens, cfg.duration)
+            row[target.name] = measure(env, target, streams, max_tokens, cfg.duration, stagger)
         rounds.append({t.name: row[t.name] for t in targets})
     return rounds
 

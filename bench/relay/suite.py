@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench.relay import capacity, connections, streams
+from bench.relay import capacity, connections, requests, streams
 from bench.relay.env import SIM_BASE_TPS, Config, Env
 from bench.relay.loadgen import Workers
 from bench.relay.procs import REPO, Procs, raise_fd_limit
@@ -27,6 +27,7 @@ from bench.relay.report import markdown
 SCENARIOS: dict[str, Callable[[Env], dict[str, Any]]] = {
     "ws": streams.ws_scenario,
     "http": streams.http_scenario,
+    "requests": requests.requests_scenario,
     "ramp": streams.ramp_scenario,
     "capacity": capacity.capacity_scenario,
     "handshakes": connections.handshake_scenario,
@@ -87,7 +88,7 @@ def run(config: Config) -> dict[str, Any]:
         env = Env(config, procs, workers, sim)
         env.servers["sidecar"] = procs.sidecar(sim.url, 20.0)
         env.servers["minimal"] = procs.minimal(sim.url, 20.0)
-        if config.nginx and "http" in config.scenarios:
+        if config.nginx and {"http", "requests"} & set(config.scenarios):
             env.servers["nginx"] = procs.nginx(int(sim.url.rsplit(":", 1)[1]))
         results["setup_seconds"] = time.monotonic() - t0
         for name in config.scenarios:

@@ -39,6 +39,9 @@ def tiny(out: Path, nginx: bool) -> Config:
         ramp_seconds=0.3,
         probes=3,
         capacity_shapes=((2, 100.0, 10),),
+        request_levels=(2,),
+        request_shapes=(("short", 4, 400.0),),
+        request_stagger=0.02,
         nginx=nginx,
         out_dir=out,
     )
@@ -91,6 +94,15 @@ def test_quick_path_produces_well_formed_results(tmp_path: Path) -> None:
         assert scenarios["capacity"]["otlp_received"]["exports"] > 0  # tracing really was on
         leftovers = [p.name for p in CGROUP_CPU.glob("bench-*")] if CGROUP_CPU.exists() else []
         assert not [name for name in leftovers if name.endswith(f"-{os.getpid()}")]
+    (shape,) = scenarios["requests"]["shapes"]
+    (level,) = shape["levels"]
+    variants = {"sidecar", "sidecar+tracing", "ws sidecar", "ws sidecar+tracing", "ws minimal"}
+    assert set(level["summary"]) == variants | {"direct"} | ({"nginx"} if nginx else set())
+    for name in variants:
+        row = level["summary"][name]
+        assert row["cpu_us_per_request"] > 0 and row["total_p50_ms"] >= row["ttft_p50_ms"]
+    assert level["summary"]["direct"]["request_rate"] > 0
+    assert "## Per request: closed loop" in markdown
     assert scenarios["handshakes"]["summary"]["sidecar"]["handshakes"] > 0
     (idle,) = scenarios["idle"]["counts"]
     assert idle["sidecar"]["opened"] == idle["minimal"]["opened"] == 20

@@ -1,0 +1,160 @@
+"""Where a sidecar's CPU per request goes: `python -m bench.relay.profile [--users 16]`.
+
+Starts the simulator and one sidecar (the working tree, or `--commit`), drives it with the
+`requests` scenario's closed loop (short answers by default) and samples it with py-spy for
+`--seconds`. Prints the event loop's thread by function: self time (where the CPU is) and
+inclusive time of the sidecar's own functions (which step of a request costs it), as shares of
+the samples. The collapsed stacks are kept (`--out`) for a flame graph (e.g. speedscope).
+
+    python -m bench.relay.profile --users 16 --kind sse --shape short
+    python -m bench.relay.profile --users 16 --kind ws --shape long --tracing
+    python -m bench.relay.profile --users 16 --syscalls   # strace -c: system calls per request
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.relay.env import Config, Env
+from bench.relay.loadgen import Workers
+from bench.relay.procs import Procs
+from bench.relay.streams import Target, measure
+
+SHAPES = {"short": (16, 1000.0), "long": (200, 200.0)}
+OWN = ("sidecar/", "uvicorn/", "websockets/", "prometheus_client/", "opentelemetry/")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.relay.profile", description=__doc__)
+    parser.add_argument("--users", type=int, default=16)
+    parser.add_argument("--kind", choices=("sse", "ws"), default="sse")
+    parser.add_argument("--shape", choices=tuple(SHAPES), default="short")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument("--tracing", action="store_true", help="export spans (OTLP/HTTP)")
+    parser.add_argument("--commit", default=None)
+    parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--native", action="store_true", help="C frames too (uvloop, CPython)")
+    parser.add_argument(
+        "--syscalls", action="store_true", help="count system calls per request (strace -c)"
+    )
+    parser.add_argument("--out", type=Path, default=Path("bench/results/profile.txt"))
+    args = parser.parse_args(argv)
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    cfg = Config.full()
+    procs, workers = Procs(args.commit), Workers(cfg.workers)
+    try:
+        sim = procs.simulator(cfg.ttft, 50.0, cfg.seed)
+        env = Env(cfg, procs, workers, sim)
+        tokens, rate = SHAPES[args.shape]
+        env.set_rate(rate, ttft=cfg.request_ttft)
+        otlp = procs.otlp_sink().url if args.tracing else None
+        sidecar = procs.sidecar(sim.url, 20.0, otlp=otlp)
+        url = f"ws://{sidecar.url}/v1/stream" if args.kind == "ws" else f"http://{sidecar.url}"
+        target = Target(
+            "sidecar",
+            args.kind,
+            url + ("" if args.kind == "ws" else "/v1/chat/completions"),
+            sidecar,
+        )
+        measure(env, target, 4, 12, 2.0)  # warm-up
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        if args.syscalls:
+            command = ["strace", "-c", "-f", "-o", str(args.out), "-p", str(sidecar.pid)]
+        else:
+            command = [
+                spy,
+                "record",
+                "--pid",
+                str(sidecar.pid),
+                "--duration",
+                str(int(args.seconds)),
+            ]
+            command += ["--rate", str(args.rate), "--format", "raw", "--output", str(args.out)]
+            command += ["--threads", *(["--native"] if args.native else ["--nonblocking"])]
+        sampler = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        time.sleep(0.5)  # attached
+        result = measure(env, target, args.users, tokens, args.seconds, cfg.request_stagger)
+        if args.syscalls:
+            sampler.send_signal(signal.SIGINT)  # strace detaches and writes its summary
+        _, errors = sampler.communicate(timeout=args.seconds + 30)
+        if not args.out.exists():
+            print(f"{command[0]} failed: {errors}", file=sys.stderr)
+            return 1
+        print(
+            f"{args.kind} {args.shape} c={args.users}: {result['request_rate']:.1f} requests/s, "
+            f"{result['cpu_us_per_request']:.0f} µs CPU per request "
+            f"(event loop {result['loop_cpu_us_per_request']:.0f}), TTFT p50 "
+            f"{result['ttft_p50_ms']:.2f} ms"
+        )
+        if args.syscalls:
+            syscalls_per_request(args.out, result["requests"])
+        else:
+            summarize(args.out, args.top)
+    finally:
+        workers.close()
+        procs.close()
+    return 0
+
+
+def syscalls_per_request(path: Path, requests: int) -> None:
+    """strace -c's table (all threads), as calls per request answered while it was attached."""
+    print(f"\nsystem calls per request ({requests} requests):")
+    for line in path.read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 5 and fields[0][0].isdigit() and fields[-1].isidentifier():
+            calls = int(fields[3])
+            print(f"  {calls / max(requests, 1):8.2f}  {fields[-1]}")
+        elif fields and fields[-1] == "total":
+            print(f"  {int(fields[2]) / max(requests, 1):8.2f}  total")
+
+
+def summarize(path: Path, top: int) -> None:
+    """Self and inclusive shares of the main thread's samples, from py-spy's collapsed stacks."""
+    self_time: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        frames = stack.split(";")
+        if not frames or ("MainThread" not in frames[0] and "(python" not in frames[0]):
+            continue
+        count = int(count_text)
+        total += count
+        self_time[_short(frames[-1])] += count
+        for name in {_short(f) for f in frames[1:]}:
+            inclusive[name] += count
+    if not total:
+        print("no samples of the main thread")
+        return
+    print(f"\nmain thread, {total} samples; self time:")
+    for name, count in self_time.most_common(top):
+        print(f"  {count / total:6.1%}  {name}")
+    print("\ninclusive time, sidecar functions:")
+    own = [(n, c) for n, c in inclusive.most_common() if "sidecar/" in n]
+    for name, count in own[:top]:
+        print(f"  {count / total:6.1%}  {name}")
+
+
+def _short(frame: str) -> str:
+    """`func (path/to/module.py:123)` → `func (module path from the package)` without the line."""
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")").rsplit(":", 1)[0]
+    for marker in OWN:
+        if marker in where:
+            where = marker + where.split(marker, 1)[1]
+            break
+    return f"{name} ({where})"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
