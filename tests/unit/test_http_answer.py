@@ -11,6 +11,7 @@ from typing import Any
 from sidecar.accounting.stream import Outcome
 from sidecar.ingress.http import HttpAnswer
 from sidecar.relay.pump import pump
+from sidecar.upstream.routes import ROUTES
 from tests.unit.test_accounting import account
 from tests.unit.test_ws_sink import Observer, _chunks, _event
 
@@ -27,6 +28,8 @@ class FakeStream:
             flavour=flavour, clock=lambda: 1.0, keyed_http=set(), metrics=metrics
         )
         self.shaped = SimpleNamespace(client_wants_stream=True, client_wants_usage=False)
+        self.route = ROUTES["/v1/chat/completions"]
+        self.reader = self.route.reader(False)
         self.completions = 0
         self.stops: list[Outcome] = []
 
