@@ -75,7 +75,6 @@ class HttpAnswer:
         self.ctx, self.account, self.shaped = stream.ctx, stream.account, stream.shaped
         self.reader = stream.reader
         self.started = False
-        self.body_ended = False  # the last write carried the end of the body (`[DONE]`'s)
         self.key_id: str | None = scope.get(KEY_ID)
         self.chunks: list[bytes] = []
         # Absent under another ASGI server: then everything written counts as delivered.
@@ -111,8 +110,6 @@ class HttpAnswer:
     async def _watch(self) -> None:
         while (await self.receive())["type"] != "http.disconnect":
             pass
-        if self.body_ended:  # uvicorn reports a complete response as `http.disconnect` too
-            return
         delivered = self.delivery.delivered_deltas() if self.delivery is not None else None
         unsent = self.account.written - delivered if delivered is not None else 0
         if self.stream.stop(Outcome.CLIENT_GONE, unsent=unsent):
@@ -130,8 +127,7 @@ class HttpAnswer:
     async def completed(self) -> bool:
         self.stream.completing()
         if self.shaped.client_wants_stream:
-            if not self.body_ended:
-                await self.send({"type": "http.response.body", "body": b""})
+            await self.send({"type": "http.response.body", "body": b""})
         else:
             text = b"".join(self.chunks).decode()
             answer = self.reader.answer(self.account, text)
@@ -149,8 +145,6 @@ class HttpAnswer:
         """Tell the client why its answer ends: an error status if the headers have not gone
         out yet; after them, an error event in the stream (as OpenAI sends them, and as its
         clients raise them) and the end of the body, never a silently shortened answer."""
-        if self.body_ended:  # the whole answer went out; nothing can follow it
-            return
         if not self.started:
             headers = [(b"retry-after", b"%d" % math.ceil(retry_after))] if retry_after else None
             await respond_error(self.send, status, message, code, headers)
@@ -181,16 +175,14 @@ class HttpAnswer:
         self.chunks.append(b"data: " + payload.encode() + b"\n\n")
 
     async def flush(self, finished: bool = False) -> None:
-        if not self.shaped.client_wants_stream or not self.chunks or self.body_ended:
+        if not self.shaped.client_wants_stream or not self.chunks:
             return
         if not self.started:
             await self._start_response()
         if finished:  # `[DONE]` is in this write: the final row goes first
             self.stream.completing()
         data, self.chunks = b"".join(self.chunks), []
-        # The body ends with `[DONE]`'s write, one system call (and client wake-up) fewer.
-        self.body_ended = finished
-        await self.send({"type": "http.response.body", "body": data, "more_body": not finished})
+        await self.send({"type": "http.response.body", "body": data, "more_body": True})
         self.account.written = self.account.deltas
         if self.delivery is not None:
             self.delivery.wrote(len(data), self.account.deltas, self.ctx.clock())

@@ -69,7 +69,7 @@ class UpstreamResponse:
     def first_token_relayed(self) -> None:
         """From now on this stream's reads wake the relay after those of streams still waiting
         for their first token (`sidecar.upstream.http1.Lane`)."""
-        self._response.not_urgent()
+        self._response.urgent = False
 
     def take_buffered(self) -> bytes:
         """Bytes that already arrived but were not read yet (they count as generated)."""

@@ -99,7 +99,6 @@ class Response:
         self._headers_waiter: asyncio.Future[None] = conn.loop.create_future()
         self.status = 0
         self.urgent = True  # its first token has not been relayed: wake the reader at once
-        conn.pool.urgent += 1
         self.keep_alive = False
         self.complete = False  # the whole message arrived (the connection may be reused)
         self.eof = False  # no more body will come (complete, or the connection ended)
@@ -151,12 +150,6 @@ class Response:
         """Done with this response: the connection goes back to the pool or is closed."""
         self._conn.finished(self)
 
-    def not_urgent(self) -> None:
-        """Its first token was relayed, or it is being given up: its reads may wait."""
-        if self.urgent:
-            self.urgent = False
-            self._conn.pool.urgent -= 1
-
     # From the connection ----------------------------------------------------------------------
 
     def _headers_complete(self, status: int, keep_alive: bool) -> None:
@@ -170,8 +163,8 @@ class Response:
         self._buffered += len(data)
         if self._buffered >= HIGH_WATER:
             self._conn.pause_reading()
-        if self.urgent or not self._conn.pool.urgent:
-            self._wake()  # nobody waits for a first token: no reason to hold this one back
+        if self.urgent:
+            self._wake()
         else:
             self._conn.pool.lane.defer(self)
 
@@ -241,7 +234,6 @@ class Connection(asyncio.Protocol):
         return self.response
 
     def finished(self, response: Response) -> None:
-        response.not_urgent()
         if self.response is not response:
             return
         reusable = self.reader is not None and self.reader.reusable
@@ -339,9 +331,6 @@ class Pool:
         self.timeouts = Timeouts(first_byte_timeout, idle_timeout)
         self.loop = asyncio.get_running_loop()
         self.lane = Lane(self.loop)
-        # Responses whose first token has not been relayed: while there are none, the others'
-        # reads skip the `Lane` (a turn of the loop per token at light load, for no one).
-        self.urgent = 0
         self.busy: set[Connection] = set()  # carrying a request whose response is not released
         self._idle: collections.deque[Connection] = collections.deque()
         self._ssl = ssl.create_default_context() if origin.tls else None
@@ -358,10 +347,8 @@ class Pool:
             try:
                 await response.wait_headers()
             except StaleConnection:
-                response.not_urgent()
                 continue  # the server had closed it while idle: retry once on a fresh one
             except BaseException:
-                response.not_urgent()
                 conn.close()  # cancelled or failed mid-request: the server must see us leave
                 raise
             return response

@@ -14,13 +14,10 @@ from tests.unit.test_accounting import account
 from tests.unit.test_ws_sink import Observer, _chunks, _event
 
 
-def _response(
-    loop: asyncio.AbstractEventLoop, lane: Lane, urgent: bool, pool: SimpleNamespace | None = None
-) -> Response:
-    pool = pool or SimpleNamespace(lane=lane, urgent=0)
-    response = Response(SimpleNamespace(loop=loop, pool=pool))  # type: ignore[arg-type]
-    if not urgent:
-        response.not_urgent()
+def _response(loop: asyncio.AbstractEventLoop, lane: Lane, urgent: bool) -> Response:
+    conn = SimpleNamespace(loop=loop, pool=SimpleNamespace(lane=lane))
+    response = Response(conn)  # type: ignore[arg-type]
+    response.urgent = urgent
     return response
 
 
@@ -29,8 +26,7 @@ async def _resume_order(arrivals: list[str], urgent: set[str]) -> list[tuple[str
     (one turn of the loop, as in one `epoll` wake-up); returns the order readers resumed in."""
     loop = asyncio.get_running_loop()
     lane = Lane(loop)
-    pool = SimpleNamespace(lane=lane, urgent=0)
-    responses = {name: _response(loop, lane, name in urgent, pool) for name in arrivals}
+    responses = {name: _response(loop, lane, name in urgent) for name in arrivals}
     resumed: list[tuple[str, bytes]] = []
 
     async def reader(name: str) -> None:
@@ -62,42 +58,6 @@ def test_without_first_tokens_waiting_reads_keep_their_arrival_order() -> None:
         "c",
     ]
     assert [n for n, _ in asyncio.run(_resume_order(["x", "y"], urgent={"x", "y"}))] == ["x", "y"]
-
-
-def test_reads_wait_in_the_lane_only_while_a_first_token_is_awaited() -> None:
-    async def main() -> list[bool]:
-        loop = asyncio.get_running_loop()
-        pool = SimpleNamespace(lane=Lane(loop), urgent=0)
-        streaming = _response(loop, pool.lane, urgent=False, pool=pool)
-        woken = []
-        for waiting_for_first in (True, False):
-            new = _response(loop, pool.lane, urgent=True, pool=pool)
-            if not waiting_for_first:
-                new.not_urgent()
-                new.not_urgent()  # once only: the count never goes below the truth
-            streaming._waiter = loop.create_future()
-            streaming._body(b"x")
-            woken.append(streaming._waiter.done())  # at once, or only after the lane's turn
-            await asyncio.sleep(0)
-            streaming._buffer.clear()
-            new.not_urgent()  # its first token went out
-        return woken
-
-    assert asyncio.run(main()) == [False, True]
-
-
-def test_a_given_up_response_no_longer_holds_others_in_the_lane() -> None:
-    async def main() -> int:
-        loop = asyncio.get_running_loop()
-        pool = SimpleNamespace(lane=Lane(loop), urgent=0)
-        conn = SimpleNamespace(loop=loop, pool=pool)
-        conn.finished = lambda response: response.not_urgent()  # as Connection.finished does
-        response = Response(conn)  # type: ignore[arg-type]
-        assert pool.urgent == 1
-        response.release()
-        return pool.urgent
-
-    assert asyncio.run(main()) == 0
 
 
 def test_a_deferred_read_followed_by_the_end_of_the_body_loses_nothing() -> None:
