@@ -190,13 +190,9 @@ async def run(
     )
     await upstream.start()
     await _list_models(upstream, metrics)  # before the first request: labels go to real models
+    access_log = logs.AccessLog(settings.log_format) if settings.access_log else None
     recorder = Recorder(
-        metrics,
-        crash_journal.submit,
-        prices,
-        instance_id,
-        time.time,
-        access_log=settings.access_log,
+        metrics, crash_journal.submit, prices, instance_id, time.time, access_log=access_log
     )
     drift = LiveDrift(monitor, settings.drift, metrics, crash_journal.submit, instance_id)
     await drift.start()
@@ -288,6 +284,8 @@ async def run(
         await upstream.close()
         await asyncio.to_thread(writer.close)
         crash_journal.close()
+        if access_log is not None:
+            access_log.close()
         if provider is not None:
             await asyncio.to_thread(provider.shutdown)
         admin.should_exit = True

@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--tracing", action="store_true", help="export spans (OTLP/HTTP)")
     parser.add_argument("--commit", default=None)
+    parser.add_argument(
+        "--sim-commit", default=None, help="the simulator's version (default: --commit's)"
+    )
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--native", action="store_true", help="C frames too (uvloop, CPython)")
     parser.add_argument(
@@ -50,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     cfg = Config.full()
     procs, workers = Procs(args.commit), Workers(cfg.workers)
+    sim_procs = procs if args.sim_commit is None else Procs(args.sim_commit)
     try:
-        sim = procs.simulator(cfg.ttft, 50.0, cfg.seed)
+        # Two versions compared must share one simulator: its read pattern sets the writes.
+        sim = sim_procs.simulator(cfg.ttft, 50.0, cfg.seed)
         env = Env(cfg, procs, workers, sim)
         tokens, rate = SHAPES[args.shape]
         env.set_rate(rate, ttft=cfg.request_ttft)
@@ -103,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         workers.close()
         procs.close()
+        if sim_procs is not procs:
+            sim_procs.close()
     return 0
 
 

@@ -3,7 +3,6 @@ and outcomes meet. Runs on the event loop but never waits: the ledger writer has
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -14,11 +13,9 @@ from sidecar.accounting.stream import Outcome, StreamAccount
 from sidecar.ledger.models import NANO
 from sidecar.ledger.pricecolumns import price_columns
 from sidecar.ledger.writer import Row
+from sidecar.logs import log_access
 from sidecar.telemetry.metrics import Metrics
 from sidecar.telemetry.names import INGRESSES, OTHER_ROUTE, ROUTE_LABELS
-
-# One line per finished stream on every ingress (`--no-access-log` turns it off).
-access_logger = logging.getLogger("sidecar.access")
 
 
 def utc(epoch: float) -> datetime:
@@ -33,8 +30,10 @@ class Recorder:
         prices: PriceBook,
         instance_id: str,
         wall_clock: Callable[[], float],
-        access_log: bool = True,
+        access_log: Callable[[dict[str, Any]], None] | None = log_access,
     ) -> None:
+        """`access_log` takes each finished stream's access-log fields (`serve` passes a
+        batching `sidecar.logs.AccessLog`; None for `--no-access-log`)."""
         self.metrics = metrics
         self.access_log = access_log
         self.submit = submit
@@ -44,6 +43,9 @@ class Recorder:
         self.running: dict[str, StreamAccount] = {}
         # Per running stream: its counts when its last row was written (see `checkpoint_all`).
         self._written_marks: dict[str, tuple[int, int, int | None, int | None]] = {}
+        # Per stream whose end is on its way to the client: the final row already journaled
+        # (`completed_ahead`) and what it was computed from.
+        self._ahead: dict[str, tuple[tuple[Any, ...] | None, dict[str, Any]]] = {}
         # Per model: tokens per upstream delta, learned from completed streams with usage.
         self.tokens_per_delta: dict[str, float] = {}
         self._series: dict[tuple[str, str, str], _Series] = {}
@@ -109,14 +111,22 @@ class Recorder:
         return submitted
 
     def finished(self, account: StreamAccount, now_mono: float) -> None:
-        self.running.pop(account.stream_id, None)
-        self._written_marks.pop(account.stream_id, None)
+        stream_id = account.stream_id
+        self.running.pop(stream_id, None)
+        self._written_marks.pop(stream_id, None)
+        ahead = self._ahead.pop(stream_id, None)
         self._learn(account)
-        row = self.stream_row(account, now_mono)
-        self.submit(Row("streams", row))
+        if ahead is not None and ahead[0] is not None and ahead[0] == _final_key(account):
+            # The row written ahead is this one (its end time is when the end was handed to
+            # the client's socket, a moment ago): a second copy would only cost a journal
+            # write and a database upsert per stream.
+            row = ahead[1]
+        else:
+            row = self.stream_row(account, now_mono)
+            self.submit(Row("streams", row))
         self._count(account, row)
-        if self.access_log and access_logger.isEnabledFor(logging.INFO):
-            access_logger.info("stream end", extra=access_fields(row))
+        if self.access_log is not None:
+            self.access_log(access_fields(row))
 
     def submit_session(self, values: dict[str, Any]) -> None:
         row = dict(values)
@@ -131,7 +141,9 @@ class Recorder:
         turn a finished answer into `interrupted`. If the write fails instead, the stream's
         real final row (e.g. `client_gone`) replaces this one."""
         ahead = replace(account, outcome=Outcome.COMPLETED, t_end=now_mono, written=account.deltas)
-        self.submit(Row("streams", self.stream_row(ahead, now_mono)))
+        row = self.stream_row(ahead, now_mono)
+        self.submit(Row("streams", row))
+        self._ahead[account.stream_id] = (_final_key(ahead), row)
 
     def checkpoint(self, account: StreamAccount) -> None:
         self._written_marks[account.stream_id] = _mark(account)
@@ -246,6 +258,22 @@ def access_fields(row: dict[str, Any]) -> dict[str, Any]:
         if fields[key] is not None:
             fields[key] = round(fields[key], 6)
     return fields
+
+
+def _final_key(account: StreamAccount) -> tuple[Any, ...] | None:
+    """What a completed stream's final row depends on besides its times; None otherwise (only
+    a completed end is written ahead)."""
+    if account.outcome is not Outcome.COMPLETED:
+        return None
+    return (
+        account.finish_reason,
+        account.error_code,
+        account.usage_prompt,
+        account.usage_completion,
+        account.deltas,
+        account.written - account.unsent,
+        account.tokens_per_delta_hint,
+    )
 
 
 def _mark(account: StreamAccount) -> tuple[int, int, int | None, int | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -119,5 +120,116 @@ def test_access_log_line_per_finished_stream(caplog: pytest.LogCaptureFixture) -
 def test_access_log_can_be_turned_off(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="sidecar.access")
     rows: list[Row] = []
-    _finished(Recorder(Metrics(), rows.append, PriceBook(), "i", lambda: 0.0, access_log=False))
+    _finished(Recorder(Metrics(), rows.append, PriceBook(), "i", lambda: 0.0, access_log=None))
     assert caplog.records == [] and len(rows) == 1
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_serve_access_log_lines_match_the_root_format(restore_root: None, log_format: str) -> None:
+    """`serve`'s batched access log writes the line the root handler would have written."""
+    through_logging, batched = io.StringIO(), io.StringIO()
+    logs.configure(log_format, "info", through_logging)
+    _finished(Recorder(Metrics(), [].append, PriceBook(), "i", lambda: 0.0))
+    _finished(
+        Recorder(
+            Metrics(), [].append, PriceBook(), "i", lambda: 0.0, logs.AccessLog(log_format, batched)
+        )
+    )
+    (expected,), (line,) = _lines(through_logging), _lines(batched)
+    # Equal but for the timestamp (the first field in both formats).
+    if log_format == "json":
+        assert {**json.loads(line), "ts": 0} == {**json.loads(expected), "ts": 0}
+    else:
+        assert line.split(" ", 1)[1] == expected.split(" ", 1)[1]
+        assert " INFO sidecar.access stream end event=stream_end stream_id=s1 " in line
+
+
+def test_serve_access_log_writes_in_batches_on_a_timer(restore_root: None) -> None:
+    logs.configure("json", "info", io.StringIO())
+    asyncio.run(_batches_on_a_timer())
+
+
+async def _batches_on_a_timer() -> None:
+    out = io.StringIO()
+    access = logs.AccessLog("json", out, interval=0.05)
+    for n in range(3):
+        access({"event": "stream_end", "stream_id": f"s{n}"})
+    assert out.getvalue() == ""  # nothing yet: one write for the batch
+    await asyncio.sleep(0.2)
+    assert [json.loads(line)["stream_id"] for line in _lines(out)] == ["s0", "s1", "s2"]
+    access({"event": "stream_end", "stream_id": "s3"})
+    access.close()  # what waits is written at exit
+    assert len(_lines(out)) == 4
+
+
+def test_serve_access_log_flushes_when_its_buffer_is_full(restore_root: None) -> None:
+    logs.configure("text", "info", io.StringIO())
+    asyncio.run(_flushes_when_full())
+
+
+async def _flushes_when_full() -> None:
+    out = io.StringIO()
+    access = logs.AccessLog("text", out, interval=60, max_bytes=500)
+    for n in range(22):
+        access({"event": "stream_end", "stream_id": f"s{n}", "model": "m" * 40})
+    written = len(_lines(out))
+    assert 0 < written < 22  # flushed by size, long before the 60 s timer
+    access.close()
+    assert len(_lines(out)) == 22
+
+
+def test_serve_access_log_follows_the_log_level(restore_root: None) -> None:
+    logs.configure("text", "warning", io.StringIO())
+    out = io.StringIO()
+    access = logs.AccessLog("text", out)
+    access({"event": "stream_end", "stream_id": "s1"})
+    access.close()
+    assert out.getvalue() == ""
+
+
+def test_serve_access_log_survives_a_closed_stream(restore_root: None) -> None:
+    logs.configure("text", "info", io.StringIO())
+    out = io.StringIO()
+    out.close()
+    logs.AccessLog("text", out)({"event": "stream_end", "stream_id": "s1"})  # no loop: writes now
+
+
+def _completed(recorder: Recorder, usage_after_ahead: bool = False) -> None:
+    account = StreamAccount(
+        stream_id="s2",
+        request_id="r2",
+        session_id=None,
+        model="model-a",
+        tenant="tenant-a",
+        ingress="http",
+        path="/v1/chat/completions",
+        started_at=1_700_000_000.0,
+        t_start=10.0,
+    )
+    recorder.started(account)
+    for n in range(1, 4):
+        account.on_content(10.0 + n / 10, "tok")
+    account.on_written(3)
+    if not usage_after_ahead:
+        account.on_usage(7, 3, final=True)
+    recorder.completed_ahead(account, 10.5)
+    if usage_after_ahead:
+        account.on_usage(7, 3, final=True)
+    account.finish(Outcome.COMPLETED, 10.6)
+    recorder.finished(account, 10.6)
+
+
+def test_a_completed_stream_keeps_the_final_row_written_ahead() -> None:
+    rows: list[Row] = []
+    _completed(Recorder(Metrics(), rows.append, PriceBook(), "i", lambda: 0.0, None))
+    start, final = rows  # no third copy of the same final row
+    assert start.final is False and final.values["outcome"] == "completed"
+    assert final.values["generated_tokens"] == final.values["delivered_tokens"] == 3
+
+
+def test_a_final_row_that_differs_from_the_one_ahead_is_written() -> None:
+    rows: list[Row] = []
+    _completed(Recorder(Metrics(), rows.append, PriceBook(), "i", lambda: 0.0, None), True)
+    _start, ahead, final = rows
+    assert ahead.values["count_source"] == "counted" and final.values["count_source"] == "usage"
+    assert final.values["prompt_tokens"] == 7

@@ -9,7 +9,12 @@ import pytest
 from click.testing import CliRunner
 
 from sidecar import serve
-from sidecar.cli.serve import command
+from sidecar.cli.main import cli
+
+# Through the group: it names the options' environment variables (sidecar.cli.options), and
+# the command alone would read unscoped names (a test that passed only after another test
+# imported the group).
+command = cli.commands["serve"]
 
 
 def settings(
