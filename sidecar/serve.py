@@ -192,8 +192,15 @@ async def run(
     await _list_models(upstream, metrics)  # before the first request: labels go to real models
     access_log = logs.AccessLog(settings.log_format) if settings.access_log else None
     recorder = Recorder(
-        metrics, crash_journal.submit, prices, instance_id, time.time, access_log=access_log
+        metrics,
+        crash_journal.submit,
+        prices,
+        instance_id,
+        time.time,
+        access_log=access_log,
+        journal_only=crash_journal.note,
     )
+    crash_journal.on_rotate = recorder.submit_journaled
     drift = LiveDrift(monitor, settings.drift, metrics, crash_journal.submit, instance_id)
     await drift.start()
     edge = Edge(settings.edge, engine, metrics.registry)

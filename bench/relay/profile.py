@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--native", action="store_true", help="C frames too (uvloop, CPython)")
     parser.add_argument(
+        "--gil", action="store_true", help="only samples holding the GIL (time on a CPU)"
+    )
+    parser.add_argument(
         "--syscalls", action="store_true", help="count system calls per request (strace -c)"
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results/profile.txt"))
@@ -84,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             ]
             command += ["--rate", str(args.rate), "--format", "raw", "--output", str(args.out)]
             command += ["--threads", *(["--native"] if args.native else ["--nonblocking"])]
+            command += ["--gil"] if args.gil else []
         sampler = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )

@@ -4,7 +4,7 @@ and outcomes meet. Runs on the event loop but never waits: the ledger writer has
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,9 +31,15 @@ class Recorder:
         instance_id: str,
         wall_clock: Callable[[], float],
         access_log: Callable[[dict[str, Any]], None] | None = log_access,
+        journal_only: Callable[[Row], None] | None = None,
     ) -> None:
         """`access_log` takes each finished stream's access-log fields (`serve` passes a
-        batching `sidecar.logs.AccessLog`; None for `--no-access-log`)."""
+        batching `sidecar.logs.AccessLog`; None for `--no-access-log`). `journal_only` writes
+        a row to the crash journal without queueing it (`Journal.note`): start rows then
+        reach the database only for streams still running after a second."""
+        self.journal_only = journal_only
+        # Running streams whose start row is only in the journal (see `started`).
+        self._journaled_only: set[str] = set()
         self.metrics = metrics
         self.access_log = access_log
         self.submit = submit
@@ -88,10 +94,22 @@ class Recorder:
         return row
 
     def started(self, account: StreamAccount) -> None:
-        """Record the start durably, so that a crash leaves no started stream unaccounted."""
+        """Record the start durably, so that a crash leaves no started stream unaccounted.
+        With `journal_only` the row goes to the crash journal alone: most streams end within
+        a second, and their final row is then the only one the database sees."""
         account.tokens_per_delta_hint = self.tokens_per_delta.get(account.model)
         self.running[account.stream_id] = account
-        self.checkpoint(account)
+        if self.journal_only is None:
+            self.checkpoint(account)
+            return
+        self._written_marks[account.stream_id] = _mark(account)
+        self.journal_only(Row("streams", self.stream_row(account), final=False))
+        self._journaled_only.add(account.stream_id)
+
+    def submit_journaled(self) -> None:
+        """Queue every start row that is only in the journal (its segment is about to go)."""
+        for stream_id in list(self._journaled_only):
+            self.checkpoint(self.running[stream_id])
 
     def checkpoint_all(
         self, now_mono: float, min_age: float = 1.0, part: int = 0, parts: int = 1
@@ -105,7 +123,7 @@ class Recorder:
             if now_mono - account.t_start < min_age or hash(stream_id) % parts != part:
                 continue
             mark = _mark(account)
-            if self._written_marks.get(stream_id) != mark:
+            if self._written_marks.get(stream_id) != mark or stream_id in self._journaled_only:
                 self.checkpoint(account)
                 submitted += 1
         return submitted
@@ -114,6 +132,7 @@ class Recorder:
         stream_id = account.stream_id
         self.running.pop(stream_id, None)
         self._written_marks.pop(stream_id, None)
+        self._journaled_only.discard(stream_id)
         ahead = self._ahead.pop(stream_id, None)
         self._learn(account)
         if ahead is not None and ahead[0] is not None and ahead[0] == _final_key(account):
@@ -140,12 +159,24 @@ class Recorder:
         row as it will be if that write succeeds goes first, so a crash between the two cannot
         turn a finished answer into `interrupted`. If the write fails instead, the stream's
         real final row (e.g. `client_gone`) replaces this one."""
-        ahead = replace(account, outcome=Outcome.COMPLETED, t_end=now_mono, written=account.deltas)
-        row = self.stream_row(ahead, now_mono)
+        # The account as it will be, for the moment of building its row (a copy of its ~40
+        # fields would cost more than the row).
+        was = account.outcome, account.t_end, account.written
+        account.outcome, account.t_end, account.written = (
+            Outcome.COMPLETED,
+            now_mono,
+            account.deltas,
+        )
+        try:
+            row = self.stream_row(account, now_mono)
+            key = _final_key(account)
+        finally:
+            account.outcome, account.t_end, account.written = was
         self.submit(Row("streams", row))
-        self._ahead[account.stream_id] = (_final_key(ahead), row)
+        self._ahead[account.stream_id] = (key, row)
 
     def checkpoint(self, account: StreamAccount) -> None:
+        self._journaled_only.discard(account.stream_id)
         self._written_marks[account.stream_id] = _mark(account)
         self.submit(Row("streams", self.stream_row(account), final=False))
 

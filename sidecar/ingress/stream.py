@@ -3,6 +3,7 @@ for resumes, and the sink that batches its deltas into one write per upstream re
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Protocol
 
 import orjson
@@ -15,6 +16,11 @@ from sidecar.relay.pump import ClientGone
 
 if TYPE_CHECKING:
     from sidecar.resume.remote import FollowedAccount
+
+
+# How long `start` waits for the first token to share its write (`WebSocketSink.opened`):
+# below what a person notices, and about a fast model server's time to first token.
+START_ALONE_AFTER = 0.05
 
 
 class LiveStream:
@@ -64,7 +70,16 @@ class WebSocketSink:
     when they can: one send per upstream read is the main cost per token (DESIGN §10).
     """
 
-    __slots__ = ("account", "deltas", "done_sent", "frames", "live", "request_id", "session")
+    __slots__ = (
+        "account",
+        "deltas",
+        "done_sent",
+        "frames",
+        "live",
+        "request_id",
+        "session",
+        "start_timer",
+    )
 
     def __init__(self, session: Writer, live: LiveStream) -> None:
         self.session = session
@@ -74,13 +89,27 @@ class WebSocketSink:
         self.frames: list[bytes] = []
         self.deltas = 0
         self.done_sent = False
+        self.start_timer: asyncio.TimerHandle | None = None
 
     async def opened(self, body_ready: bool) -> None:
-        start = protocol.start(self.request_id, self.account.trace_id or "")
-        if body_ready:  # the first chunk came with the headers: one write for both
-            self.frames.append(start)
-        else:  # the model server is still thinking: tell the client it has accepted
-            await self.session._write([start])
+        self.frames.append(protocol.start(self.request_id, self.account.trace_id or ""))
+        if not body_ready:
+            # The model server accepted and is still thinking. Its first token often follows
+            # within milliseconds: `start` then shares its write (a send per stream less, about
+            # a twentieth of a short answer's CPU); otherwise the client hears of it alone.
+            loop = asyncio.get_running_loop()
+            self.start_timer = loop.call_later(START_ALONE_AFTER, self._start_alone)
+
+    def _start_alone(self) -> None:
+        self.start_timer = None
+        if self.frames and not (self.account.ended or self.live.held or self.session.parked):
+            frames, self.frames = self.frames, []
+            self.session._send_soon(frames)
+
+    def _keep_start(self) -> None:
+        if self.start_timer is not None:
+            self.start_timer.cancel()
+            self.start_timer = None
 
     def delta(self, seq: int, text: str) -> None:
         frame = protocol.delta(self.request_id, seq, text)
@@ -100,6 +129,7 @@ class WebSocketSink:
             self.frames.append(done_frame(self.account))
         elif not self.frames:
             return
+        self._keep_start()  # it goes with these
         frames, deltas = self.frames, self.deltas
         self.frames, self.deltas = [], 0
         try:
@@ -122,7 +152,10 @@ class WebSocketSink:
             self.session.kept_done(self.live)
             return False
         self.live.stream.completing()
-        await self.session._write([done])
+        frames, self.frames = self.frames, []  # `start`, if still waiting (an empty answer)
+        frames.append(done)
+        self._keep_start()
+        await self.session._write(frames)
         return True
 
     async def failed(

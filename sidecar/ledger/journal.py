@@ -3,6 +3,10 @@ before it is queued for the database, so a SIGKILL loses nothing that reached th
 (DESIGN §5: no started stream unaccounted). A power cut may still lose the page cache's last
 seconds: the journal is not fsynced, which would cost milliseconds per stream.
 
+A row may also be journaled without being queued (`note`): a stream's start row is, so that a
+stream shorter than a second costs the database one row, its final one. Such rows are queued
+when the stream has run a second (`Recorder.checkpoint_all`) or when their segment is full.
+
 The journal is a series of segment files in the spool directory. When the current one is full
 it is closed and a barrier goes into the writer's queue behind its rows; once the writer has put
 every row before the barrier in the database or its spool, the segment is deleted. On the next
@@ -37,16 +41,25 @@ class Journal:
         self._number = max((_number(p) for p in segments(directory, stem)), default=0)
         self._fd = -1
         self._size = 0
+        self._rotating = False
+        # Called when a segment is full, before it may be deleted: rows only `note`d in it
+        # must be submitted then (they land in the new segment and reach the database first).
+        self.on_rotate: Callable[[], None] | None = None
         self._open()
 
     def submit(self, row: Row) -> None:
         """Journal the row, then queue it for the database: the `Recorder`'s submit."""
+        self.note(row)
+        self._queue(row)
+        if self._size >= self.segment_bytes and not self._rotating:
+            self._rotate()
+
+    def note(self, row: Row) -> None:
+        """Journal the row only: its owner queues it later (`on_rotate` at the latest) or
+        replaces it (a short stream's start row, superseded by its final row)."""
         line = row_line(row)
         os.write(self._fd, line)
         self._size += len(line)
-        self._queue(row)
-        if self._size >= self.segment_bytes:
-            self._rotate()
 
     def close(self) -> None:
         """After the writer has stopped (everything is in the database or the spool)."""
@@ -66,6 +79,12 @@ class Journal:
         done = segment_path(self.directory, self.stem, self._number)
         os.close(self._fd)
         self._open()
+        if self.on_rotate is not None:
+            self._rotating = True
+            try:
+                self.on_rotate()
+            finally:
+                self._rotating = False
         self._queue(Barrier(lambda: done.unlink(missing_ok=True)))
 
 

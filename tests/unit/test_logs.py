@@ -233,3 +233,16 @@ def test_a_final_row_that_differs_from_the_one_ahead_is_written() -> None:
     _start, ahead, final = rows
     assert ahead.values["count_source"] == "counted" and final.values["count_source"] == "usage"
     assert final.values["prompt_tokens"] == 7
+
+
+def test_writing_the_final_row_ahead_leaves_the_running_account_as_it_was() -> None:
+    rows: list[Row] = []
+    recorder = Recorder(Metrics(), rows.append, PriceBook(), "i", lambda: 0.0, None)
+    account = StreamAccount(
+        stream_id="s3", request_id="r3", session_id=None, model="m", tenant="t", ingress="ws",
+        path="/v1/chat/completions", started_at=1_700_000_000.0, t_start=10.0,
+    )  # fmt: skip
+    account.on_content(10.1, "tok")
+    recorder.completed_ahead(account, 10.2)
+    assert (account.outcome, account.t_end, account.written) == (None, None, 0)
+    assert rows[-1].values["outcome"] == "completed" and rows[-1].values["delivered_tokens"] == 1

@@ -11,9 +11,9 @@ from typing import Any
 
 import orjson
 
-from sidecar.accounting.stream import StreamAccount
+from sidecar.accounting.stream import Outcome, StreamAccount
 from sidecar.ingress.replay import ReplayBudget, ReplayBuffer
-from sidecar.ingress.stream import LiveStream, WebSocketSink
+from sidecar.ingress.stream import START_ALONE_AFTER, LiveStream, WebSocketSink
 from sidecar.ingress.transport import ClientGone
 from sidecar.relay.pump import pump
 from tests.unit.test_accounting import account
@@ -35,6 +35,9 @@ class FakeSession:
         self.writes.append([orjson.loads(f) for f in frames])
         if live is not None:
             live.account.on_written(deltas)
+
+    def _send_soon(self, frames: list[bytes]) -> None:
+        self.writes.append([orjson.loads(f) for f in frames])
 
     def answered(self, live: LiveStream) -> None:
         self.answered_streams.append(live)
@@ -138,3 +141,60 @@ def test_latency_samples_are_taken_after_the_write_and_keep_first_token_apart() 
     reads = [_event("a") + _event("b"), _event("c")]
     asyncio.run(pump(_chunks(reads), live.account, sink, Recording(), lambda: next(times)))
     assert seen == [("ttft", 0.5, 1), ("gap", 0.0, 1), ("gap", 0.25, 2)]
+
+
+async def _slow_chunks(reads: list[bytes], first_after: float) -> AsyncIterator[bytes]:
+    await asyncio.sleep(first_after)
+    for data in reads:
+        yield data
+
+
+def _accepted_then(first_after: float) -> list[list[str]]:
+    """The model server accepted (headers, no body yet); its first token `first_after` s later."""
+    session = FakeSession()
+    live = _live(account(request_id="r1", t_start=0.0, trace_id="t"))
+    sink = WebSocketSink(session, live)  # type: ignore[arg-type]
+    reads = [_event("a"), _event("b", "stop") + b"data: [DONE]\n\n"]
+
+    async def run() -> None:
+        await sink.opened(body_ready=False)
+        chunks = _slow_chunks(reads, first_after)
+        await pump(chunks, live.account, sink, Observer(), lambda: 1.0)
+
+    asyncio.run(run())
+    return [[frame["type"] for frame in write] for write in session.writes]
+
+
+def test_start_waits_briefly_to_share_the_first_tokens_write() -> None:
+    assert _accepted_then(0.0) == [["start", "delta"], ["delta", "done"]]
+
+
+def test_start_goes_alone_when_the_model_server_is_slow_to_answer() -> None:
+    assert _accepted_then(START_ALONE_AFTER + 0.1) == [["start"], ["delta"], ["delta", "done"]]
+
+
+def test_a_stream_that_ended_before_its_first_token_sends_no_late_start() -> None:
+    session = FakeSession()
+    live = _live(account(request_id="r1", t_start=0.0, trace_id="t"))
+    sink = WebSocketSink(session, live)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        await sink.opened(body_ready=False)
+        live.account.finish(Outcome.CLIENT_CANCELLED, 1.0)  # cancelled while the model thought
+        await asyncio.sleep(START_ALONE_AFTER + 0.05)
+
+    asyncio.run(run())
+    assert session.writes == []
+
+
+def test_an_empty_answer_sends_start_and_done_together() -> None:
+    session = FakeSession()
+    live = _live(account(request_id="r1", t_start=0.0, trace_id="t"))
+    sink = WebSocketSink(session, live)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        await sink.opened(body_ready=False)
+        assert await sink.completed()
+
+    asyncio.run(run())
+    assert [[frame["type"] for frame in write] for write in session.writes] == [["start", "done"]]
