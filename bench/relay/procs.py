@@ -211,9 +211,11 @@ class Procs:
         name: str = "sidecar",
         otlp: str | None = None,
         extra: tuple[str, ...] = (),
+        cprofile: Path | None = None,
     ) -> Proc:
         """`otlp`: an OTLP/HTTP endpoint to export spans to (tracing on), e.g. `otlp_sink()`'s;
-        `extra`: more `serve` options."""
+        `extra`: more `serve` options; `cprofile`: run under cProfile, stats written there
+        when it exits (SIGTERM)."""
         port, admin = free_port(), free_port()
         template = self.tmp / "migrated.db"
         if not template.exists():  # migrate once (about a second), then copy the empty ledger
@@ -230,7 +232,10 @@ class Procs:
         db = f"sqlite:///{self.tmp / (name + '.db')}"
         spool = self.tmp / f"{name}-spool"
         spool.mkdir(exist_ok=True)
-        args = [*_sidecar(), "serve", "--listen", f"127.0.0.1:{port}"]
+        run = _sidecar() if cprofile is None else [sys.executable, "-m", "cProfile", "-o"]
+        if cprofile is not None:
+            run += [str(cprofile), "-m", "sidecar"]
+        args = [*run, "serve", "--listen", f"127.0.0.1:{port}"]
         args += ["--admin-listen", f"127.0.0.1:{admin}", "--upstream", upstream, "--db", db]
         args += ["--spool-dir", str(spool), "--heartbeat-interval", str(heartbeat)]
         args += ["--heartbeat-timeout", str(heartbeat), *extra]

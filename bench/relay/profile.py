@@ -21,13 +21,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.relay.env import Config, Env
 from bench.relay.loadgen import Workers
 from bench.relay.procs import Procs
 from bench.relay.streams import Target, measure
 
-SHAPES = {"short": (16, 1000.0), "long": (200, 200.0)}
+# Answer tokens, tokens/s. "slow": the A/B's WebSocket shape (bench.relay.ab at 200 streams).
+SHAPES = {"short": (16, 1000.0), "long": (200, 200.0), "slow": (15, 13.0)}
 OWN = ("sidecar/", "uvicorn/", "websockets/", "prometheus_client/", "opentelemetry/")
 
 
@@ -52,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         "--syscalls", action="store_true", help="count system calls per request (strace -c)"
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results/profile.txt"))
+    parser.add_argument(
+        "--cprofile",
+        action="store_true",
+        help="deterministic: run the sidecar under cProfile; --out gets its stats (pstats)",
+    )
     args = parser.parse_args(argv)
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     cfg = Config.full()
@@ -64,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         tokens, rate = SHAPES[args.shape]
         env.set_rate(rate, ttft=cfg.request_ttft)
         otlp = procs.otlp_sink().url if args.tracing else None
-        sidecar = procs.sidecar(sim.url, 20.0, otlp=otlp)
+        cprofile = args.out.resolve() if args.cprofile else None
+        sidecar = procs.sidecar(sim.url, 20.0, otlp=otlp, cprofile=cprofile)
         url = f"ws://{sidecar.url}/v1/stream" if args.kind == "ws" else f"http://{sidecar.url}"
         target = Target(
             "sidecar",
@@ -74,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         measure(env, target, 4, 12, 2.0)  # warm-up
         args.out.parent.mkdir(parents=True, exist_ok=True)
+        if args.cprofile:
+            return _cprofile(env, target, args, tokens, cfg.request_stagger, sidecar)
         if args.syscalls:
             command = ["strace", "-c", "-f", "-o", str(args.out), "-p", str(sidecar.pid)]
         else:
@@ -114,6 +124,28 @@ def main(argv: list[str] | None = None) -> int:
         procs.close()
         if sim_procs is not procs:
             sim_procs.close()
+    return 0
+
+
+def _cprofile(env: Env, target: Target, args: Any, tokens: int, stagger: float, proc: Any) -> int:
+    """Calls and own time per request of each function (cProfile's overhead inflates small
+    functions: compare two versions under it, not with the other modes' figures)."""
+    import pstats
+
+    result = measure(env, target, args.users, tokens, args.seconds, stagger)
+    proc.popen.send_signal(signal.SIGTERM)  # a clean exit writes the stats
+    proc.popen.wait(60)
+    requests = result["request_rate"] * args.seconds
+    print(f"{args.kind} {args.shape} c={args.users}: {requests:.0f} requests measured")
+    stats = pstats.Stats(str(args.out))
+    rows = sorted(stats.stats.items(), key=lambda item: -item[1][2])  # type: ignore[attr-defined]
+    print("   calls/req   own µs/req  cumulative µs/req  function")
+    for (path, line, name), (_cc, calls, own, cumulative, _callers) in rows[: args.top]:
+        where = "/".join(Path(path).parts[-2:])
+        print(
+            f"{calls / requests:12.2f} {own / requests * 1e6:12.1f} "
+            f"{cumulative / requests * 1e6:18.1f}  {name} ({where}:{line})"
+        )
     return 0
 
 

@@ -1,7 +1,13 @@
-"""The ledger's crash journal: every row is appended here (one `write()`, on the event loop)
-before it is queued for the database, so a SIGKILL loses nothing that reached the kernel
-(DESIGN §5: no started stream unaccounted). A power cut may still lose the page cache's last
-seconds: the journal is not fsynced, which would cost milliseconds per stream.
+"""The ledger's crash journal: every row is appended here, on the event loop, before it is
+queued for the database, so a SIGKILL loses nothing (DESIGN §5: no started stream
+unaccounted). A power cut may still lose the page cache's last seconds: the journal is not
+fsynced, which would cost milliseconds per stream.
+
+A segment is a memory-mapped file: appending a row is a copy into the page cache, with no
+system call. A `write()` per row released the GIL each time, and the ledger writer thread took
+it for up to a switch interval: measured, that was 5 % of the relay's CPU per request and most
+of a millisecond of its time to first token (docs/benchmarks.md). Pages written through a
+shared mapping belong to the kernel, so they survive the process's death like written bytes.
 
 A row may also be journaled without being queued (`note`): a stream's start row is, so that a
 stream shorter than a second costs the database one row, its final one. Such rows are queued
@@ -17,6 +23,7 @@ run's open streams are closed as `interrupted`: finished streams keep their fina
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -40,7 +47,8 @@ class Journal:
         self.segment_bytes = segment_bytes
         self._number = max((_number(p) for p in segments(directory, stem)), default=0)
         self._fd = -1
-        self._size = 0
+        self._map: mmap.mmap | None = None
+        self._size = 0  # bytes of rows in the current segment (the rest of its file is zeros)
         self._rotating = False
         # Called when a segment is full, before it may be deleted: rows only `note`d in it
         # must be submitted then (they land in the new segment and reach the database first).
@@ -51,33 +59,56 @@ class Journal:
         """Journal the row, then queue it for the database: the `Recorder`'s submit."""
         self.note(row)
         self._queue(row)
-        if self._size >= self.segment_bytes and not self._rotating:
-            self._rotate()
 
     def note(self, row: Row) -> None:
         """Journal the row only: its owner queues it later (`on_rotate` at the latest) or
         replaces it (a short stream's start row, superseded by its final row)."""
         line = row_line(row)
-        os.write(self._fd, line)
-        self._size += len(line)
+        end = self._size + len(line)
+        if end > len(self._mapping()):
+            if not self._rotating:
+                self._rotate()  # its hook may journal rows into the new segment first
+                end = self._size + len(line)
+            if end > len(self._mapping()):  # a huge row, or rows re-noted while rotating
+                self._grow(end)
+        self._mapping()[self._size : end] = line
+        self._size = end
 
     def close(self) -> None:
         """After the writer has stopped (everything is in the database or the spool)."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self._unmap()
         for path in segments(self.directory, self.stem):
             path.unlink(missing_ok=True)
+
+    def _mapping(self) -> mmap.mmap:
+        if self._map is None:
+            raise RuntimeError("the crash journal is closed")
+        return self._map
 
     def _open(self) -> None:
         self._number += 1
         path = segment_path(self.directory, self.stem, self._number)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.ftruncate(self._fd, self.segment_bytes)
+        self._map = mmap.mmap(self._fd, self.segment_bytes)
         self._size = 0
+
+    def _grow(self, end: int) -> None:
+        size = max(end, 2 * len(self._mapping()))
+        os.ftruncate(self._fd, size)
+        self._mapping().resize(size)
+
+    def _unmap(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     def _rotate(self) -> None:
         done = segment_path(self.directory, self.stem, self._number)
-        os.close(self._fd)
+        self._unmap()
         self._open()
         if self.on_rotate is not None:
             self._rotating = True
@@ -101,7 +132,7 @@ def absorb(directory: Path, stem: str, spool: Path) -> int:
     a row that also reached the database harmless). Returns the bytes moved."""
     moved = 0
     for path in segments(directory, stem):
-        data = path.read_bytes()
+        data = path.read_bytes().rstrip(b"\0")  # a segment's unwritten end is zeros
         if data and not data.endswith(b"\n"):  # a line cut by the kill: never complete
             data = data[: data.rfind(b"\n") + 1]
         if data:

@@ -10,7 +10,7 @@ import orjson
 from sidecar.accounting.pricing import PriceBook
 from sidecar.accounting.recorder import Recorder
 from sidecar.accounting.stream import Outcome, StreamAccount
-from sidecar.ledger.journal import Journal, segments
+from sidecar.ledger.journal import Journal, absorb, segments
 from sidecar.ledger.writer import Barrier, Row
 from sidecar.telemetry.metrics import Metrics
 
@@ -25,7 +25,8 @@ def _account(stream_id: str, t_start: float = 10.0) -> StreamAccount:
 
 def _journaled(directory: Path) -> list[tuple[str, bool]]:
     """(stream id, final) of every row in the journal's segments, in order."""
-    lines = b"".join(path.read_bytes() for path in segments(directory, "j")).splitlines()
+    data = b"".join(path.read_bytes().rstrip(b"\0") for path in segments(directory, "j"))
+    lines = data.splitlines()
     return [(row["v"]["id"], row["f"]) for row in map(orjson.loads, lines)]
 
 
@@ -80,3 +81,30 @@ def test_a_full_segment_queues_its_journal_only_rows_before_it_may_be_deleted(
     barrier.then()
     assert not first.exists()
     assert {("a", False), ("b", False)} <= set(_journaled(tmp_path))  # and in the new segment
+
+
+def test_a_row_larger_than_a_segment_is_journaled_whole(tmp_path: Path) -> None:
+    journal, _recorder, queued = _setup(tmp_path, segment_bytes=4096)
+    journal.submit(Row("streams", {"id": "big", "pad": "p" * 10_000}))
+    journal.submit(Row("streams", {"id": "next"}))
+    assert [i for i, _f in _journaled(tmp_path)] == ["big", "next"]
+    assert len(queued) >= 2
+
+
+def test_a_killed_runs_segments_reach_the_spool_without_padding_or_a_cut_line(
+    tmp_path: Path,
+) -> None:
+    journal, recorder, _queued = _setup(tmp_path)
+    recorder.started(_account("s1"))
+    recorder.started(_account("s2"))
+    # What a SIGKILL mid-copy leaves: the mapping's pages as they were (no close, no unlink).
+    (segment,) = segments(tmp_path, "j")
+    data = segment.read_bytes()
+    end = data.index(b"\0")
+    segment.write_bytes(data[: end - 10] + b"\0" * 100)  # the second row cut short
+    spool = tmp_path / "spool.jsonl"
+    assert absorb(tmp_path, "j", spool) > 0
+    rows = [orjson.loads(line) for line in spool.read_bytes().splitlines()]
+    assert [row["v"]["id"] for row in rows] == ["s1"]
+    assert segments(tmp_path, "j") == []
+    del journal
