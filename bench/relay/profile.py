@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--native", action="store_true", help="C frames too (uvloop, CPython)")
     parser.add_argument(
+        "--perf", action="store_true", help="perf record (C and kernel too): --out is perf.data"
+    )
+    parser.add_argument(
         "--gil", action="store_true", help="only samples holding the GIL (time on a CPU)"
     )
     parser.add_argument(
@@ -84,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         if args.cprofile:
             return _cprofile(env, target, args, tokens, cfg.request_stagger, sidecar)
-        if args.syscalls:
+        if args.perf:
+            command = ["perf", "record", "-F", "1999", "-o", str(args.out), "-p", str(sidecar.pid)]
+        elif args.syscalls:
             command = ["strace", "-c", "-f", "-o", str(args.out), "-p", str(sidecar.pid)]
         else:
             command = [
@@ -103,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         time.sleep(0.5)  # attached
         result = measure(env, target, args.users, tokens, args.seconds, cfg.request_stagger)
-        if args.syscalls:
-            sampler.send_signal(signal.SIGINT)  # strace detaches and writes its summary
+        if args.syscalls or args.perf:
+            sampler.send_signal(signal.SIGINT)  # strace/perf detach and write what they saw
         _, errors = sampler.communicate(timeout=args.seconds + 30)
         if not args.out.exists():
             print(f"{command[0]} failed: {errors}", file=sys.stderr)
@@ -117,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.syscalls:
             syscalls_per_request(args.out, result["requests"])
+        elif args.perf:
+            report = ["perf", "report", "-i", str(args.out), "--stdio", "--sort", "dso,sym"]
+            shown = subprocess.run(report, capture_output=True, text=True, check=False).stdout
+            lines = [line for line in shown.splitlines() if line and not line.startswith("#")]
+            print("\n".join(lines[: args.top]))
         else:
             summarize(args.out, args.top)
     finally:

@@ -4,6 +4,7 @@ streams (sidecar.upstream.routes) and every other `/v1/*` request passed through
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sidecar.context import ServerContext
@@ -12,8 +13,11 @@ from sidecar.ingress.http import relay_http
 from sidecar.ingress.passthrough import pass_through
 from sidecar.ingress.realtime import PATH as REALTIME_PATH
 from sidecar.ingress.realtime import RealtimeSession
+from sidecar.ingress.transport import EXTENSION
 from sidecar.ingress.websocket import WebSocketSession
 from sidecar.upstream.routes import ROUTES
+
+log = logging.getLogger("sidecar")
 
 DRAINING_HEADERS = [(b"retry-after", b"1"), (b"connection", b"close")]
 
@@ -25,7 +29,12 @@ class ClientApp:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
         if kind == "websocket":
-            if scope["path"] == "/v1/stream" and not self.ctx.draining:
+            if scope["path"] == "/v1/stream" and EXTENSION not in scope.get("extensions", {}):
+                # Another server than `sidecar serve`: without its transport the delivered
+                # counts and heartbeats cannot be kept, so no session rather than a wrong bill.
+                log.error("/v1/stream needs sidecar serve's WebSocket protocol; refused")
+                await send({"type": "websocket.close", "code": 1011})
+            elif scope["path"] == "/v1/stream" and not self.ctx.draining:
                 session = WebSocketSession(scope, receive, send, self.ctx)
                 # This frame lives as long as the connection: it must not keep the scope,
                 # whose headers the session reads and lets go of (see WebSocketSession.run).

@@ -95,7 +95,9 @@ class WebSocketSession:
         self.tenant = tenant_of(scope)
         self.key_id: str | None = scope.get(KEY_ID)  # the API key that admitted it, if any
         self.peer = client_addr(scope)
-        self.handle: TransportHandle | None = scope.get("extensions", {}).get(EXTENSION)
+        # Every write, delivered count and heartbeat goes through it: `serve` runs the
+        # WebSocket ingress on its own protocol (ClientApp refuses a server without it).
+        self.handle: TransportHandle = scope["extensions"][EXTENSION]
         # Its streams: relayed here, or followed here from the replica that relays them.
         self.live: dict[str, LiveStream | Follower] = {}
         self.started_at = ctx.wall_clock()
@@ -202,9 +204,8 @@ class WebSocketSession:
         ctx = self.ctx
         ctx.sessions.add(self)
         ctx.metrics.sessions_active.inc()
-        if self.handle is not None:
-            self.handle.on_rtt = self._on_rtt
-            self.handle.on_missed = self._on_missed
+        self.handle.on_rtt = self._on_rtt
+        self.handle.on_missed = self._on_missed
         try:
             hello = protocol.hello(self.session_id, self.token, ctx.heartbeat_interval)
             await self._write([hello])
@@ -232,7 +233,7 @@ class WebSocketSession:
     def tick(self, now: float) -> None:
         """Called once a second for every open session by one server-wide ticker (a task per
         connection would cost kilobytes each)."""
-        if self.machine.state is not State.OPEN or self.handle is None:
+        if self.machine.state is not State.OPEN:
             return
         unacked = self.handle.sample()
         wall = self.ctx.wall_clock()
@@ -295,8 +296,7 @@ class WebSocketSession:
                     )
                     task.add_done_callback(_ignore_result)
                 case Abort(reason):
-                    if self.handle is not None:
-                        self.handle.abort()  # first: it fixes what never left the buffers
+                    self.handle.abort()  # first: it fixes what never left the buffers
                     self._do(self.machine.connection_lost(reason, self._unsent_deltas()))
                 case ConnectionEnded(reason, parked, unsent):
                     self._connection_ended(reason, parked, unsent)
@@ -369,8 +369,6 @@ class WebSocketSession:
 
     def _unsent_deltas(self) -> dict[str, int]:
         """Deltas per running stream that sat in bytes the client never acknowledged."""
-        if self.handle is None:
-            return {}
         unsent_bytes = self.handle.buffered() if self.handle.unsent_at_close is not None else 0
         lost_from = self.handle.bytes_written - unsent_bytes
         counts: dict[str, int] = {}
@@ -472,7 +470,7 @@ class WebSocketSession:
     def _replay(self, live: LiveStream | Follower, after_seq: int) -> None:
         """Replay what the client missed after `after_seq`, then continue live."""
         if isinstance(live, Follower):  # from the store, as the replica relaying it goes on
-            live.resume(after_seq, self._write_now_or_soon)
+            live.resume(after_seq, self._write_now)
             return
         stream_id, account = live.account.request_id, live.account
         if live.replay is None:
@@ -494,7 +492,7 @@ class WebSocketSession:
         live.held = False
         done = live.pending_done
         with contextlib.suppress(ClientGone):
-            self._write_now_or_soon(frames + ([done] if done else []), live, len(frames))
+            self._write_now(frames + ([done] if done else []), live, len(frames))
         if done is not None:
             live.stream.end(Outcome.COMPLETED)
 
@@ -507,21 +505,11 @@ class WebSocketSession:
             if self.parked and isinstance(live, LiveStream):  # shared with other replicas
                 self.ctx.resume_store.append(self, live, deltas)
             return  # kept in the stream's replay buffer for a resume
-        if self.handle is not None:
-            self._write_now(frames, live, deltas)
-            return
-        for frame in frames:  # plain ASGI: one message per frame
-            try:
-                await self.send_asgi({"type": "websocket.send", "text": frame.decode()})
-            except (OSError, RuntimeError):
-                raise ClientGone from None
-        if live is not None:
-            live.account.on_written(deltas)
+        self._write_now(frames, live, deltas)
 
     def _write_now(
         self, frames: list[bytes], live: LiveStream | Follower | None = None, deltas: int = 0
     ) -> None:
-        assert self.handle is not None
         self.handle.write_frames(frames)
         if live is not None:  # only deltas matter when mapping unsent bytes to streams
             live.account.on_written(deltas)
@@ -532,25 +520,14 @@ class WebSocketSession:
             self._do(self.machine.too_slow())
             raise ClientGone
 
-    def _write_now_or_soon(
-        self, frames: list[bytes], live: LiveStream | Follower | None, deltas: int
-    ) -> None:
-        if self.handle is not None:
-            self._write_now(frames, live, deltas)
-        else:
-            task = asyncio.get_running_loop().create_task(self._write(frames, live, deltas))
-            task.add_done_callback(_ignore_result)
-
     def _error(self, stream_id: str | None, code: str, message: str) -> None:
         self._send_soon([protocol.error(stream_id, code, message)])
 
     def _send_soon(self, frames: list[bytes]) -> None:
-        if self.handle is not None:
-            with contextlib.suppress(ClientGone):
-                self._write_now(frames)
-            return
-        task = asyncio.get_running_loop().create_task(self._write(frames))
-        task.add_done_callback(_ignore_result)
+        """Write now, from code that cannot wait (a frame handler, a timer); a client that is
+        gone is found by its own path."""
+        with contextlib.suppress(ClientGone):
+            self._write_now(frames)
 
 
 def _ended_away(live: LiveStream) -> bytes:

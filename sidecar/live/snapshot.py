@@ -41,7 +41,7 @@ def session_row(session: Any) -> SessionRow:
         rtts=session.rtts,
         rtt_next=session.rtt_next,
         missed=session.missed,
-        buffered=handle.buffered() if handle is not None and not parked else 0,
+        buffered=0 if parked else handle.buffered(),
         stalled_since=session.machine.stalled_since,
         parked=parked,
         trace_id=session.trace.trace_id_hex,

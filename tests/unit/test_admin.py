@@ -17,6 +17,7 @@ from sidecar.context import Limits
 from sidecar.ingress.admin import AdminAccess, AdminApp
 from sidecar.ingress.session_state import State
 from sidecar.ingress.stream import LiveStream
+from sidecar.ingress.transport import EXTENSION
 from sidecar.ingress.websocket import WebSocketSession
 from sidecar.live import snapshot
 from sidecar.upstream.breaker import Breaker
@@ -68,6 +69,7 @@ def _session(ctx: Any, tenant: str = "acme") -> WebSocketSession:
         "headers": [],
         "client": ("10.0.0.1", 5000),
         "query_string": f"tenant={tenant}".encode(),
+        "extensions": {EXTENSION: SimpleNamespace(buffered=lambda: 0)},
     }
     session = WebSocketSession(scope, None, None, ctx)
     ctx.sessions.add(session)

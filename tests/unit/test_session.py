@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any
 
 from sidecar.context import Limits
+from sidecar.ingress.app import ClientApp
+from sidecar.ingress.transport import EXTENSION
 from sidecar.ingress.websocket import RTT_WINDOW, WebSocketSession
 
 
@@ -22,7 +25,12 @@ def _session() -> WebSocketSession:
         metrics=SimpleNamespace(heartbeat_rtt=SimpleNamespace(observe=observed.append)),
         observer=SimpleNamespace(sample=lambda *_args: None),
     )
-    scope = {"type": "websocket", "headers": [], "client": ("10.0.0.1", 5000)}
+    scope = {
+        "type": "websocket",
+        "headers": [],
+        "client": ("10.0.0.1", 5000),
+        "extensions": {EXTENSION: SimpleNamespace()},
+    }
     return WebSocketSession(scope, None, None, ctx)
 
 
@@ -51,3 +59,17 @@ def test_writes_the_peer_acknowledged_are_forgotten_at_the_tick() -> None:
     session.writes = deque([(100, live, 1), (300, live, 2), (450, live, 3)])
     session.tick(1.0)
     assert list(session.writes) == [(450, live, 3)]
+
+
+def test_the_stream_endpoint_refuses_a_server_without_the_sidecars_transport() -> None:
+    """Delivered counts and heartbeats come from `serve`'s WebSocket protocol; under another
+    ASGI server the session would bill wrongly, so it is refused (1011), not half-served."""
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    app = ClientApp(SimpleNamespace(draining=False))  # type: ignore[arg-type]
+    scope = {"type": "websocket", "path": "/v1/stream", "headers": [], "extensions": {}}
+    asyncio.run(app(scope, None, send))
+    assert sent == [{"type": "websocket.close", "code": 1011}]
