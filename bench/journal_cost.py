@@ -3,7 +3,9 @@
     .venv/bin/python -m bench.journal_cost
 
 A stream's start row is built and handed to the ledger before the client sees `start`; with the
-journal that hand-over also appends the row to a file (one `write()`, no fsync). This times
+journal the start row is copied into the journal's memory-mapped segment instead (the database
+sees it only if the stream runs a second), and the final row is copied there before it is
+queued. This times
 `Recorder.started` + `Recorder.finished` per stream both ways, interleaved rounds, medians.
 Without the journal a SIGKILL loses every row still in the writer's queue: up to one flush
 interval (0.2 s) plus one batch commit of rows.
@@ -61,11 +63,9 @@ def main() -> None:
     metrics = Metrics()
     with tempfile.TemporaryDirectory() as tmp:
         journal = Journal(Path(tmp), "bench", queued.append)
-        plain = Recorder(
-            metrics, queued.append, PriceBook([]), "bench", time.time, access_log=False
-        )
+        plain = Recorder(metrics, queued.append, PriceBook([]), "bench", time.time, None)
         journaled = Recorder(
-            metrics, journal.submit, PriceBook([]), "bench", time.time, access_log=False
+            metrics, journal.submit, PriceBook([]), "bench", time.time, None, journal.note
         )
         with_queue, with_journal = [], []
         for _ in range(ROUNDS):
