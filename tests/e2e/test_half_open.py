@@ -100,8 +100,9 @@ def test_half_open_client_idle_and_streaming(netns: NetNamespace, tmp_path: Path
         _wait(lambda: stack.sim_stats()["active"] == 0, scaled(5))
         upstream = stack.sim_stats()["by_request"][row["id"]]
         assert upstream["outcome"] == "aborted"
-        # At most the one token on the wire while the upstream was closed goes unseen.
-        assert upstream["generated"] - row["generated_tokens"] in (0, 1)
+        # Only tokens on the wire while the upstream was being closed go unseen: one at 200
+        # tokens/s, two when a loaded machine delays the simulator's noticing by 5 ms more.
+        assert upstream["generated"] - row["generated_tokens"] in (0, 1, 2)
 
 
 HTTP_CLIENT = """
