@@ -54,7 +54,7 @@ def json_line(created: float, level: str, name: str, message: str, fields: dict[
 def text_line(created: float, level: str, name: str, message: str, fields: dict[str, Any]) -> str:
     text = f"{_timestamp(created)} {level} {name} {message}"
     if fields:
-        text += " " + " ".join(f"{k}={_text(v)}" for k, v in fields.items())
+        text += " " + " ".join([f"{k}={_text(v)}" for k, v in fields.items()])
     return text
 
 
@@ -89,7 +89,11 @@ class TextFormatter(logging.Formatter):
 
 
 def _text(value: object) -> str:
-    text = "-" if value is None else str(value)
+    if value is None:
+        return "-"
+    if value.__class__ is int or value.__class__ is float:
+        return str(value)  # never quoted: no need to look for spaces
+    text = str(value)
     return orjson.dumps(text).decode() if (" " in text or '"' in text or not text) else text
 
 

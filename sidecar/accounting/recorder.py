@@ -197,8 +197,10 @@ class Recorder:
         if series is None:
             series = self._series_for(model, tenant, outcome)
         series.streams.inc()
-        for counter, kind in zip(series.tokens, TOKEN_KINDS, strict=True):
-            counter.inc(row[f"{kind}_tokens"])
+        counts = [row[key] for key in TOKEN_COLUMNS]
+        for counter, count in zip(series.tokens, counts, strict=True):
+            if count:  # a child exists from `labels()`: adding 0 changes nothing
+                counter.inc(count)
         if row["price_key"] is None:
             series.unpriced.inc()
         else:
@@ -216,8 +218,9 @@ class Recorder:
         if route is None:
             route = self._routes[key] = self._route_series(*key)
         route[0].inc()
-        for counter, kind in zip(route[1:], TOKEN_KINDS, strict=True):
-            counter.inc(row[f"{kind}_tokens"])
+        for counter, count in zip(route[1:], counts, strict=True):
+            if count:
+                counter.inc(count)
 
     def _route_series(self, path: str, ingress: str) -> tuple[Any, ...]:
         """The route's children; both labels come from fixed sets (bounded)."""
@@ -247,6 +250,7 @@ class Recorder:
 
 
 TOKEN_KINDS = ("prompt", "generated", "delivered", "wasted")
+TOKEN_COLUMNS = tuple(f"{kind}_tokens" for kind in TOKEN_KINDS)
 COST_KINDS = ("prompt", "generated", "wasted", "delivered")
 MAX_CACHED_SERIES = 10_000
 
@@ -284,7 +288,7 @@ ACCESS_FIELDS = (
 def access_fields(row: dict[str, Any]) -> dict[str, Any]:
     """The access log's fields, from the stream's final ledger row (no text, only counts)."""
     fields = {"event": "stream_end", "stream_id": row["id"]}
-    fields.update((key, row[key]) for key in ACCESS_FIELDS[1:])
+    fields.update({key: row[key] for key in ACCESS_FIELDS[1:]})
     for key in ("ttft_s", "duration_s"):
         if fields[key] is not None:
             fields[key] = round(fields[key], 6)

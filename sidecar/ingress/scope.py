@@ -30,8 +30,15 @@ def prompt_chars(body: dict[str, Any]) -> int:
     """Characters of the prompt's text on every route: chat `messages`, completions `prompt`,
     Responses `input` and `instructions`, Anthropic `system`, embeddings `input` (text in
     strings, content parts and items)."""
-    keys = ("messages", "prompt", "input", "instructions", "system")
-    return sum(_text_chars(body.get(key), 0) for key in keys)
+    chars = 0
+    for key in PROMPT_KEYS:
+        value = body.get(key)
+        if value is not None:
+            chars += _text_chars(value, 0)
+    return chars
+
+
+PROMPT_KEYS = ("messages", "prompt", "input", "instructions", "system")
 
 
 def _text_chars(value: Any, depth: int) -> int:
@@ -43,7 +50,7 @@ def _text_chars(value: Any, depth: int) -> int:
         text = value.get("text")
         return len(text) if isinstance(text, str) else _text_chars(value.get("content"), depth + 1)
     if isinstance(value, list):
-        return sum(_text_chars(item, depth + 1) for item in value)
+        return sum([_text_chars(item, depth + 1) for item in value])
     return 0
 
 

@@ -129,7 +129,8 @@ class WebSocketSink:
             self.frames.append(done_frame(self.account))
         elif not self.frames:
             return
-        self._keep_start()  # it goes with these
+        if self.start_timer is not None:  # `start` goes with these
+            self._keep_start()
         frames, deltas = self.frames, self.deltas
         self.frames, self.deltas = [], 0
         try:

@@ -501,7 +501,7 @@ class WebSocketSession:
     async def _write(
         self, frames: list[bytes], live: LiveStream | Follower | None = None, deltas: int = 0
     ) -> None:
-        if self.parked or (live is not None and live.held):
+        if (live is not None and live.held) or self.machine.state is State.PARKED:
             if self.parked and isinstance(live, LiveStream):  # shared with other replicas
                 self.ctx.resume_store.append(self, live, deltas)
             return  # kept in the stream's replay buffer for a resume

@@ -65,13 +65,15 @@ class Journal:
         replaces it (a short stream's start row, superseded by its final row)."""
         line = row_line(row)
         end = self._size + len(line)
-        if end > len(self._mapping()):
+        mapping = self._mapping()
+        if end > len(mapping):
             if not self._rotating:
                 self._rotate()  # its hook may journal rows into the new segment first
                 end = self._size + len(line)
             if end > len(self._mapping()):  # a huge row, or rows re-noted while rotating
                 self._grow(end)
-        self._mapping()[self._size : end] = line
+            mapping = self._mapping()
+        mapping[self._size : end] = line
         self._size = end
 
     def close(self) -> None:

@@ -170,6 +170,8 @@ class Edge:
         refusal's code. With `stream`, an admitted request reserves its worst case against
         the tenant's daily budget until `charge(..., stream=stream)` settles it. A request
         that `generates` nothing (embeddings) has no output to bound: only its prompt."""
+        if not (generates and self.settings.max_tokens_limit) and not self.budget.tokens_per_day:
+            return body  # nothing to bound, nothing to reserve: no walk through the body
         capped = cap_output(body, self.settings.max_tokens_limit) if generates else (body, 0)
         if isinstance(capped, Refusal):
             self.metrics.limited("max_tokens")
