@@ -73,8 +73,11 @@ class DetectorConfig:
     # that has ended passes that test with probability about e^-score_confirm each.
     score_k: float | None = 0.25
     score_confirm_k: float = 0.4
-    score_confirm: float = 4.0
+    score_confirm: float = 3.0
     score_threshold: float | None = None
+    # The magnitude CUSUM's own persistence (None: 0.9 x persist, 45 s in production): its clock
+    # is dated twice (sidecar/drift/onset.py), so it needs less margin over the longest burst.
+    score_persist_seconds: float | None = None
     score_arm_samples: int = 500  # the score CUSUM arms sooner than the exceedance ones
     # None: scores are bounded by the top bin's (~2.5), so one sample never weighs much. A number
     # (pre-aggregated series): a value above every baseline bin scores by how far above it is,
@@ -147,6 +150,13 @@ class DetectorConfig:
         if self.persist_seconds is not None:
             return self.persist_seconds
         return self.short_seconds - self.slot_seconds
+
+    @property
+    def score_persist(self) -> float:
+        """Seconds a change must last before the magnitude CUSUM pages it."""
+        if self.score_persist_seconds is not None:
+            return self.score_persist_seconds
+        return 0.9 * self.persist
 
     @property
     def history_seconds(self) -> float:

@@ -1,0 +1,49 @@
+"""Dating a change for the magnitude CUSUM's persistence clock (sidecar/drift/onset.py)."""
+
+from __future__ import annotations
+
+import math
+
+from sidecar.drift.onset import Mark, likeliest_onset
+
+K = 0.4
+
+
+def _marks(scores: list[float]) -> tuple[list[Mark], float, int]:
+    """Marks at t = 0, 1, ... (the first before any score), and the sums after the last."""
+    marks: list[Mark] = [(0.0, 0.0, 0)]
+    total = 0.0
+    for i, z in enumerate(scores, start=1):
+        total += z - K
+        marks.append((float(i), total, i))
+    return marks, total, len(scores)
+
+
+def test_a_step_of_the_tuned_size_is_dated_where_the_running_sum_was_lowest() -> None:
+    marks, total, n = _marks([0.0] * 10 + [0.8] * 20)
+    assert likeliest_onset(marks, total, n, K, least=3) == 10.0
+
+
+def test_a_big_shift_is_dated_at_its_start_despite_noise_that_averaged_above_k_before_it() -> None:
+    # ten samples at 0.5 (above k = 0.4: the lowest running sum is before them), then a burst at
+    # 1.4: at the burst's own size the noise is below half of it, so the start is the burst's
+    scores = [0.0] * 5 + [0.5] * 10 + [1.4] * 12
+    marks, total, n = _marks(scores)
+    lowest = min(marks, key=lambda m: m[1])[0]
+    assert lowest == 5.0  # what the fixed-size estimate (the running sum's minimum) would say
+    assert likeliest_onset(marks, total, n, K, least=3) == 15.0
+
+
+def test_a_few_lucky_samples_at_the_end_do_not_date_the_change() -> None:
+    marks, total, n = _marks([0.0] * 10 + [0.8] * 20 + [2.4, 2.4])
+    assert likeliest_onset(marks, total, n, K, least=3) == 10.0
+    # a weak start and two top scores: alone, the two are the likeliest "shift"; with least=3
+    # the date has at least 3 samples after it
+    marks, total, n = _marks([0.0] * 10 + [0.5] * 6 + [2.4, 2.4])
+    assert likeliest_onset(marks, total, n, K, least=1) == 16.0
+    assert likeliest_onset(marks, total, n, K, least=3) <= n - 3
+
+
+def test_no_mark_with_enough_samples_after_it() -> None:
+    marks, total, n = _marks([1.0, 1.0])
+    assert likeliest_onset(marks, total, n, K, least=3) == -math.inf
