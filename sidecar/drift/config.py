@@ -74,6 +74,9 @@ class DetectorConfig:
     score_k: float | None = 0.25
     score_confirm_k: float = 0.4
     score_confirm: float = 3.0
+    # ... from at least this many samples: noise after a burst that ended passes the bar mostly
+    # in its first few samples (a quick excursion), a real change in ~9 at +50 % and 1/s
+    score_confirm_samples: int = 8
     score_threshold: float | None = None
     # The magnitude CUSUM's own persistence (None: 0.9 x persist, 45 s in production): its clock
     # is dated twice (sidecar/drift/onset.py), so it needs less margin over the longest burst.

@@ -45,7 +45,7 @@ from sidecar.drift.events import (
     Severity,
 )
 from sidecar.drift.normalize import CovariateHistory, LoadModel, fit
-from sidecar.drift.onset import Mark, likeliest_onset
+from sidecar.drift.onset import Mark, later_start, likeliest_onset
 from sidecar.drift.score import (
     GRID,
     SCORES,
@@ -61,7 +61,7 @@ from sidecar.drift.sketch import Tally, Windows, merged, quantile
 
 _TRAIL = 1024  # marks kept for dating a change: 50 s up to 20 samples/s, the last 1024 above
 _LEAST = 3  # samples after a mark before it may date a change (see likeliest_onset)
-_REDATE = 0.09  # of its `persist`: how much later (4 s at 45 s) the second dating moves the clock
+_SPREAD = 5.0  # a second dating moves the clock if later by more than this / shift^2 samples
 
 
 def _tail(n: int) -> float:
@@ -104,7 +104,8 @@ class _Cusum:
     """
 
     __slots__ = (
-        "confirm", "crossed", "episode", "h", "k_strong", "last_zero", "late", "late_strong",
+        "confirm", "crossed", "episode", "h", "k_strong", "last_zero", "late", "late_n",
+        "late_strong", "least_late",
         "lookback", "low", "onset_level", "persist", "persist_from", "redated", "s", "strong",
         "strong_n", "strong_sum", "trail",
     )  # fmt: skip
@@ -121,11 +122,12 @@ class _Cusum:
         persist: float | None = None,
         argmin: bool = False,
         k_strong: float = 0.0,
+        least_late: int = 0,
     ) -> None:
         self.h = h
         self.persist = config.persist if persist is None else persist
         self.persist_from = config.persist_from if persist_from is None else persist_from
-        self.confirm, self.strong = confirm, strong
+        self.confirm, self.strong, self.least_late = confirm, strong, least_late
         level = config.onset_level
         self.onset_level = -1.0 if level is None else onset_level
         self.lookback = 0.0 if level is None else min(config.onset_lookback, self.persist)
@@ -141,6 +143,7 @@ class _Cusum:
         self.episode: float | None = None  # where the persistence clock started
         self.redated = True  # the argmin clock was dated again when its window opened
         self.late = self.late_strong = 0.0  # evidence from samples >= `persist` after `episode`
+        self.late_n = 0  # ... and how many samples it is from
         self.crossed: tuple[float, float] | None = None  # (time S crossed h, onset)
 
     def reset(self, t: float) -> None:
@@ -151,6 +154,7 @@ class _Cusum:
     def _restart(self, t: float) -> None:
         self.low, self.episode = t, None
         self.late = self.late_strong = 0.0
+        self.late_n = 0
         trail = self.trail
         if trail is not None:
             trail.clear()
@@ -165,6 +169,7 @@ class _Cusum:
             if episode is not None:
                 self.episode = None
                 self.late = self.late_strong = 0.0
+                self.late_n = 0
             if trail:
                 trail.clear()  # while S is 0 the trail waits (see below)
             return
@@ -198,18 +203,23 @@ class _Cusum:
                 # by more than a few samples' noise: an early start is what pages bursts (their
                 # tail counts as "still there"), a late one delays steps.
                 self.redated = True
-                start = likeliest_onset(trail, total, n, self.k_strong, _LEAST)
-                if start > episode + _REDATE * self.persist:
+                start = later_start(trail, episode, total, n, self.k_strong, _LEAST, _SPREAD)
+                if start is not None:
                     self.episode, self.redated = start, False
                     self.s = s
                     return
             self.late += step
             self.late_strong += strong
+            self.late_n += 1
         h = self.h
         if s >= h:
             s = min(s, 2 * h)  # bounded: only the crossing matters
             if self.crossed is None and (
-                self.late >= self.confirm or self.late_strong >= self.strong or self.persist <= 0
+                (
+                    (self.late >= self.confirm or self.late_strong >= self.strong)
+                    and self.late_n >= self.least_late
+                )
+                or self.persist <= 0
             ):
                 self.crossed = (t, t if self.last_zero is None else self.last_zero)
         self.s = s
@@ -274,6 +284,7 @@ class Detector:
                 persist=config.score_persist,
                 argmin=True,
                 k_strong=config.score_confirm_k,
+                least_late=config.score_confirm_samples,
             )
         self._edges: list[float] | None = None  # score bins; None: the score CUSUM is not armed
         self._cap = 0.0  # the highest score: k + score_cap x threshold, set with the bins

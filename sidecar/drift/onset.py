@@ -11,12 +11,16 @@ needs noise twice as unlikely to move the start back.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 Mark = tuple[float, float, int]  # (t, running sum of `score - k` up to t, samples up to t)
 
 
 def likeliest_onset(marks: Iterable[Mark], total: float, n: int, k: float, least: int) -> float:
+    return _likeliest(marks, total, n, k, least)[0]
+
+
+def _likeliest(marks: Iterable[Mark], total: float, n: int, k: float, least: int) -> Mark:
     """The time of the mark after which a shift is likeliest, given the sums now (`total`, `n`).
 
     For the m samples after a mark, with d their sum of scores, a shift mu has log-likelihood
@@ -28,7 +32,7 @@ def likeliest_onset(marks: Iterable[Mark], total: float, n: int, k: float, least
     Returns -inf when no mark qualifies.
     """
     floor = 2 * k
-    best, when = -float("inf"), -float("inf")
+    best, when = -float("inf"), (-float("inf"), 0.0, n)
     for t, running, count in marks:
         m = n - count
         if m < least:
@@ -37,5 +41,23 @@ def likeliest_onset(marks: Iterable[Mark], total: float, n: int, k: float, least
         mu = max(d / m, floor)
         ratio = mu * d - mu * mu * m / 2
         if ratio >= best:
-            best, when = ratio, t
+            best, when = ratio, (t, running, count)
     return when
+
+
+def later_start(
+    marks: Sequence[Mark], since: float, total: float, n: int, k: float, least: int, spread: float
+) -> float | None:
+    """The likeliest start of the change, if it is clearly later than `since`; else None.
+
+    "Clearly": more than `spread` / mu^2 samples later, with mu the mean score since `since` (at
+    least 2k). A change point's estimate wanders by ~1 / mu^2 samples, so a step of the size the
+    CUSUM is tuned to (0.8: ~8 samples at spread 5) keeps its clock unless the evidence moved a
+    lot, while a big burst (1.3: ~3 samples) is re-dated precisely.
+    """
+    first = next((m for m in marks if m[0] >= since), None)
+    if first is None or n - first[2] < least:
+        return None
+    mu = max((total - first[1]) / (n - first[2]) + k, 2 * k)
+    t, _, count = _likeliest((m for m in marks if m[0] >= since), total, n, k, least)
+    return t if count - first[2] > spread / (mu * mu) else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from sidecar.drift.onset import Mark, likeliest_onset
+from sidecar.drift.onset import Mark, later_start, likeliest_onset
 
 K = 0.4
 
@@ -47,3 +47,14 @@ def test_a_few_lucky_samples_at_the_end_do_not_date_the_change() -> None:
 def test_no_mark_with_enough_samples_after_it() -> None:
     marks, total, n = _marks([1.0, 1.0])
     assert likeliest_onset(marks, total, n, K, least=3) == -math.inf
+
+
+def test_a_second_dating_moves_the_clock_only_when_clearly_later() -> None:
+    # the clock started at 5 (noise), the burst began at 15: re-dated to the burst
+    marks, total, n = _marks([0.0] * 5 + [0.3] * 10 + [1.4] * 30)
+    assert later_start(marks, 5.0, total, n, K, least=3, spread=5.0) == 15.0
+    # a step dated at 10 stays there: the likeliest start is at most a sample or two later
+    marks, total, n = _marks([0.0] * 10 + [0.8] * 45)
+    assert later_start(marks, 10.0, total, n, K, least=3, spread=5.0) is None
+    # nothing after the clock's start yet
+    assert later_start(marks, 99.0, total, n, K, least=3, spread=5.0) is None
