@@ -199,13 +199,13 @@ class _Cusum:
         elif t >= episode + self.persist:
             if not self.redated and trail:
                 # The window opens: date the change again on everything seen since the clock
-                # started (50 samples at 1/s, not the ~15 the first date had). Later only, and
-                # by more than a few samples' noise: an early start is what pages bursts (their
-                # tail counts as "still there"), a late one delays steps.
+                # started (45 samples at 1/s, not the ~15 the first date had). Later only, and
+                # by more than the estimate's own spread: an early start is what pages bursts
+                # (their tail counts as "still there"), a late one delays steps.
                 self.redated = True
-                start = later_start(trail, episode, total, n, self.k_strong, _LEAST, _SPREAD)
-                if start is not None:
-                    self.episode, self.redated = start, False
+                later = later_start(trail, episode, total, n, self.k_strong, _LEAST, _SPREAD)
+                if later is not None:
+                    self.episode, self.redated = later, False
                     self.s = s
                     return
             self.late += step
