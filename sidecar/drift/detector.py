@@ -47,6 +47,7 @@ from sidecar.drift.events import (
 from sidecar.drift.normalize import CovariateHistory, LoadModel, fit
 from sidecar.drift.onset import Mark, later_start, likeliest_onset
 from sidecar.drift.score import (
+    FAR,
     GRID,
     SCORES,
     TOP_SCORE,
@@ -370,8 +371,14 @@ class Detector:
         if edges is not None and score is not None:
             index = bisect_right(edges, norm)
             z = TOP_SCORE if failed else SCORES[index]
-            if index == self._top and self._slope and not failed:
-                z = extrapolated(norm, edges, self._slope, self._cap)
+            if self._slope and not failed:
+                if index == self._top:
+                    z = extrapolated(norm, edges, self._slope, self._cap)
+                elif not index and norm * FAR < edges[0]:
+                    # far below every baseline point: another regime (fast failures, a lull),
+                    # no evidence against a rise; an outage that alternates such points with
+                    # far high ones must still add up (NAB's EC2 latency system failure)
+                    z = 0.0
             step = z - self._k
             if score.s + step <= 0.0 and score.episode is None and not score.trail:
                 score.s, score.last_zero, score.low = 0.0, t, t
