@@ -20,7 +20,9 @@ def likeliest_onset(marks: Iterable[Mark], total: float, n: int, k: float, least
     return _likeliest(marks, total, n, k, least)[0]
 
 
-def _likeliest(marks: Iterable[Mark], total: float, n: int, k: float, least: int) -> Mark:
+def _likeliest(
+    marks: Iterable[Mark], total: float, n: int, k: float, least: int, mu: float | None = None
+) -> Mark:
     """The time of the mark after which a shift is likeliest, given the sums now (`total`, `n`).
 
     For the m samples after a mark, with d their sum of scores, a shift mu has log-likelihood
@@ -38,8 +40,8 @@ def _likeliest(marks: Iterable[Mark], total: float, n: int, k: float, least: int
         if m < least:
             continue
         d = total - running + k * m  # sum of scores after the mark
-        mu = max(d / m, floor)
-        ratio = mu * d - mu * mu * m / 2
+        size = max(d / m, floor) if mu is None else mu
+        ratio = size * d - size * size * m / 2
         if ratio >= best:
             best, when = ratio, (t, running, count)
     return when
@@ -50,14 +52,24 @@ def later_start(
 ) -> float | None:
     """The likeliest start of the change, if it is clearly later than `since`; else None.
 
-    "Clearly": more than `spread` / mu^2 samples later, with mu the mean score since `since` (at
-    least 2k). A change point's estimate wanders by ~1 / mu^2 samples, so a step of the size the
-    CUSUM is tuned to (0.8: ~8 samples at spread 5) keeps its clock unless the evidence moved a
-    lot, while a big burst (1.3: ~3 samples) is re-dated precisely.
+    The change is sized by the mean score mu since `since` (the whole episode: ~45 samples at
+    1/s, a fair estimate), so a small shift is dated at its own size, not at 2k, where the
+    running sum of `score - k` keeps falling and its lowest point is always "now".
+    "Clearly": more than `spread` / mu^2 samples later. A change point's estimate wanders by
+    ~1 / mu^2 samples, so a +50 % step (0.8: ~8 samples at spread 5) keeps its clock unless the
+    evidence moved a lot, a +20 % one (0.36: ~38) nearly always does, and a big burst (1.3: ~3)
+    is re-dated precisely.
     """
     first = next((m for m in marks if m[0] >= since), None)
     if first is None or n - first[2] < least:
         return None
-    mu = max((total - first[1]) / (n - first[2]) + k, 2 * k)
-    t, _, count = _likeliest((m for m in marks if m[0] >= since), total, n, k, least)
+    mu = shift_since(first, total, n, k)
+    if mu <= 0:
+        return None
+    t, _, count = _likeliest((m for m in marks if m[0] >= since), total, n, k, least, mu)
     return t if count - first[2] > spread / (mu * mu) else None
+
+
+def shift_since(mark: Mark, total: float, n: int, k: float) -> float:
+    """The mean score of the samples after `mark` (0 when there are none)."""
+    return (total - mark[1]) / (n - mark[2]) + k if n > mark[2] else 0.0

@@ -58,3 +58,13 @@ def test_a_second_dating_moves_the_clock_only_when_clearly_later() -> None:
     assert later_start(marks, 10.0, total, n, K, least=3, spread=5.0) is None
     # nothing after the clock's start yet
     assert later_start(marks, 99.0, total, n, K, least=3, spread=5.0) is None
+
+
+def test_a_small_shift_is_redated_at_its_own_size_not_at_the_tuned_one() -> None:
+    # +0.36 (a +20 % step at sigma 0.5) from 10: at 2k = 0.8 the running sum of score - 0.4
+    # keeps falling and its lowest point would be the last sample; at its own size it is 10
+    marks, total, n = _marks([0.0] * 10 + [0.36] * 80)
+    assert likeliest_onset(marks, total, n, K, least=3) > 80  # the fixed-size estimate
+    assert later_start(marks, 0.0, total, n, K, least=3, spread=5.0) is None  # stays at 0 ...
+    # ... because within its spread (5 / 0.32^2 ~ 49 samples); a tighter spread moves it to 10
+    assert later_start(marks, 0.0, total, n, K, least=3, spread=0.5) == 10.0
