@@ -198,7 +198,7 @@ class _Cusum:
         elif trail is not None and s <= self.onset_level:
             self._restart(t)
         elif t >= episode + self.persist:
-            if not self.redated and trail:
+            if not self.redated and trail and self.persist > 0:  # no clock to date at 0 s
                 # The window opens: date the change again on everything seen since the clock
                 # started (45 samples at 1/s, not the ~15 the first date had). Later only, and
                 # by more than the estimate's own spread: an early start is what pages bursts
