@@ -131,6 +131,7 @@ def config_for_step(step: float, base: DetectorConfig) -> DetectorConfig:
         # Each point already summarises a step; the per-sample persistence test would need
         # several steps of extra evidence, so an aggregated series pages on the crossing alone.
         persist_seconds=0.0,
+        score_persist_seconds=0.0,
         # A p99 of the ~100-240 aggregated points in a baseline rests on 1-2 of them.
         tail_quantile=None,
         # Points are precise (each a p95 of a whole step): shifts worth a page are several of

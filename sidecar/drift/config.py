@@ -73,8 +73,15 @@ class DetectorConfig:
     # that has ended passes that test with probability about e^-score_confirm each.
     score_k: float | None = 0.25
     score_confirm_k: float = 0.4
-    score_confirm: float = 4.0
+    score_confirm: float = 3.0
+    # ... from at least this many samples: noise after a burst that ended passes the bar mostly
+    # in its first few samples (a quick excursion), a real change in ~9 at +50 % and 1/s
+    score_confirm_samples: int = 8
     score_threshold: float | None = None
+    # The magnitude CUSUM's own persistence (None: 0.94 x persist, 47 s in production): its clock
+    # is dated twice (sidecar/drift/onset.py), so it needs less margin over the longest burst.
+    # 45 s pages +50 % at 1/s ~2.5 s sooner and ~5 % more of single 45 s x2 bursts.
+    score_persist_seconds: float | None = None
     score_arm_samples: int = 500  # the score CUSUM arms sooner than the exceedance ones
     # None: scores are bounded by the top bin's (~2.5), so one sample never weighs much. A number
     # (pre-aggregated series): a value above every baseline bin scores by how far above it is,
@@ -147,6 +154,13 @@ class DetectorConfig:
         if self.persist_seconds is not None:
             return self.persist_seconds
         return self.short_seconds - self.slot_seconds
+
+    @property
+    def score_persist(self) -> float:
+        """Seconds a change must last before the magnitude CUSUM pages it."""
+        if self.score_persist_seconds is not None:
+            return self.score_persist_seconds
+        return 0.94 * self.persist
 
     @property
     def history_seconds(self) -> float:

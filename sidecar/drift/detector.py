@@ -45,7 +45,9 @@ from sidecar.drift.events import (
     Severity,
 )
 from sidecar.drift.normalize import CovariateHistory, LoadModel, fit
+from sidecar.drift.onset import Mark, later_start, likeliest_onset
 from sidecar.drift.score import (
+    FAR,
     GRID,
     SCORES,
     TOP_SCORE,
@@ -57,6 +59,10 @@ from sidecar.drift.score import (
     threshold,
 )
 from sidecar.drift.sketch import Tally, Windows, merged, quantile
+
+_TRAIL = 1024  # marks kept for dating a change: 50 s up to 20 samples/s, the last 1024 above
+_LEAST = 3  # samples after a mark before it may date a change (see likeliest_onset)
+_SPREAD = 5.0  # a second dating moves the clock if later by more than this / shift^2 samples
 
 
 def _tail(n: int) -> float:
@@ -88,18 +94,21 @@ class _Cusum:
     their increments); `strong`, when given, is a second such sum of increments the caller passes
     alongside, with its own bar (the score CUSUM confirms a big change faster with it).
 
-    `argmin=True` (the score CUSUM) starts the clock where the running sum of the `strong`
-    increments was lowest in the `persist` seconds before S reached `persist_from`: the likeliest
-    start of a change of the size `strong` is tuned to. Its steeper downward drift under no change
-    keeps noise that had lifted S before a burst from moving the clock before the burst. An
-    episode ends whenever S falls back to `onset_level`: a burst that ended must not lend its
+    `argmin=True` (the score CUSUM) starts the clock at the likeliest start of the shift seen in
+    the `persist` seconds before S reached `persist_from` (sidecar/drift/onset.py): the lowest
+    point of the running sum of the `strong` increments for a shift of the size `strong` is tuned
+    to, the observed shift's own reference for a bigger one. Its steeper downward drift under no
+    change keeps noise that had lifted S before a burst from moving the clock before the burst.
+    An episode ends whenever S falls back to `onset_level`: a burst that ended must not lend its
     clock to the next climb. At one sample a second that clock is ~10 s closer to a step's start
     than the exceedance CUSUMs' 5 s lookback clamp allows.
     """
 
     __slots__ = (
-        "confirm", "crossed", "episode", "h", "last_zero", "late", "late_strong", "lookback", "low",
-        "onset_level", "persist", "persist_from", "s", "strong", "strong_sum", "trail",
+        "confirm", "crossed", "episode", "h", "k_strong", "last_zero", "late", "late_n",
+        "late_strong", "least_late",
+        "lookback", "low", "onset_level", "persist", "persist_from", "redated", "s", "strong",
+        "strong_n", "strong_sum", "trail",
     )  # fmt: skip
 
     def __init__(
@@ -111,26 +120,31 @@ class _Cusum:
         confirm: float,
         strong: float = math.inf,
         persist_from: float | None = None,
+        persist: float | None = None,
         argmin: bool = False,
+        k_strong: float = 0.0,
+        least_late: int = 0,
     ) -> None:
         self.h = h
-        self.persist = config.persist
+        self.persist = config.persist if persist is None else persist
         self.persist_from = config.persist_from if persist_from is None else persist_from
-        self.confirm, self.strong = confirm, strong
+        self.confirm, self.strong, self.least_late = confirm, strong, least_late
         level = config.onset_level
         self.onset_level = -1.0 if level is None else onset_level
         self.lookback = 0.0 if level is None else min(config.onset_lookback, self.persist)
-        # (t, sum) with the sum increasing: the sliding-window minimum of the running sum of
-        # `strong` increments over `persist` seconds
-        self.strong_sum = 0.0
-        self.trail: deque[tuple[float, float]] | None = None
+        # (t, running sum of `strong` increments, samples) over the last `persist` seconds, for
+        # likeliest_onset; `k_strong` is the reference the strong increments subtract
+        self.strong_sum, self.strong_n, self.k_strong = 0.0, 0, k_strong
+        self.trail: deque[Mark] | None = None
         if argmin:
-            self.trail, self.lookback = deque(), self.persist
+            self.trail, self.lookback = deque(maxlen=_TRAIL), self.persist
         self.s = 0.0
         self.last_zero: float | None = None  # the alert's onset estimate
         self.low = -math.inf  # last sample with S <= onset_level: the clock's earliest start
         self.episode: float | None = None  # where the persistence clock started
+        self.redated = True  # the argmin clock was dated again when its window opened
         self.late = self.late_strong = 0.0  # evidence from samples >= `persist` after `episode`
+        self.late_n = 0  # ... and how many samples it is from
         self.crossed: tuple[float, float] | None = None  # (time S crossed h, onset)
 
     def reset(self, t: float) -> None:
@@ -141,11 +155,12 @@ class _Cusum:
     def _restart(self, t: float) -> None:
         self.low, self.episode = t, None
         self.late = self.late_strong = 0.0
+        self.late_n = 0
         trail = self.trail
         if trail is not None:
             trail.clear()
-            trail.append((t, 0.0))
-            self.strong_sum = 0.0
+            trail.append((t, 0.0, 0))
+            self.strong_sum, self.strong_n = 0.0, 0
 
     def add(self, t: float, step: float, strong: float = 0.0) -> None:
         s = self.s + step
@@ -155,36 +170,57 @@ class _Cusum:
             if episode is not None:
                 self.episode = None
                 self.late = self.late_strong = 0.0
+                self.late_n = 0
             if trail:
                 trail.clear()  # while S is 0 the trail waits (see below)
             return
-        if episode is None and trail is not None:
+        if trail is not None:
             # Only while S > 0: wherever S fell to 0, the sum of the (smaller) strong increments
-            # fell at least as low, so the window's minimum is at the last zero or after it.
+            # fell at least as low, so the likeliest start is at the last zero or after it.
             if not trail:
-                trail.append((self.last_zero or t, 0.0))
-                self.strong_sum = 0.0
+                trail.append((self.last_zero or t, 0.0, 0))
+                self.strong_sum, self.strong_n = 0.0, 0
             total = self.strong_sum = self.strong_sum + strong
-            while trail and trail[-1][1] >= total:
-                trail.pop()
-            trail.append((t, total))
+            n = self.strong_n = self.strong_n + 1
+            trail.append((t, total, n))
             while trail[0][0] < t - self.lookback:
                 trail.popleft()
         if episode is None:
             if s >= self.persist_from:
-                self.episode = trail[0][0] if trail else max(self.low, t - self.lookback)
+                self.redated = trail is None
+                if trail:
+                    start = likeliest_onset(trail, total, n, self.k_strong, _LEAST)
+                    self.episode = start if start > -math.inf else trail[0][0]
+                else:
+                    self.episode = max(self.low, t - self.lookback)
             elif s <= self.onset_level:
                 self.low = t
         elif trail is not None and s <= self.onset_level:
             self._restart(t)
         elif t >= episode + self.persist:
+            if not self.redated and trail and self.persist > 0:  # no clock to date at 0 s
+                # The window opens: date the change again on everything seen since the clock
+                # started (45 samples at 1/s, not the ~15 the first date had). Later only, and
+                # by more than the estimate's own spread: an early start is what pages bursts
+                # (their tail counts as "still there"), a late one delays steps.
+                self.redated = True
+                later = later_start(trail, episode, total, n, self.k_strong, _LEAST, _SPREAD)
+                if later is not None:
+                    self.episode, self.redated = later, False
+                    self.s = s
+                    return
             self.late += step
             self.late_strong += strong
+            self.late_n += 1
         h = self.h
         if s >= h:
             s = min(s, 2 * h)  # bounded: only the crossing matters
             if self.crossed is None and (
-                self.late >= self.confirm or self.late_strong >= self.strong or self.persist <= 0
+                (
+                    (self.late >= self.confirm or self.late_strong >= self.strong)
+                    and self.late_n >= self.least_late
+                )
+                or self.persist <= 0
             ):
                 self.crossed = (t, t if self.last_zero is None else self.last_zero)
         self.s = s
@@ -246,7 +282,10 @@ class Detector:
                 confirm=config.score_confirm / nats,
                 strong=config.score_confirm / (2 * config.score_confirm_k),
                 persist_from=config.persist_from / nats,
+                persist=config.score_persist,
                 argmin=True,
+                k_strong=config.score_confirm_k,
+                least_late=config.score_confirm_samples,
             )
         self._edges: list[float] | None = None  # score bins; None: the score CUSUM is not armed
         self._cap = 0.0  # the highest score: k + score_cap x threshold, set with the bins
@@ -332,8 +371,14 @@ class Detector:
         if edges is not None and score is not None:
             index = bisect_right(edges, norm)
             z = TOP_SCORE if failed else SCORES[index]
-            if index == self._top and self._slope and not failed:
-                z = extrapolated(norm, edges, self._slope, self._cap)
+            if self._slope and not failed:
+                if index == self._top:
+                    z = extrapolated(norm, edges, self._slope, self._cap)
+                elif not index and norm * FAR < edges[0]:
+                    # far below every baseline point: another regime (fast failures, a lull),
+                    # no evidence against a rise; an outage that alternates such points with
+                    # far high ones must still add up (NAB's EC2 latency system failure)
+                    z = 0.0
             step = z - self._k
             if score.s + step <= 0.0 and score.episode is None and not score.trail:
                 score.s, score.last_zero, score.low = 0.0, t, t

@@ -118,6 +118,21 @@ def tail_slope(grid: list[float]) -> float:
     return _Q75_Z / math.log(upper / mid)
 
 
+FAR = 1.2  # a point this far above every baseline point scores the cap
+
+
 def extrapolated(value: float, grid: list[float], slope: float, cap: float) -> float:
-    """The score of a value above the top edge (see tail_slope), at most `cap`."""
+    """The score of a value above the top edge (see tail_slope), at most `cap`.
+
+    A point at least FAR x the top edge scores the cap whatever the spread: two of them in a row
+    page, as "ratio > 1.2 twice" rules do (the top edge is the baseline's ~98th percentile point,
+    stricter than their day's p95). Without it, a baseline whose points spread widely (a p95 of
+    few samples) extrapolates such points to ~4 sigmas, and two repeated bursts that lift two
+    5-min points by ~1.4x were missed 3 times in 8 (tune seeds).
+    """
+    top = grid[-1]
+    if value >= top * max(
+        FAR, top / grid[_Q50]
+    ):  # and as far above the top as it is above the median
+        return cap
     return min(max(_Q75_Z + slope * math.log(value / grid[_Q75]), TOP_SCORE), cap)

@@ -154,3 +154,19 @@ def test_normalised_quiet_series_does_not_page_across_refits() -> None:
     assert det.load_model is not None and det.score_threshold is not None
     assert det._grid_model is det.load_model  # bins normalised by the model scoring samples
     assert changes == []
+
+
+def test_aggregated_points_far_below_the_baseline_do_not_cancel_far_high_ones() -> None:
+    # an outage whose 1-min p95 swings between far above and far below every baseline point
+    # (fast failures): high, low, high pages like two high points in a row would
+    rng = random.Random(7)
+    t0 = 1_700_000_000.0
+    swing = {500: 3.0, 501: 0.3, 502: 3.0}
+    rows = [
+        Row(t0 + 60 * i, 0.8 * math.exp(rng.gauss(0, 0.1)) * swing.get(i, 1.0)) for i in range(600)
+    ]
+    result = replay(rows, PRODUCTION)
+    assert [a.fired_at for a in result.alerts] == [t0 + 60 * 502]
+    # a low point within the baseline's own spread still counts against the rise
+    rows[501] = Row(t0 + 60 * 501, 0.8 * 0.85)
+    assert replay(rows, PRODUCTION).alerts == []

@@ -92,3 +92,18 @@ def test_extrapolated_scores_grow_with_distance_and_stop_at_the_cap() -> None:
     assert TOP_SCORE <= near < far <= 6.0
     assert extrapolated(grid[-1] * 100, grid, slope, 6.0) == 6.0
     assert tail_slope([1.0] * (GRID - 1)) == 0.0  # no spread: no extrapolation
+
+
+def test_a_point_far_above_every_baseline_point_scores_the_cap() -> None:
+    def lognormal(sigma: float) -> list[float]:
+        return [math.exp(sigma * NormalDist().inv_cdf(i / GRID)) for i in range(1, GRID)]
+
+    tight = lognormal(0.08)  # points of a p95 over many samples: top edge ~1.19x the median
+    slope = tail_slope(tight)
+    assert extrapolated(tight[-1] * 1.19, tight, slope, 6.0) < 5.0  # extrapolated: ~4 sigmas
+    assert extrapolated(tight[-1] * 1.2, tight, slope, 6.0) == 6.0  # "ratio > 1.2": the cap
+    noisy = lognormal(0.3)  # a p95 of few samples: top edge ~1.9x the median
+    slope = tail_slope(noisy)
+    # 1.2x the top is within the baseline's own spread here: extrapolated, not the cap
+    assert extrapolated(noisy[-1] * 1.2, noisy, slope, 6.0) < 4.0
+    assert extrapolated(noisy[-1] * 1.95, noisy, slope, 6.0) == 6.0
