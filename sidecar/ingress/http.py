@@ -35,12 +35,8 @@ class Disconnected(Exception):
 
 
 async def relay_http(scope: dict[str, Any], receive: Any, send: Any, ctx: ServerContext) -> None:
-    try:
-        body = await read_body(receive)
-    except Disconnected:
-        return
+    body = await request_body(receive, send)
     if body is None:
-        await respond_error(send, 413, "request body is larger than 8 MiB")
         return
     try:
         request = orjson.loads(body)
@@ -190,6 +186,18 @@ class HttpAnswer:
     async def _start_response(self) -> None:
         self.started = True
         await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+
+
+async def request_body(receive: Any, send: Any) -> bytes | None:
+    """The whole request body, or None once the client has been answered (413: too large) or
+    has left before sending it."""
+    try:
+        body = await read_body(receive)
+    except Disconnected:
+        return None
+    if body is None:
+        await respond_error(send, 413, "request body is larger than 8 MiB")
+    return body
 
 
 async def read_body(receive: Any) -> bytes | None:

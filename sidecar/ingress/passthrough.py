@@ -13,7 +13,7 @@ import orjson
 from sidecar.context import ServerContext
 from sidecar.errors import UpstreamError
 from sidecar.ingress.asgi import respond_error
-from sidecar.ingress.http import Disconnected, read_body
+from sidecar.ingress.http import request_body
 from sidecar.ingress.scope import header
 from sidecar.telemetry import names
 from sidecar.upstream.client import UPSTREAM_IO_ERRORS
@@ -47,12 +47,8 @@ def content_type(body: bytes) -> bytes:
 
 
 async def pass_through(scope: dict[str, Any], receive: Any, send: Any, ctx: ServerContext) -> None:
-    try:
-        body = await read_body(receive)
-    except Disconnected:
-        return
+    body = await request_body(receive, send)
     if body is None:
-        await respond_error(send, 413, "request body is larger than 8 MiB")
         return
     ctx.metrics.unaccounted.labels(route_label(scope["path"])).inc()
     target = scope.get("raw_path") or scope["path"].encode()

@@ -13,14 +13,11 @@ from sidecar.accounting.stream import Outcome, StreamAccount
 from sidecar.ledger.journal import Journal, absorb, segments
 from sidecar.ledger.writer import Barrier, Row
 from sidecar.telemetry.metrics import Metrics
+from tests.unit.test_accounting import account
 
 
 def _account(stream_id: str, t_start: float = 10.0) -> StreamAccount:
-    return StreamAccount(
-        stream_id=stream_id, request_id="r-" + stream_id, session_id=None, model="m",
-        tenant="t", ingress="ws", path="/v1/chat/completions", started_at=1_700_000_000.0,
-        t_start=t_start,
-    )  # fmt: skip
+    return account(stream_id=stream_id, request_id="r-" + stream_id, t_start=t_start)
 
 
 def _journaled(directory: Path) -> list[tuple[str, bool]]:
@@ -107,4 +104,4 @@ def test_a_killed_runs_segments_reach_the_spool_without_padding_or_a_cut_line(
     rows = [orjson.loads(line) for line in spool.read_bytes().splitlines()]
     assert [row["v"]["id"] for row in rows] == ["s1"]
     assert segments(tmp_path, "j") == []
-    del journal
+    journal.close()

@@ -16,6 +16,7 @@ from sidecar.accounting.recorder import Recorder
 from sidecar.accounting.stream import Outcome, StreamAccount
 from sidecar.ledger.writer import Row
 from sidecar.telemetry.metrics import Metrics
+from tests.unit.test_accounting import account as make_account
 
 
 @pytest.fixture
@@ -195,17 +196,7 @@ def test_serve_access_log_survives_a_closed_stream(restore_root: None) -> None:
 
 
 def _completed(recorder: Recorder, usage_after_ahead: bool = False) -> None:
-    account = StreamAccount(
-        stream_id="s2",
-        request_id="r2",
-        session_id=None,
-        model="model-a",
-        tenant="tenant-a",
-        ingress="http",
-        path="/v1/chat/completions",
-        started_at=1_700_000_000.0,
-        t_start=10.0,
-    )
+    account = make_account(stream_id="s2", request_id="r2", ingress="http")
     recorder.started(account)
     for n in range(1, 4):
         account.on_content(10.0 + n / 10, "tok")
@@ -238,10 +229,7 @@ def test_a_final_row_that_differs_from_the_one_ahead_is_written() -> None:
 def test_writing_the_final_row_ahead_leaves_the_running_account_as_it_was() -> None:
     rows: list[Row] = []
     recorder = Recorder(Metrics(), rows.append, PriceBook(), "i", lambda: 0.0, None)
-    account = StreamAccount(
-        stream_id="s3", request_id="r3", session_id=None, model="m", tenant="t", ingress="ws",
-        path="/v1/chat/completions", started_at=1_700_000_000.0, t_start=10.0,
-    )  # fmt: skip
+    account = make_account(stream_id="s3", request_id="r3")
     account.on_content(10.1, "tok")
     recorder.completed_ahead(account, 10.2)
     assert (account.outcome, account.t_end, account.written) == (None, None, 0)
