@@ -55,7 +55,7 @@ class Writer(Protocol):
 
     def _error(self, stream_id: str | None, code: str, message: str) -> None: ...
 
-    def _send_soon(self, frames: list[bytes]) -> None: ...
+    def _send_quietly(self, frames: list[bytes]) -> None: ...
 
     def answered(self, live: LiveStream) -> None: ...
 
@@ -104,7 +104,7 @@ class WebSocketSink:
         self.start_timer = None
         if self.frames and not (self.account.ended or self.live.held or self.session.parked):
             frames, self.frames = self.frames, []
-            self.session._send_soon(frames)
+            self.session._send_quietly(frames)
 
     def _keep_start(self) -> None:
         if self.start_timer is not None:
@@ -165,7 +165,7 @@ class WebSocketSink:
         if self.frames:  # deltas read with the failure (in the same upstream read) go first
             await self.flush()
         retry_ms = None if retry_after is None else round(retry_after * 1000)
-        self.session._send_soon([protocol.error(self.request_id, code, message, retry_ms)])
+        self.session._send_quietly([protocol.error(self.request_id, code, message, retry_ms)])
 
 
 def cancelled_frame(account: StreamAccount | FollowedAccount) -> bytes:

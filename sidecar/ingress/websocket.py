@@ -267,7 +267,7 @@ class WebSocketSession:
         for action in actions:
             match action:
                 case Send(frames):
-                    self._send_soon(frames)
+                    self._send_quietly(frames)
                 case StartStream(event):
                     self._start(event)
                 case StopStream(stream_id, outcome, error_code, unsent, confirm):
@@ -275,7 +275,7 @@ class WebSocketSession:
                     if live is not None:
                         live.stream.stop(outcome, error_code=error_code, unsent=unsent)
                         if confirm:  # a terminal frame per id, with the counts after the stop
-                            self._send_soon([cancelled_frame(live.account)])
+                            self._send_quietly([cancelled_frame(live.account)])
                 case AckStream(stream_id, seq):
                     live = self.live.get(stream_id)
                     if live is not None:
@@ -521,11 +521,11 @@ class WebSocketSession:
             raise ClientGone
 
     def _error(self, stream_id: str | None, code: str, message: str) -> None:
-        self._send_soon([protocol.error(stream_id, code, message)])
+        self._send_quietly([protocol.error(stream_id, code, message)])
 
-    def _send_soon(self, frames: list[bytes]) -> None:
-        """Write now, from code that cannot wait (a frame handler, a timer); a client that is
-        gone is found by its own path."""
+    def _send_quietly(self, frames: list[bytes]) -> None:
+        """Write now, from code that does not await (a frame handler, a timer); a client that
+        is gone is found by its own path, not here."""
         with contextlib.suppress(ClientGone):
             self._write_now(frames)
 

@@ -36,7 +36,7 @@ class FakeSession:
         if live is not None:
             live.account.on_written(deltas)
 
-    def _send_soon(self, frames: list[bytes]) -> None:
+    def _send_quietly(self, frames: list[bytes]) -> None:
         self.writes.append([orjson.loads(f) for f in frames])
 
     def answered(self, live: LiveStream) -> None:
