@@ -54,6 +54,8 @@ from sidecar.upstream.flavour import Flavour
 from sidecar.upstream.realtime import upstream_urls
 
 log = logging.getLogger("sidecar")
+# Allocations between young-generation collections (the default is 700; see `main`).
+GC_YOUNG_THRESHOLD = 20_000
 
 
 @dataclass(slots=True)
@@ -270,6 +272,10 @@ async def run(
     # view, so full collections (which pause the event loop) only walk per-stream objects.
     gc.collect()
     gc.freeze()
+    # A young-generation collection every 700 allocations (the default) walks what a few
+    # requests in flight still hold, over and over: about 2 % of the relay's CPU per request
+    # (perf, docs/benchmarks.md). Most per-request objects die by reference count first.
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
     # The ledger writer thread runs SQLAlchemy in Python; with the default 5 ms GIL switch
     # interval the event loop can wait that long behind a batch. Switch more often.
     sys.setswitchinterval(0.001)

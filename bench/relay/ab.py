@@ -14,6 +14,10 @@ capacity per core.
     python -m bench.relay.ab 4148767 f96901c --streams 200 --rounds 3
     python -m bench.relay.ab HEAD HEAD --tracing-b
     python -m bench.relay.ab HEAD wt --answer-tokens 60 --cpu-quota 0.1
+    python -m bench.relay.ab b13ff7f HEAD --also 5145af3 --also c6e1c66   # C, D: more versions
+
+`--also REF` (repeatable) adds versions C, D, ... to the same rotation: where between two
+commits a cost came from, measured in one run instead of several runs on a noisy machine.
 
 `--env-a` / `--env-b KEY=VALUE` (repeatable) set serve options for one side only, through their
 `SIDECAR_*` variables, e.g. the resume store beside grace mode without it:
@@ -64,9 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bsp-b", default=None, help="BATCH,DELAY_MS for B's span exports")
     parser.add_argument("--env-a", action="append", default=[], help="KEY=VALUE for A only")
     parser.add_argument("--env-b", action="append", default=[], help="KEY=VALUE for B only")
+    parser.add_argument("--also", action="append", default=[], help="more versions: C, D, ...")
     args = parser.parse_args(argv)
     cfg = Config.full()
     procs_a, procs_b = Procs(_commit(args.a)), Procs(_commit(args.b))
+    more = {chr(ord("C") + i): (ref, Procs(_commit(ref))) for i, ref in enumerate(args.also)}
     workers = Workers(cfg.workers)
     quotas: list[CpuQuota] = []
     try:
@@ -78,8 +84,10 @@ def main(argv: list[str] | None = None) -> int:
             side_a = procs_a.sidecar(sim.url, 20.0, "A")
         with _b_environment(procs_b, args):
             side_b = procs_b.sidecar(sim.url, 20.0, "B")
+        sides = [("A", side_a), ("B", side_b)]
+        sides += [(name, procs.sidecar(sim.url, 20.0, name)) for name, (_, procs) in more.items()]
         targets = [Target("direct", "sse", sim.url + "/v1/chat/completions", None)]
-        for name, proc in (("A", side_a), ("B", side_b)):
+        for name, proc in sides:
             url = f"ws://{proc.url}/v1/stream" if args.kind == "ws" else f"http://{proc.url}"
             suffix = "" if args.kind == "ws" else "/v1/chat/completions"
             targets.append(Target(name, args.kind, url + suffix, proc))
@@ -103,12 +111,15 @@ def main(argv: list[str] | None = None) -> int:
             for target in targets[k:] + targets[:k]:
                 result = measure(env, target, args.streams, max_tokens, args.seconds, args.stagger)
                 results[target.name].append(result)
-        _print(results, {"A": args.a, "B": args.b}, quotas[0].fraction if quotas else None)
+        refs = {"A": args.a, "B": args.b} | {name: ref for name, (ref, _) in more.items()}
+        _print(results, refs, quotas[0].fraction if quotas else None)
     except QuotaUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
         workers.close()
+        for _, procs in more.values():
+            procs.close()
         procs_b.close()
         procs_a.close()
         for quota in quotas:

@@ -49,9 +49,8 @@ class Writer(Protocol):
     @property
     def parked(self) -> bool: ...
 
-    async def _write(
-        self, frames: list[bytes], live: LiveStream | None = None, deltas: int = 0
-    ) -> None: ...
+    def _write(self, frames: list[bytes], live: LiveStream | None = None, deltas: int = 0) -> None:
+        """Write now (raises `ClientGone`), or keep for a resume while the client is away."""
 
     def _error(self, stream_id: str | None, code: str, message: str) -> None: ...
 
@@ -134,7 +133,7 @@ class WebSocketSink:
         frames, deltas = self.frames, self.deltas
         self.frames, self.deltas = [], 0
         try:
-            await self.session._write(frames, self.live, deltas)
+            self.session._write(frames, self.live, deltas)
         except ClientGone:
             if self.live.replay is None:
                 raise
@@ -156,7 +155,7 @@ class WebSocketSink:
         frames, self.frames = self.frames, []  # `start`, if still waiting (an empty answer)
         frames.append(done)
         self._keep_start()
-        await self.session._write(frames)
+        self.session._write(frames)
         return True
 
     async def failed(

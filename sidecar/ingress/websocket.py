@@ -208,7 +208,7 @@ class WebSocketSession:
         self.handle.on_missed = self._on_missed
         try:
             hello = protocol.hello(self.session_id, self.token, ctx.heartbeat_interval)
-            await self._write([hello])
+            self._write([hello])
             if resume_failed:
                 self._error(None, "resume_expired", "that session is gone; this is a new one")
             # No local holds a message while waiting for the next: a client's last frame
@@ -498,9 +498,10 @@ class WebSocketSession:
 
     # Writing -------------------------------------------------------------------------------
 
-    async def _write(
+    def _write(
         self, frames: list[bytes], live: LiveStream | Follower | None = None, deltas: int = 0
     ) -> None:
+        # Not a coroutine: it never waits, and a coroutine per relayed read is measurable.
         if (live is not None and live.held) or self.machine.state is State.PARKED:
             if self.parked and isinstance(live, LiveStream):  # shared with other replicas
                 self.ctx.resume_store.append(self, live, deltas)

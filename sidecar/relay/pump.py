@@ -87,35 +87,38 @@ async def pump(
         first = account.t_first is None
         for payload in decoder.feed(data):
             finished = _handle(payload, account, sink, latencies, now, read) or finished
-        await _flush(sink, finished, account, observer, latencies, first)
+        # Write, then hand the read's latencies to the observer, also when the write finds
+        # the client gone. Inline, not a helper coroutine: this runs once per upstream read.
+        try:
+            await sink.flush(finished)
+        finally:
+            if latencies:
+                _observe(observer, account, latencies, first)
         if first and account.t_first is not None and first_token_relayed is not None:
             first_token_relayed()
     first = account.t_first is None
     for payload in decoder.flush():
         finished = _handle(payload, account, sink, latencies, clock(), read) or finished
-    await _flush(sink, finished, account, observer, latencies, first)
-    return finished
-
-
-async def _flush(
-    sink: Sink,
-    finished: bool,
-    account: StreamAccount,
-    observer: Observer,
-    latencies: list[float],
-    first: bool,
-) -> None:
-    """Write, then hand the read's latencies (time to first token first if `first`, else
-    gaps) to the observer, also when the write finds the client gone."""
     try:
         await sink.flush(finished)
     finally:
-        for index, seconds in enumerate(latencies):
-            if first and index == 0:
-                observer.first_token(account, seconds)
-            else:
-                observer.gap(account, seconds)
-        latencies.clear()
+        if latencies:
+            _observe(observer, account, latencies, first)
+    return finished
+
+
+def _observe(
+    observer: Observer, account: StreamAccount, latencies: list[float], first: bool
+) -> None:
+    """The read's latencies: its time to first token first if `first`, then gaps."""
+    if first:
+        observer.first_token(account, latencies[0])
+        for seconds in latencies[1:]:
+            observer.gap(account, seconds)
+    else:
+        for seconds in latencies:
+            observer.gap(account, seconds)
+    latencies.clear()
 
 
 def _handle(

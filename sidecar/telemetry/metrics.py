@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client import Histogram as _Histogram
+from prometheus_client.values import MutexValue
 
 from sidecar.telemetry import names
 
@@ -32,6 +33,28 @@ class Histogram(_Histogram):
         self._sum.inc(amount)
         # The first bound >= amount, as the library's `amount <= bound`; the last is +Inf.
         self._buckets[bisect_left(self._upper_bounds, amount)].inc(1)
+
+
+class LoopHistogram(Histogram):
+    """A `Histogram` observed from the event loop's thread only (time to first token and
+    inter-token gaps, once per relayed read): its children add to their values directly.
+
+    The library takes a lock per value and checks the child twice per observation; with only
+    one writer thread the lock guards nothing (readers still take it, and see either the old
+    or the new float). In multiprocess mode (other value classes) the library's path runs.
+    """
+
+    def _metric_init(self) -> None:
+        super()._metric_init()
+        self._plain = type(self._sum) is MutexValue
+
+    def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
+        # A parent (no label values) has no values: the library raises, as it should.
+        if not self._labelvalues or exemplar or amount != amount or not self._plain:
+            super().observe(amount, exemplar)
+            return
+        self._sum._value += amount
+        self._buckets[bisect_left(self._upper_bounds, amount)]._value += 1
 
 
 def geometric(start: float, stop: float, factor: float) -> tuple[float, ...]:
@@ -156,14 +179,14 @@ class Metrics:
             ["model", "tenant", "kind"],
             registry=r,
         )
-        self.ttft = Histogram(
+        self.ttft = LoopHistogram(
             names.TIME_TO_FIRST_TOKEN,
             "Time from forwarding a request upstream to relaying its first content delta.",
             ["model"],
             buckets=TTFT_BUCKETS,
             registry=r,
         )
-        self.itl = Histogram(
+        self.itl = LoopHistogram(
             names.INTER_TOKEN_LATENCY,
             "Gap between consecutive content deltas of a stream.",
             ["model"],

@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 import random
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client import Histogram as LibraryHistogram
 
-from sidecar.telemetry.metrics import ITL_BUCKETS, Histogram
+from sidecar.telemetry.metrics import ITL_BUCKETS, Histogram, LoopHistogram
 
 
 def _exposition(cls: type[LibraryHistogram], values: list[float]) -> list[str]:
@@ -21,12 +22,15 @@ def _exposition(cls: type[LibraryHistogram], values: list[float]) -> list[str]:
     return [line for line in lines if "_created" not in line]  # creation times differ
 
 
-def test_same_buckets_as_the_library_on_bounds_between_and_beyond_them() -> None:
+@pytest.mark.parametrize("ours_class", [Histogram, LoopHistogram])
+def test_same_buckets_as_the_library_on_bounds_between_and_beyond_them(
+    ours_class: type[LibraryHistogram],
+) -> None:
     rng = random.Random(7)
     values = [0.0, -1.0, math.inf, math.nan, 1e-9, 5.0, 5.000001, 1e6]
     values += list(ITL_BUCKETS)  # exactly on a bound: that bucket, not the next
     values += [b * (1 + 1e-12) for b in ITL_BUCKETS]  # just above: the next one
     values += [rng.lognormvariate(math.log(0.05), 1.5) for _ in range(5_000)]
-    ours = _exposition(Histogram, values)
+    ours = _exposition(ours_class, values)
     assert ours == _exposition(LibraryHistogram, values)
     assert any(line.startswith('gap_seconds_count{model="m"} 5') for line in ours)

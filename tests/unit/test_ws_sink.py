@@ -27,9 +27,7 @@ class FakeSession:
         self.answered_streams: list[LiveStream] = []
         self.kept: list[LiveStream] = []
 
-    async def _write(
-        self, frames: list[bytes], live: LiveStream | None = None, deltas: int = 0
-    ) -> None:
+    def _write(self, frames: list[bytes], live: LiveStream | None = None, deltas: int = 0) -> None:
         if self.fail:
             raise ClientGone
         self.writes.append([orjson.loads(f) for f in frames])
