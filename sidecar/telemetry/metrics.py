@@ -57,6 +57,21 @@ class LoopHistogram(Histogram):
         self._buckets[bisect_left(self._upper_bounds, amount)]._value += 1
 
 
+class LoopCounter(Counter):
+    """A `Counter` incremented from the event loop's thread only (a stream's end adds to about
+    ten of them): its children add to their values directly, as `LoopHistogram` does."""
+
+    def _metric_init(self) -> None:
+        super()._metric_init()
+        self._plain = type(self._value) is MutexValue
+
+    def inc(self, amount: float = 1, exemplar: dict[str, str] | None = None) -> None:
+        if not self._labelvalues or exemplar or not amount >= 0 or not self._plain:
+            super().inc(amount, exemplar)  # parents, exemplars, NaN and errors: the library's
+            return
+        self._value._value += amount
+
+
 def geometric(start: float, stop: float, factor: float) -> tuple[float, ...]:
     buckets = []
     value = start
@@ -162,17 +177,17 @@ class Metrics:
         self.sessions_active = Gauge(
             names.SESSIONS_ACTIVE, "WebSocket sessions currently open.", registry=r
         )
-        self.streams = Counter(
+        self.streams = LoopCounter(
             names.STREAMS, "Streams ended, by outcome.", ["model", "tenant", "outcome"], registry=r
         )
-        self.tokens = Counter(
+        self.tokens = LoopCounter(
             names.TOKENS,
             "Tokens by kind: prompt, generated (by the upstream), delivered (to the client), "
             "wasted (generated - delivered).",
             ["model", "tenant", "kind"],
             registry=r,
         )
-        self.cost = Counter(
+        self.cost = LoopCounter(
             names.COST_USD,
             "Cost in USD by kind (prompt, generated, delivered, wasted); "
             "total = prompt + generated.",
@@ -193,7 +208,7 @@ class Metrics:
             buckets=ITL_BUCKETS,
             registry=r,
         )
-        self.duration = Histogram(
+        self.duration = LoopHistogram(
             names.STREAM_DURATION,
             "Stream duration from request to end, by outcome.",
             ["model", "outcome"],
@@ -235,7 +250,7 @@ class Metrics:
             "aside in the dead-letter file beside the spool, while every other row is written.",
             registry=r,
         )
-        self.unpriced = Counter(
+        self.unpriced = LoopCounter(
             names.UNPRICED_STREAMS,
             "Streams whose model has no price in force; their cost is unknown, not zero.",
             ["model"],
@@ -258,14 +273,14 @@ class Metrics:
             ["model"],
             registry=r,
         )
-        self.route_streams = Counter(
+        self.route_streams = LoopCounter(
             names.ROUTE_STREAMS,
             "Streams ended, by route (chat, completions, responses, messages, embeddings, "
             "realtime) and ingress (ws, http, realtime).",
             ["route", "ingress"],
             registry=r,
         )
-        self.route_tokens = Counter(
+        self.route_tokens = LoopCounter(
             names.ROUTE_TOKENS,
             "Tokens by route, ingress and kind (prompt, generated, delivered, wasted): what "
             "each API surface costs and wastes.",

@@ -1,4 +1,4 @@
-"""The bisecting histogram exposes exactly what `prometheus_client.Histogram` does."""
+"""Our faster histograms and counters expose exactly what `prometheus_client`'s do."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import random
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import Counter as LibraryCounter
 from prometheus_client import Histogram as LibraryHistogram
 
-from sidecar.telemetry.metrics import ITL_BUCKETS, Histogram, LoopHistogram
+from sidecar.telemetry.metrics import ITL_BUCKETS, Histogram, LoopCounter, LoopHistogram
 
 
 def _exposition(cls: type[LibraryHistogram], values: list[float]) -> list[str]:
@@ -34,3 +35,30 @@ def test_same_buckets_as_the_library_on_bounds_between_and_beyond_them(
     ours = _exposition(ours_class, values)
     assert ours == _exposition(LibraryHistogram, values)
     assert any(line.startswith('gap_seconds_count{model="m"} 5') for line in ours)
+
+
+def _counter_exposition(cls: type[LibraryCounter], amounts: list[float]) -> list[str]:
+    registry = CollectorRegistry()
+    counter = cls("things", "Things.", ["kind"], registry=registry)
+    for index, amount in enumerate(amounts):
+        counter.labels("a" if index % 3 else "b").inc(amount)
+    lines = generate_latest(registry).decode().splitlines()
+    return [line for line in lines if "_created" not in line]
+
+
+def test_loop_counter_exposes_what_the_library_counter_does() -> None:
+    amounts = [1, 0, 2.5, 1e-9, 7, 0.125] * 50
+    ours = _counter_exposition(LoopCounter, amounts)
+    assert ours == _counter_exposition(LibraryCounter, amounts)
+    assert 'things_total{kind="a"} 481.25' in ours
+
+
+def test_loop_counter_refuses_what_the_library_refuses() -> None:
+    counter = LoopCounter("refused", "Refused.", ["kind"], registry=CollectorRegistry())
+    with pytest.raises(ValueError):
+        counter.inc()  # a parent with labels has no value of its own
+    with pytest.raises(ValueError):
+        counter.labels("a").inc(-1)
+    histogram = LoopHistogram("gaps", "Gaps.", ["model"], registry=CollectorRegistry())
+    with pytest.raises(ValueError):
+        histogram.observe(1.0)
