@@ -35,8 +35,20 @@ def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
 
 
 def _timestamp(created: float) -> str:
-    stamp = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
+    """`2026-01-01T00:00:00.000Z`. The part up to the second is formatted once per second:
+    the access log writes a line per stream, hundreds a second."""
+    global _last_second
+    second = int(created)
+    micro = round((created - second) * 1_000_000)  # as datetime rounds, then truncated to ms
+    if micro >= 1_000_000:
+        second, micro = second + 1, micro - 1_000_000
+    if _last_second[0] != second:
+        stamp = datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds")
+        _last_second = (second, stamp[:-6])  # without "+00:00"
+    return f"{_last_second[1]}.{micro // 1000:03d}Z"
+
+
+_last_second: tuple[int, str] = (-1, "")
 
 
 def json_line(created: float, level: str, name: str, message: str, fields: dict[str, Any]) -> str:
@@ -52,10 +64,20 @@ def json_line(created: float, level: str, name: str, message: str, fields: dict[
 
 
 def text_line(created: float, level: str, name: str, message: str, fields: dict[str, Any]) -> str:
-    text = f"{_timestamp(created)} {level} {name} {message}"
-    if fields:
-        text += " " + " ".join([f"{k}={_text(v)}" for k, v in fields.items()])
-    return text
+    parts = [_timestamp(created), level, name, message]
+    for key, value in fields.items():  # `_text` inline for the usual values: a line per stream
+        kind = value.__class__
+        if value is None:
+            parts.append(f"{key}=-")
+        elif (
+            kind is int
+            or kind is float
+            or (kind is str and value and " " not in value and '"' not in value)
+        ):
+            parts.append(f"{key}={value}")
+        else:
+            parts.append(f"{key}={_text(value)}")
+    return " ".join(parts)
 
 
 class JsonFormatter(logging.Formatter):

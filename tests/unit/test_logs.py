@@ -7,6 +7,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
@@ -234,3 +235,23 @@ def test_writing_the_final_row_ahead_leaves_the_running_account_as_it_was() -> N
     recorder.completed_ahead(account, 10.2)
     assert (account.outcome, account.t_end, account.written) == (None, None, 0)
     assert rows[-1].values["outcome"] == "completed" and rows[-1].values["delivered_tokens"] == 1
+
+
+@pytest.mark.parametrize(
+    "created",
+    [0.0, 0.0005, 1.999, 2.9999999, 1_767_225_599.9996, 1_767_225_600.0, 1_800_000_000.123456],
+)
+def test_timestamps_are_utc_milliseconds_like_datetimes(created: float) -> None:
+    expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+    assert logs._timestamp(created) == expected.replace("+00:00", "Z")
+    assert logs._timestamp(created + 1) != logs._timestamp(created)  # the cached second moves
+
+
+def test_text_line_quotes_values_that_need_it_and_writes_none_as_a_dash() -> None:
+    fields = {"a": None, "b": 3, "c": 0.25, "d": "plain", "e": "two words", "f": 'say "hi"'}
+    fields |= {"g": "", "h": True, "i": ("x",)}
+    line = logs.text_line(0.0, "INFO", "sidecar.access", "stream end", fields)
+    assert line == (
+        "1970-01-01T00:00:00.000Z INFO sidecar.access stream end a=- b=3 c=0.25 d=plain "
+        'e="two words" f="say \\"hi\\"" g="" h=True i=(\'x\',)'
+    )
