@@ -70,5 +70,8 @@ def test_closed_tab_stops_the_upstream(tmp_path: Path, chromium_process: Chromiu
         upstream = stack.sim_stats()["by_request"][row["id"]]
         assert upstream["outcome"] == "aborted"
         assert upstream["generated"] < 100000
-        # The model server stopped generating within 50 ms of the tab closing.
-        assert upstream["ended_at"] - closed_at < 0.05 * max(1.0, scaled(1.0))
+        # The model server stopped generating at once, not at a heartbeat timeout (20 s) or the
+        # answer's end. 250 ms: Chromium, the page server and the sidecar share two loaded
+        # cores here (it failed at 54 ms against 50); the close's own latency is measured by
+        # the benchmark (docs/benchmarks.md: p99 ~5 ms).
+        assert upstream["ended_at"] - closed_at < 0.25 * max(1.0, scaled(1.0))
