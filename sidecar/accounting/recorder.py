@@ -63,8 +63,12 @@ class Recorder:
         """The ledger row for a stream, final or a checkpoint of a running one."""
         started = utc(account.started_at)
         price = self.prices.price_at(account.model, started)
-        prompt, generated = account.prompt_tokens, account.generated_tokens
-        delivered, wasted = account.delivered_tokens, account.wasted_tokens
+        prompt, generated, delivered = (
+            account.prompt_tokens,
+            account.generated_tokens,
+            account.delivered_tokens,
+        )
+        wasted = max(0, generated - delivered)  # `account.wasted_tokens`, without recounting
         row: dict[str, Any] = {
             "id": account.stream_id,
             "session_id": account.session_id,
