@@ -147,7 +147,7 @@ class DetectorConfig:
             raise ValueError("need 0 < score_cap < 1 (a share of the threshold)")
         if min(self.score_confirm, self.score_confirm_small, self.false_pages_per_week) <= 0:
             raise ValueError("need score_confirm(_small) > 0 and false_pages_per_week > 0")
-        if (self.score_ended or 1.0) <= 0:
+        if self.score_ended is not None and self.score_ended <= 0:
             raise ValueError("need score_ended > 0 (or None: off)")
         if self.onset_lookback < 0 or not 0 <= (self.onset_level or 0.0) < self.persist_from:
             raise ValueError("need onset_lookback >= 0 and 0 <= onset_level < persist_from")

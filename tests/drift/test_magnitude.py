@@ -201,3 +201,11 @@ def test_a_smaller_shift_than_the_bursts_is_confirmed_sooner() -> None:
     small = _late_crossing(scores, ended_bar=2.0, big_from=1.05)  # 2.5 / 0.4: 7 late samples
     assert big is not None and small is not None
     assert (big, small) == (21.0, 16.0)
+
+
+def test_config_rejects_nonpositive_late_bars() -> None:
+    with pytest.raises(ValueError, match="score_ended"):
+        DetectorConfig(score_ended=0.0)
+    with pytest.raises(ValueError, match="score_confirm"):
+        DetectorConfig(score_confirm_small=0.0)
+    assert DetectorConfig(score_ended=None, score_big_shift=None).score_persist == 45.0
