@@ -56,13 +56,15 @@ def _task(args: tuple[DetectorConfig, str, int]) -> float | None:
 
 
 def _config(overrides: list[str]) -> DetectorConfig:
+    defaults = DetectorConfig()
     names = {f.name for f in fields(DetectorConfig)}
     values: dict[str, object] = {}
     for item in overrides:
         name, _, text = item.partition("=")
         if name not in names:
             raise SystemExit(f"no DetectorConfig field {name!r} (use NAME=VALUE)")
-        values[name] = None if text == "None" else float(text)
+        whole = isinstance(getattr(defaults, name), int)  # counts stay ints
+        values[name] = None if text == "None" else int(text) if whole else float(text)
     return replace(DetectorConfig(floor=0.020), **values)  # type: ignore[arg-type]
 
 
