@@ -73,14 +73,26 @@ class DetectorConfig:
     # that has ended passes that test with probability about e^-score_confirm each.
     score_k: float | None = 0.25
     score_confirm_k: float = 0.4
+    # Bars for a big shift (mean score since the clock >= `score_big_shift`: the size of the
+    # bursts the rule must ignore; a x2 burst at sigma 0.5 scores ~1.4): `score_confirm` nats
+    # from at least `score_confirm_samples` late samples (noise after a burst that ended passes
+    # the bar mostly in its first few samples, and a burst whose clock started a few seconds
+    # early still has its own samples there: 12 carry it past its end). A smaller shift (+50 %:
+    # ~0.8) needs `score_confirm_small` from `score_confirm_samples_small`. None: the big bars
+    # for every size (round 5: 3 nats from 8 samples).
     score_confirm: float = 3.0
-    # ... from at least this many samples: noise after a burst that ended passes the bar mostly
-    # in its first few samples (a quick excursion), a real change in ~9 at +50 % and 1/s
-    score_confirm_samples: int = 8
+    score_confirm_samples: int = 12
+    score_big_shift: float | None = 1.05
+    score_confirm_small: float = 2.0
+    score_confirm_samples_small: int = 6
+    # ... and while the late samples do not say the shift has ended: a CUSUM of "back to
+    # normal" at the shift seen since the clock (nats, sidecar/drift/onset.py) below this. None:
+    # off. It stops bursts whose clock started a few seconds early once they end.
+    score_ended: float | None = 2.0
     score_threshold: float | None = None
-    # The magnitude CUSUM's own persistence (None: 0.94 x persist, 47 s in production): its clock
-    # is dated twice (sidecar/drift/onset.py), so it needs less margin over the longest burst.
-    # 45 s pages +50 % at 1/s ~2.5 s sooner and ~5 % more of single 45 s x2 bursts.
+    # The magnitude CUSUM's own persistence (None: 0.9 x persist, 45 s in production): its clock
+    # is dated twice (sidecar/drift/onset.py) and a burst that ended is stopped by
+    # `score_ended`, so it needs no margin over the longest burst (round 5: 47 s).
     score_persist_seconds: float | None = None
     score_arm_samples: int = 500  # the score CUSUM arms sooner than the exceedance ones
     # None: scores are bounded by the top bin's (~2.5), so one sample never weighs much. A number
@@ -133,8 +145,10 @@ class DetectorConfig:
             raise ValueError("need 0 < score_k <= score_confirm_k")
         if self.score_cap is not None and not 0 < self.score_cap < 1:
             raise ValueError("need 0 < score_cap < 1 (a share of the threshold)")
-        if self.score_confirm <= 0 or self.false_pages_per_week <= 0:
-            raise ValueError("need score_confirm > 0 and false_pages_per_week > 0")
+        if min(self.score_confirm, self.score_confirm_small, self.false_pages_per_week) <= 0:
+            raise ValueError("need score_confirm(_small) > 0 and false_pages_per_week > 0")
+        if self.score_ended is not None and self.score_ended <= 0:
+            raise ValueError("need score_ended > 0 (or None: off)")
         if self.onset_lookback < 0 or not 0 <= (self.onset_level or 0.0) < self.persist_from:
             raise ValueError("need onset_lookback >= 0 and 0 <= onset_level < persist_from")
 
@@ -160,7 +174,7 @@ class DetectorConfig:
         """Seconds a change must last before the magnitude CUSUM pages it."""
         if self.score_persist_seconds is not None:
             return self.score_persist_seconds
-        return 0.94 * self.persist
+        return 0.9 * self.persist
 
     @property
     def history_seconds(self) -> float:

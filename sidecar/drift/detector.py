@@ -45,7 +45,7 @@ from sidecar.drift.events import (
     Severity,
 )
 from sidecar.drift.normalize import CovariateHistory, LoadModel, fit
-from sidecar.drift.onset import Mark, later_start, likeliest_onset
+from sidecar.drift.onset import Mark, ended, later_start, likeliest_onset, shift_after
 from sidecar.drift.score import (
     FAR,
     GRID,
@@ -105,9 +105,9 @@ class _Cusum:
     """
 
     __slots__ = (
-        "confirm", "crossed", "episode", "h", "k_strong", "last_zero", "late", "late_n",
-        "late_strong", "least_late",
-        "lookback", "low", "onset_level", "persist", "persist_from", "redated", "s", "strong",
+        "bars", "big_from", "confirm", "crossed", "ended", "ended_bar", "episode", "h", "k_strong",
+        "last_zero", "late", "late_n", "late_strong", "least_late", "lookback", "low",
+        "onset_level", "persist", "persist_from", "redated", "s", "shift", "small_bars", "strong",
         "strong_n", "strong_sum", "trail",
     )  # fmt: skip
 
@@ -124,11 +124,21 @@ class _Cusum:
         argmin: bool = False,
         k_strong: float = 0.0,
         least_late: int = 0,
+        ended_bar: float = math.inf,
+        small: tuple[float, float, int] | None = None,
+        big_from: float = -math.inf,
     ) -> None:
         self.h = h
         self.persist = config.persist if persist is None else persist
         self.persist_from = config.persist_from if persist_from is None else persist_from
         self.confirm, self.strong, self.least_late = confirm, strong, least_late
+        # Bars for a shift whose mean score since the clock (`shift`, set as the window opens)
+        # is below `big_from` (`small`: confirm, strong, least_late), and the ones in force.
+        self.small_bars, self.big_from, self.shift = small, big_from, 0.0
+        self.bars = (confirm, strong, least_late)
+        # "the shift has ended" evidence over the late samples (sidecar/drift/onset.py: ended);
+        # a crossing waits while it is >= ended_bar; inf: off
+        self.ended_bar, self.ended = ended_bar, 0.0
         level = config.onset_level
         self.onset_level = -1.0 if level is None else onset_level
         self.lookback = 0.0 if level is None else min(config.onset_lookback, self.persist)
@@ -154,7 +164,7 @@ class _Cusum:
 
     def _restart(self, t: float) -> None:
         self.low, self.episode = t, None
-        self.late = self.late_strong = 0.0
+        self.late = self.late_strong = self.ended = 0.0
         self.late_n = 0
         trail = self.trail
         if trail is not None:
@@ -169,7 +179,7 @@ class _Cusum:
             self.s, self.last_zero, self.low = 0.0, t, t
             if episode is not None:
                 self.episode = None
-                self.late = self.late_strong = 0.0
+                self.late = self.late_strong = self.ended = 0.0
                 self.late_n = 0
             if trail:
                 trail.clear()  # while S is 0 the trail waits (see below)
@@ -209,21 +219,42 @@ class _Cusum:
                     self.episode, self.redated = later, False
                     self.s = s
                     return
+            if trail and not self.late_n:
+                self._size(shift_after(trail, episode, total, n, self.k_strong))
             self.late += step
             self.late_strong += strong
             self.late_n += 1
+            if self.ended_bar < math.inf:
+                self.ended = ended(self.ended, strong + self.k_strong, self.shift)
         h = self.h
         if s >= h:
             s = min(s, 2 * h)  # bounded: only the crossing matters
+            confirm, strong_bar, least = self.bars
             if self.crossed is None and (
                 (
-                    (self.late >= self.confirm or self.late_strong >= self.strong)
-                    and self.late_n >= self.least_late
+                    (self.late >= confirm or self.late_strong >= strong_bar)
+                    and self.late_n >= least
+                    and self.ended < self.ended_bar
                 )
                 or self.persist <= 0
             ):
                 self.crossed = (t, t if self.last_zero is None else self.last_zero)
         self.s = s
+
+    def _size(self, mu: float) -> None:
+        """The shift seen since the clock started sets the bars for the samples after it.
+
+        A shift the size of the bursts the rule must ignore (a x2 burst of lognormal latencies
+        at sigma 0.5 scores ~1.4) gets the strict bars: its clock started early only if noise
+        before the burst looked like it, and more late samples carry it past the burst's end,
+        where `ended` stops it. A smaller one (+50 %: ~0.8) is confirmed sooner.
+        """
+        self.shift = max(mu, self.k_strong)
+        small = self.small_bars
+        if small is not None and self.shift < self.big_from:
+            self.bars = small
+        else:
+            self.bars = (self.confirm, self.strong, self.least_late)
 
 
 class Detector:
@@ -286,6 +317,13 @@ class Detector:
                 argmin=True,
                 k_strong=config.score_confirm_k,
                 least_late=config.score_confirm_samples,
+                ended_bar=math.inf if config.score_ended is None else config.score_ended,
+                small=(
+                    config.score_confirm_small / nats,
+                    config.score_confirm_small / (2 * config.score_confirm_k),
+                    config.score_confirm_samples_small,
+                ),
+                big_from=-math.inf if config.score_big_shift is None else config.score_big_shift,
             )
         self._edges: list[float] | None = None  # score bins; None: the score CUSUM is not armed
         self._cap = 0.0  # the highest score: k + score_cap x threshold, set with the bins

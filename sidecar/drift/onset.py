@@ -73,3 +73,21 @@ def later_start(
 def shift_since(mark: Mark, total: float, n: int, k: float) -> float:
     """The mean score of the samples after `mark` (0 when there are none)."""
     return (total - mark[1]) / (n - mark[2]) + k if n > mark[2] else 0.0
+
+
+def shift_after(marks: Iterable[Mark], since: float, total: float, n: int, k: float) -> float:
+    """The mean score of the samples after the first mark at or after `since` (0: none)."""
+    first = next((m for m in marks if m[0] >= since), None)
+    return 0.0 if first is None else shift_since(first, total, n, k)
+
+
+def ended(evidence: float, score: float, mu: float) -> float:
+    """One step of a CUSUM on "the shift of size mu has ended": S <- max(0, S + mu(mu/2 - z)).
+
+    Its increment is the log-likelihood ratio of a normal sample (mean 0) against a shifted one
+    (mean mu). While the shift lasts it drifts down by mu^2 / 2 a sample and exceeds c nats with
+    probability ~e^-c at any moment; once a burst has ended it climbs by mu^2 / 2 a sample (~1 at
+    a x2 burst's 1.4). A burst whose persistence clock started a few seconds early has a few of
+    its own samples among the late ones, then normal ones: this is what tells it from a step.
+    """
+    return max(0.0, evidence + mu * (mu / 2 - score))

@@ -57,7 +57,7 @@ def test_json_has_exactly_the_documented_keys(aggregated: Path) -> None:
 def test_table_is_readable(aggregated: Path) -> None:
     result = CliRunner().invoke(command, ["backtest", "--csv", str(aggregated)])
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("360 samples, median step 60 s, threshold h=6.23")
+    assert lines[0].startswith("360 samples, median step 60 s, threshold h=6.92")
     assert lines[1].split() == [
         "fired_at",
         "onset",

@@ -30,7 +30,7 @@ def test_step_is_detected(name: str, factor: float, max_delay: float) -> None:
     fired = [(t, c) for t, c in changes if isinstance(c, AlertFired)]
     assert fired, "the step was missed"
     _, first = fired[0]
-    # never before the change has lasted `persist` (5 s here, 50 s in production), or 0.94 of it
+    # never before the change has lasted `persist` (5 s here, 50 s in production), or 0.9 of it
     # for the magnitude CUSUM, whose clock is dated twice
     assert onset + FAST.score_persist <= first.alert.fired_at <= onset + max_delay
     assert onset - 30 <= first.alert.onset <= first.alert.fired_at
@@ -41,8 +41,8 @@ def test_big_step_fires_once_it_persists_and_is_crit() -> None:
     _, changes = run(DISTRIBUTIONS["lognormal"], 500.0, factor=lambda t: 3.0 if t >= 400 else 1.0)
     first = changes[0][1]
     assert isinstance(first, AlertFired) and first.alert.severity is Severity.CRIT
-    # the magnitude CUSUM, 4.7 s of persistence after the onset (0.94 x persist)
-    assert 404.7 <= first.alert.fired_at <= 407
+    # the magnitude CUSUM, 4.5 s of persistence after the onset (0.9 x persist)
+    assert 404.5 <= first.alert.fired_at <= 407
     assert 399 <= first.alert.onset <= 401
 
 
@@ -81,8 +81,8 @@ def test_burst_shorter_than_persist_is_a_non_event(cusum: bool) -> None:
         config=config,
     )
     fired = [c for _, c in changes if isinstance(c, AlertFired)]
-    # no sooner than the magnitude CUSUM's persistence (0.94 x 5 s) after the burst began
-    assert len(fired) == 1 and 404.7 <= fired[0].alert.fired_at <= 400 + length + 3
+    # no sooner than the magnitude CUSUM's persistence (0.9 x 5 s) after the burst began
+    assert len(fired) == 1 and 404.5 <= fired[0].alert.fired_at <= 400 + length + 3
 
 
 def test_backtest_of_an_aggregated_series_has_no_persistence_test() -> None:
@@ -105,7 +105,7 @@ def test_persist_zero_pages_on_the_crossing() -> None:
     assert isinstance(first, AlertFired) and 400 <= first.alert.fired_at <= 402
     assert FAST.persist == FAST.short_seconds - FAST.slot_seconds == 5.0
     assert DetectorConfig().persist == 50.0
-    assert DetectorConfig().score_persist == pytest.approx(47.0)
+    assert DetectorConfig().score_persist == pytest.approx(45.0)
     assert config_for_step(60.0, DetectorConfig()).score_persist == 0.0
 
 

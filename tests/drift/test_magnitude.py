@@ -170,3 +170,42 @@ def test_aggregated_points_far_below_the_baseline_do_not_cancel_far_high_ones() 
     # a low point within the baseline's own spread still counts against the rise
     rows[501] = Row(t0 + 60 * 501, 0.8 * 0.85)
     assert replay(rows, PRODUCTION).alerts == []
+
+
+def _late_crossing(scores: list[float], *, ended_bar: float, big_from: float) -> float | None:
+    """When a magnitude CUSUM (clock 10 s, k 0.25/0.4, h 8) records its crossing, 1 sample/s."""
+    config = replace(PRODUCTION, persist_seconds=10.0, score_persist_seconds=10.0)
+    cusum = _Cusum(config, 8.0, onset_level=0.5, confirm=6.0, strong=3.75, persist_from=2.0,
+                   persist=10.0, argmin=True, k_strong=0.4, least_late=12, ended_bar=ended_bar,
+                   small=(4.0, 2.5, 6), big_from=big_from)  # fmt: skip
+    cusum.reset(0.0)
+    for t, z in enumerate(scores, start=1):
+        cusum.add(float(t), z - 0.25, z - 0.4)
+        if cusum.crossed is not None:
+            return cusum.crossed[0]
+    return None
+
+
+def test_a_burst_that_ended_is_not_confirmed_by_its_own_late_samples() -> None:
+    # a big burst (score 2) for 15 s, then normal: its last 6 samples fall after the 10 s clock,
+    # and with them the late evidence stays above the bar for 12 late samples ...
+    scores = [2.0] * 15 + [0.0] * 20
+    assert _late_crossing(scores, ended_bar=math.inf, big_from=-math.inf) == 21.0
+    # ... but the normal samples after it say the shift ended (2 nats a sample at its size)
+    assert _late_crossing(scores, ended_bar=2.0, big_from=-math.inf) is None
+
+
+def test_a_smaller_shift_than_the_bursts_is_confirmed_sooner() -> None:
+    scores = [0.8] * 40  # +50 %: 0.4 a sample at the strong reference
+    big = _late_crossing(scores, ended_bar=2.0, big_from=-math.inf)  # 12 late samples
+    small = _late_crossing(scores, ended_bar=2.0, big_from=1.05)  # 2.5 / 0.4: 7 late samples
+    assert big is not None and small is not None
+    assert (big, small) == (21.0, 16.0)
+
+
+def test_config_rejects_nonpositive_late_bars() -> None:
+    with pytest.raises(ValueError, match="score_ended"):
+        DetectorConfig(score_ended=0.0)
+    with pytest.raises(ValueError, match="score_confirm"):
+        DetectorConfig(score_confirm_small=0.0)
+    assert DetectorConfig(score_ended=None, score_big_shift=None).score_persist == 45.0

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 
-from sidecar.drift.onset import Mark, later_start, likeliest_onset
+import pytest
+
+from sidecar.drift.onset import Mark, ended, later_start, likeliest_onset, shift_after
 
 K = 0.4
 
@@ -68,3 +70,29 @@ def test_a_small_shift_is_redated_at_its_own_size_not_at_the_tuned_one() -> None
     assert later_start(marks, 0.0, total, n, K, least=3, spread=5.0) is None  # stays at 0 ...
     # ... because within its spread (5 / 0.32^2 ~ 49 samples); a tighter spread moves it to 10
     assert later_start(marks, 0.0, total, n, K, least=3, spread=0.5) == 10.0
+
+
+def test_shift_after_is_the_mean_score_after_the_first_mark_at_or_after_the_time() -> None:
+    marks, total, n = _marks([0.0] * 10 + [0.8] * 20)
+    assert shift_after(marks, 10.0, total, n, K) == pytest.approx(0.8)
+    assert shift_after(marks, 9.5, total, n, K) == pytest.approx(0.8)  # the mark at 10
+    assert shift_after(marks, 0.0, total, n, K) == pytest.approx(16 / 30)
+    assert shift_after(marks, 99.0, total, n, K) == 0.0  # no mark that late
+
+
+def test_ended_stays_at_zero_while_the_shift_lasts_and_climbs_once_it_ended() -> None:
+    mu, evidence = 1.4, 0.0
+    for _ in range(50):  # samples at the shift: each is evidence it has not ended
+        evidence = ended(evidence, mu, mu)
+    assert evidence == 0.0
+    climbed = [evidence := ended(evidence, 0.0, mu) for _ in range(3)]
+    assert climbed == pytest.approx([0.98, 1.96, 2.94])  # mu^2 / 2 per normal sample
+    assert ended(climbed[-1], mu, mu) == pytest.approx(2.94 - 0.98)  # and falls back
+
+
+def test_ended_at_a_small_shift_climbs_slowly() -> None:
+    # +50 % (0.8): 0.32 a normal sample, so a few noisy samples of a step rarely reach 2 nats
+    evidence = 0.0
+    for _ in range(3):
+        evidence = ended(evidence, 0.0, 0.8)
+    assert evidence == pytest.approx(0.96)
