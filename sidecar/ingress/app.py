@@ -19,6 +19,7 @@ from sidecar.upstream.routes import ROUTES
 
 log = logging.getLogger("sidecar")
 
+WEBSOCKET_PATHS = ("/v1/stream", REALTIME_PATH)
 DRAINING_HEADERS = [(b"retry-after", b"1"), (b"connection", b"close")]
 
 
@@ -29,10 +30,11 @@ class ClientApp:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
         if kind == "websocket":
-            if scope["path"] == "/v1/stream" and EXTENSION not in scope.get("extensions", {}):
+            path = scope["path"]
+            if path in WEBSOCKET_PATHS and EXTENSION not in scope.get("extensions", {}):
                 # Another server than `sidecar serve`: without its transport the delivered
                 # counts and heartbeats cannot be kept, so no session rather than a wrong bill.
-                log.error("/v1/stream needs sidecar serve's WebSocket protocol; refused")
+                log.error("%s needs sidecar serve's WebSocket protocol; refused", path)
                 await send({"type": "websocket.close", "code": 1011})
             elif scope["path"] == "/v1/stream" and not self.ctx.draining:
                 session = WebSocketSession(scope, receive, send, self.ctx)

@@ -63,7 +63,7 @@ class RealtimeSession:
         self.tenant = tenant_of(scope)
         self.key_id: str | None = scope.get(KEY_ID)
         self.peer = client_addr(scope)
-        self.handle: TransportHandle | None = scope.get("extensions", {}).get(EXTENSION)
+        self.handle: TransportHandle = scope["extensions"][EXTENSION]  # ClientApp checked it
         query = scope.get("query_string", b"").decode("latin-1")
         self.target = PATH + (f"?{query}" if query else "")
         self.model = query_param(scope, "model") or ctx.default_model
@@ -112,8 +112,7 @@ class RealtimeSession:
         ctx.recorder.submit_session(self._session_row(None))
         ctx.sessions.add(self)
         ctx.metrics.sessions_active.inc()
-        if self.handle is not None:
-            self.handle.on_rtt, self.handle.on_missed = self._on_rtt, self._on_missed
+        self.handle.on_rtt, self.handle.on_missed = self._on_rtt, self._on_missed
         try:
             await self._relay()
         finally:
@@ -291,8 +290,7 @@ class RealtimeSession:
     # Server-wide hooks (drain, revoked keys, the once-a-second tick) -----------------------------
 
     def tick(self, now: float) -> None:
-        if self.handle is not None:
-            self.handle.sample()  # what the client's TCP acknowledged, as on /v1/stream
+        self.handle.sample()  # what the client's TCP acknowledged, as on /v1/stream
 
     def shutdown(self) -> None:
         """Server drain: running responses end as `shutdown`; the client is told to go."""
@@ -314,12 +312,6 @@ class RealtimeSession:
     def _write(self, data: str | bytes) -> None:
         frame = data.encode() if isinstance(data, str) else data
         handle = self.handle
-        if handle is None:
-            task = asyncio.get_running_loop().create_task(
-                self.send_asgi({"type": "websocket.send", "text": frame.decode()})
-            )
-            task.add_done_callback(_ignore_result)
-            return
         handle.write_frames([frame])
         if handle.buffered() > self.ctx.limits.max_buffered_bytes:
             self.reason = "client_too_slow"

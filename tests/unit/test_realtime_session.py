@@ -18,6 +18,7 @@ from sidecar.accounting.pricing import PriceBook
 from sidecar.accounting.recorder import Recorder
 from sidecar.context import ServerContext
 from sidecar.ingress.realtime import RealtimeSession
+from sidecar.ingress.transport import EXTENSION
 from sidecar.ledger.writer import Row
 from sidecar.telemetry import attributes as a
 from sidecar.telemetry.metrics import Metrics
@@ -29,6 +30,30 @@ from tests.unit.sim_server import simulator
 ITEM = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "abcdefgh"}]}
 
 
+class FakeHandle:
+    """`serve`'s transport handle as the session uses it: frames go to the fake client."""
+
+    def __init__(self, client: FakeClient) -> None:
+        self.client = client
+        self.on_rtt: Any = None
+        self.on_missed: Any = None
+
+    def write_frames(self, frames: list[bytes]) -> int:
+        for frame in frames:
+            self.client.sent.append({"type": "websocket.send", "text": frame.decode()})
+            self.client.events.put_nowait(json.loads(frame))
+        return sum(map(len, frames))
+
+    def buffered(self) -> int:
+        return 0
+
+    def sample(self) -> int:
+        return 0
+
+    def abort(self) -> None:
+        self.client.closed.set()
+
+
 class FakeClient:
     """The ASGI side of a client WebSocket: what the app sent, and a queue of what it reads."""
 
@@ -37,6 +62,7 @@ class FakeClient:
         self.sent: list[dict[str, Any]] = []
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.closed = asyncio.Event()
+        self.handle = FakeHandle(self)
 
     async def receive(self) -> dict[str, Any]:
         return await self.inbox.get()
@@ -74,8 +100,14 @@ def context(sim_url: str, exporter: InMemorySpanExporter, rows: list[Row]) -> Se
     )
 
 
-def scope() -> dict[str, Any]:
-    return {"type": "websocket", "path": "/v1/realtime", "query_string": b"model=rt", "headers": []}
+def scope(client: FakeClient) -> dict[str, Any]:
+    return {
+        "type": "websocket",
+        "path": "/v1/realtime",
+        "query_string": b"model=rt",
+        "headers": [],
+        "extensions": {EXTENSION: client.handle},
+    }
 
 
 def test_spans_for_the_session_and_each_response() -> None:
@@ -86,7 +118,7 @@ def test_spans_for_the_session_and_each_response() -> None:
         async with simulator() as sim:
             ctx = context(sim.url, exporter, rows)
             client = FakeClient()
-            session = RealtimeSession(scope(), client.receive, client.send, ctx)
+            session = RealtimeSession(scope(client), client.receive, client.send, ctx)
             client.inbox.put_nowait({"type": "websocket.connect"})
             task = asyncio.create_task(session.run())
             await client.until("session.created")
@@ -127,7 +159,7 @@ def test_an_upstream_that_ends_the_session_fails_its_running_response() -> None:
             sim = await stack.enter_async_context(simulator())
             ctx = context(sim.url, exporter, rows)
             client = FakeClient()
-            session = RealtimeSession(scope(), client.receive, client.send, ctx)
+            session = RealtimeSession(scope(client), client.receive, client.send, ctx)
             client.inbox.put_nowait({"type": "websocket.connect"})
             task = asyncio.create_task(session.run())
             await client.until("session.created")

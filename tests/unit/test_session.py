@@ -6,6 +6,8 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from sidecar.context import Limits
 from sidecar.ingress.app import ClientApp
 from sidecar.ingress.transport import EXTENSION
@@ -61,7 +63,8 @@ def test_writes_the_peer_acknowledged_are_forgotten_at_the_tick() -> None:
     assert list(session.writes) == [(450, live, 3)]
 
 
-def test_the_stream_endpoint_refuses_a_server_without_the_sidecars_transport() -> None:
+@pytest.mark.parametrize("path", ["/v1/stream", "/v1/realtime"])
+def test_websocket_endpoints_refuse_a_server_without_the_sidecars_transport(path: str) -> None:
     """Delivered counts and heartbeats come from `serve`'s WebSocket protocol; under another
     ASGI server the session would bill wrongly, so it is refused (1011), not half-served."""
     sent: list[dict[str, Any]] = []
@@ -70,6 +73,6 @@ def test_the_stream_endpoint_refuses_a_server_without_the_sidecars_transport() -
         sent.append(message)
 
     app = ClientApp(SimpleNamespace(draining=False))  # type: ignore[arg-type]
-    scope = {"type": "websocket", "path": "/v1/stream", "headers": [], "extensions": {}}
+    scope = {"type": "websocket", "path": path, "headers": [], "extensions": {}}
     asyncio.run(app(scope, None, send))
     assert sent == [{"type": "websocket.close", "code": 1011}]
