@@ -63,11 +63,20 @@ def test_sigkill_leaves_no_started_stream_unaccounted(tmp_path: Path) -> None:
             assert 0 < row["generated_tokens"] <= generated <= row["generated_tokens"] + 60
 
 
-def test_sigkill_moments_after_start_and_done_loses_no_row(tmp_path: Path) -> None:
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_sigkill_moments_after_start_and_done_loses_no_row(
+    tmp_path: Path, database: str, request: pytest.FixtureRequest
+) -> None:
     """F5: rows reach the crash journal before the client sees `start` (or the HTTP headers)
-    and before `done`: a SIGKILL a few milliseconds later loses none, on both ingresses, and a
-    finished stream keeps its final row instead of becoming `interrupted` with 0 tokens."""
-    with running_stack(tmp_path) as stack:
+    and before `done`: a SIGKILL a few milliseconds later loses none, on both ingresses and
+    both databases, and a finished stream keeps its final row instead of becoming
+    `interrupted` with 0 tokens. Start rows of short streams live only in the journal until
+    the restart replays them."""
+    url = None
+    if database == "postgresql":
+        cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+        url = cluster.fresh_database("crash_now")
+    with running_stack(tmp_path, url) as stack:
         stack.start_sim("--tokens-per-second", "100")
         serve = stack.start_serve("--instance-id", "crash-now")
         http = f"127.0.0.1:{stack.port}"

@@ -323,3 +323,17 @@ def test_a_tokens_expiry_travels_with_it_leeway_included(tmp_path: Path) -> None
     # Within the leeway an expired token still passes, and its expiry says until when.
     late = verifier(tmp_path, rsa).verify(rsa.token(exp=int(time.time()) - 10))
     assert late.reason == "ok" and late.expires_at is not None and late.expires_at > time.time()
+
+
+def test_edge_without_a_cap_or_budget_admits_the_body_as_it_came() -> None:
+    """No `--max-tokens-limit`, no daily budget: nothing to bound or reserve, so the body (even
+    one whose `max_tokens` the upstream will refuse) goes on untouched, and nothing is held."""
+    from prometheus_client import CollectorRegistry
+
+    from sidecar.security.edge import Edge, EdgeSettings
+
+    edge = Edge(EdgeSettings(), None, CollectorRegistry())
+    for body in ({"messages": [{"role": "user", "content": "hi"}]}, {"max_tokens": "lots"}):
+        assert edge.admit(body, "t", 0.0, stream="s1") is body
+    assert edge.budget.holds == {} and edge.budget.reserved == {}
+    edge.charge("t", 5, 7, 0.0, stream="s1")  # settling a stream that holds nothing is fine
