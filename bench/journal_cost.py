@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.relay.bookkeeping import new_account
 from sidecar.accounting.pricing import PriceBook
 from sidecar.accounting.recorder import Recorder
 from sidecar.accounting.stream import Outcome, StreamAccount
@@ -29,26 +30,15 @@ STREAMS = 5_000
 ROUNDS = 7
 
 
-def _account(n: int) -> StreamAccount:
-    account = StreamAccount(
-        stream_id=f"{n:032x}",
-        request_id=f"r{n}",
-        session_id="s" * 32,
-        model="model-a",
-        tenant="tenant-a",
-        ingress="ws",
-        path="/v1/chat/completions",
-        started_at=time.time(),
-        t_start=time.monotonic(),
-        prompt_chars=400,
-    )
+def _account() -> StreamAccount:
+    account = new_account()
     for _ in range(20):
         account.on_content(time.monotonic(), "tok")
     return account
 
 
 def _per_stream_us(recorder: Recorder) -> float:
-    accounts = [_account(n) for n in range(STREAMS)]
+    accounts = [_account() for _ in range(STREAMS)]
     start = time.perf_counter()
     for account in accounts:
         recorder.started(account)

@@ -42,10 +42,11 @@ def _timestamp(created: float) -> str:
     micro = round((created - second) * 1_000_000)  # as datetime rounds, then truncated to ms
     if micro >= 1_000_000:
         second, micro = second + 1, micro - 1_000_000
-    if _last_second[0] != second:
+    cached = _last_second  # read once: the ledger writer's thread logs too
+    if cached[0] != second:
         stamp = datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds")
-        _last_second = (second, stamp[:-6])  # without "+00:00"
-    return f"{_last_second[1]}.{micro // 1000:03d}Z"
+        cached = _last_second = (second, stamp[:-6])  # without "+00:00"
+    return f"{cached[1]}.{micro // 1000:03d}Z"
 
 
 _last_second: tuple[int, str] = (-1, "")
@@ -111,11 +112,7 @@ class TextFormatter(logging.Formatter):
 
 
 def _text(value: object) -> str:
-    if value is None:
-        return "-"
-    if value.__class__ is int or value.__class__ is float:
-        return str(value)  # never quoted: no need to look for spaces
-    text = str(value)
+    text = "-" if value is None else str(value)
     return orjson.dumps(text).decode() if (" " in text or '"' in text or not text) else text
 
 

@@ -28,6 +28,23 @@ TOKENS = 15
 STEPS = ("account", "started", "tokens", "observer", "ahead", "finish", "finished")
 
 
+def new_account() -> StreamAccount:
+    """A stream's account as `open_stream` builds one (fresh ids, both clocks read)."""
+    return StreamAccount(
+        stream_id=time_ordered_id(),
+        request_id=random_hex_id(),
+        session_id="session",
+        model="model",
+        tenant="tenant",
+        ingress="websocket",
+        path="/v1/chat/completions",
+        started_at=time.time(),
+        t_start=time.monotonic(),
+        prompt_chars=100,
+        trace_id=random_hex_id(),
+    )
+
+
 def measure(streams: int) -> dict[str, float]:
     """µs per stream for each step."""
     queued: list[Row | Barrier] = []
@@ -49,19 +66,7 @@ def measure(streams: int) -> dict[str, float]:
         clock = time.perf_counter
         for _ in range(streams):
             t0 = clock()
-            account = StreamAccount(
-                stream_id=time_ordered_id(),
-                request_id=random_hex_id(),
-                session_id="session",
-                model="model",
-                tenant="tenant",
-                ingress="websocket",
-                path="/v1/chat/completions",
-                started_at=time.time(),
-                t_start=time.monotonic(),
-                prompt_chars=100,
-                trace_id=random_hex_id(),
-            )
+            account = new_account()
             t1 = clock()
             recorder.started(account)
             t2 = clock()

@@ -36,13 +36,13 @@ class ClientApp:
                 # counts and heartbeats cannot be kept, so no session rather than a wrong bill.
                 log.error("%s needs sidecar serve's WebSocket protocol; refused", path)
                 await send({"type": "websocket.close", "code": 1011})
-            elif scope["path"] == "/v1/stream" and not self.ctx.draining:
+            elif path == "/v1/stream" and not self.ctx.draining:
                 session = WebSocketSession(scope, receive, send, self.ctx)
                 # This frame lives as long as the connection: it must not keep the scope,
                 # whose headers the session reads and lets go of (see WebSocketSession.run).
                 del scope
                 await session.run()
-            elif scope["path"] == REALTIME_PATH and not self.ctx.draining:
+            elif path == REALTIME_PATH and not self.ctx.draining:
                 realtime = RealtimeSession(scope, receive, send, self.ctx)
                 del scope
                 await realtime.run()

@@ -502,8 +502,9 @@ class WebSocketSession:
         self, frames: list[bytes], live: LiveStream | Follower | None = None, deltas: int = 0
     ) -> None:
         # Not a coroutine: it never waits, and a coroutine per relayed read is measurable.
-        if (live is not None and live.held) or self.machine.state is State.PARKED:
-            if self.parked and isinstance(live, LiveStream):  # shared with other replicas
+        parked = self.machine.state is State.PARKED  # `self.parked`, without a property call
+        if parked or (live is not None and live.held):
+            if parked and isinstance(live, LiveStream):  # shared with other replicas
                 self.ctx.resume_store.append(self, live, deltas)
             return  # kept in the stream's replay buffer for a resume
         self._write_now(frames, live, deltas)

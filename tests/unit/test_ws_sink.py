@@ -147,11 +147,16 @@ async def _slow_chunks(reads: list[bytes], first_after: float) -> AsyncIterator[
         yield data
 
 
-def _accepted_then(first_after: float) -> list[list[str]]:
-    """The model server accepted (headers, no body yet); its first token `first_after` s later."""
+def _new_sink() -> tuple[FakeSession, LiveStream, WebSocketSink]:
+    """A fresh session and a stream whose sink has not written anything yet."""
     session = FakeSession()
     live = _live(account(request_id="r1", t_start=0.0, trace_id="t"))
-    sink = WebSocketSink(session, live)  # type: ignore[arg-type]
+    return session, live, WebSocketSink(session, live)  # type: ignore[arg-type]
+
+
+def _accepted_then(first_after: float) -> list[list[str]]:
+    """The model server accepted (headers, no body yet); its first token `first_after` s later."""
+    session, live, sink = _new_sink()
     reads = [_event("a"), _event("b", "stop") + b"data: [DONE]\n\n"]
 
     async def run() -> None:
@@ -172,9 +177,7 @@ def test_start_goes_alone_when_the_model_server_is_slow_to_answer() -> None:
 
 
 def test_a_stream_that_ended_before_its_first_token_sends_no_late_start() -> None:
-    session = FakeSession()
-    live = _live(account(request_id="r1", t_start=0.0, trace_id="t"))
-    sink = WebSocketSink(session, live)  # type: ignore[arg-type]
+    session, live, sink = _new_sink()
 
     async def run() -> None:
         await sink.opened(body_ready=False)
@@ -186,9 +189,7 @@ def test_a_stream_that_ended_before_its_first_token_sends_no_late_start() -> Non
 
 
 def test_an_empty_answer_sends_start_and_done_together() -> None:
-    session = FakeSession()
-    live = _live(account(request_id="r1", t_start=0.0, trace_id="t"))
-    sink = WebSocketSink(session, live)  # type: ignore[arg-type]
+    session, _live_stream, sink = _new_sink()
 
     async def run() -> None:
         await sink.opened(body_ready=False)
