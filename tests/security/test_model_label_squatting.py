@@ -71,6 +71,30 @@ def test_drift_detectors_follow_the_labels() -> None:
     assert monitor.detector("junk-0", "ttft") is None and monitor.dropped_samples == 0
 
 
+def test_inter_token_gaps_follow_the_model_labels_also_when_one_is_admitted_later() -> None:
+    """The observer finds a labelled model's gap histogram by its name (once per token); an
+    unlisted model's gaps go to `other` until the upstream lists it, then to its own label."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.model.listed(["real"])
+    observer = LatencyObserver(metrics)
+
+    def gaps(model: str) -> float:
+        value = registry.get_sample_value(
+            "sidecar_inter_token_latency_seconds_count", {"model": model}
+        )
+        return value or 0.0
+
+    for _ in range(3):
+        observer.gap(account("real"), 0.01)
+        observer.gap(account("late"), 0.01)
+    assert (gaps("real"), gaps("other"), gaps("late")) == (3, 3, 0)
+    metrics.model.listed(["real", "late"])  # the next /v1/models refresh lists it
+    observer.gap(account("late"), 0.01)
+    observer.gap(account("real"), 0.01)
+    assert (gaps("real"), gaps("other"), gaps("late")) == (4, 3, 1)
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp: Path = tmp_path_factory.mktemp("labels")
