@@ -10,7 +10,9 @@ upstream's the websockets client's keepalive; a lost heartbeat ends the session.
 
 When the client leaves mid-response, the upstream socket is closed at once (that stops the
 generation); what the model server sent until the close is counted as generated, so the
-response's row says what was wasted. Delivered: text deltas written to the client's connection.
+response's row says what was wasted. Delivered: text deltas written to the client's connection,
+less those whose bytes it never got when the connection died (as on `/v1/stream`: the writes'
+offsets against what its TCP acknowledged, sidecar.ingress.unsent).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from typing import Any
 
 import orjson
@@ -29,6 +32,7 @@ from sidecar.accounting.stream import Outcome
 from sidecar.context import ServerContext
 from sidecar.ingress.scope import client_addr, header, query_param, tenant_of
 from sidecar.ingress.transport import EXTENSION, ClientGone, TransportHandle
+from sidecar.ingress.unsent import Writes, drop_acknowledged, unsent_by_owner
 from sidecar.relay.lifecycle import Stream, open_stream
 from sidecar.security.credentials import KEY_ID
 from sidecar.security.limits import Refusal
@@ -81,6 +85,8 @@ class RealtimeSession:
         # Characters of the conversation so far (instructions, items, answers): the prompt
         # estimate of a response that ends without usage.
         self.instructions_chars = self.conversation_chars = 0
+        # Where each text delta's write ended in the client's byte stream (sidecar.ingress.unsent).
+        self.writes: Writes[Stream] = deque(maxlen=8192)
         self.rtts: list[float] = []
         self.rtt_max = 0.0
         self.missed = 0
@@ -196,12 +202,8 @@ class RealtimeSession:
                 pass
         if self.t_gone is not None:
             return  # generated after the client left: counted above, never delivered
-        try:
-            self._write(data)
-        except ClientGone:
-            return
-        if stream is not None:
-            stream.account.on_written(1)
+        with contextlib.suppress(ClientGone):
+            self._write(data, stream)
 
     # Responses ------------------------------------------------------------------------------
 
@@ -247,7 +249,7 @@ class RealtimeSession:
         account.finish_reason = event.finish_reason
         if self.t_gone is not None:  # it ended while the upstream was being closed
             self._cancelled(stream, self.ctx.clock() - self.t_gone)
-            stream.end(self._gone_outcome())
+            stream.end(self._gone_outcome(), unsent=self._unsent().get(stream, 0))
         elif event.status in ("completed", "incomplete"):
             # Written before the end: what was relayed reached a live connection.
             account.on_written(account.deltas - account.written)
@@ -260,11 +262,20 @@ class RealtimeSession:
     def _end_all(self, outcome: Outcome, error_code: str | None) -> None:
         """The session ends with responses running: each ends so, once."""
         now = self.ctx.clock()
+        unsent = self._unsent()
         for stream in list(self.responses.values()):
             if outcome in (Outcome.CLIENT_GONE, Outcome.CLIENT_TOO_SLOW) and self.t_gone:
                 self._cancelled(stream, now - self.t_gone)
-            stream.end(outcome, error_code=error_code)
+            stream.end(outcome, error_code=error_code, unsent=unsent.get(stream, 0))
         self.responses.clear()
+
+    def _unsent(self) -> dict[Stream, int]:
+        """Text deltas per response that sat in bytes the client never got; empty while the
+        connection is alive."""
+        handle = self.handle
+        if handle.unsent_at_close is None:
+            return {}
+        return unsent_by_owner(self.writes, handle.bytes_written - handle.unsent_at_close)
 
     def _cancelled(self, stream: Stream, seconds: float) -> None:
         """The time from "client gone" to "upstream closed", as on the other ingresses."""
@@ -291,6 +302,7 @@ class RealtimeSession:
 
     def tick(self, now: float) -> None:
         self.handle.sample()  # what the client's TCP acknowledged, as on /v1/stream
+        drop_acknowledged(self.writes, self.handle.acked_bytes)
 
     def shutdown(self) -> None:
         """Server drain: running responses end as `shutdown`; the client is told to go."""
@@ -309,10 +321,14 @@ class RealtimeSession:
 
     # Writing --------------------------------------------------------------------------------
 
-    def _write(self, data: str | bytes) -> None:
+    def _write(self, data: str | bytes, stream: Stream | None = None) -> None:
+        """Write a frame; `stream`: it carries one of that response's text deltas."""
         frame = data.encode() if isinstance(data, str) else data
         handle = self.handle
         handle.write_frames([frame])
+        if stream is not None:
+            stream.account.on_written(1)
+            self.writes.append((handle.bytes_written, stream, 1))
         if handle.buffered() > self.ctx.limits.max_buffered_bytes:
             self.reason = "client_too_slow"
             handle.abort()

@@ -44,6 +44,7 @@ from sidecar.ingress.session_state import (
 )
 from sidecar.ingress.stream import LiveStream, WebSocketSink, cancelled_frame
 from sidecar.ingress.transport import EXTENSION, ClientGone, TransportHandle
+from sidecar.ingress.unsent import drop_acknowledged, unsent_by_owner
 from sidecar.relay.lifecycle import open_stream
 from sidecar.resume.records import ParkedSession
 from sidecar.resume.remote import Follower
@@ -238,9 +239,8 @@ class WebSocketSession:
         unacked = self.handle.sample()
         wall = self.ctx.wall_clock()
         acked = self.handle.acked_bytes
-        writes = self.writes
-        while writes and writes[0][0] <= acked:  # the peer has these: they never count unsent
-            writes.popleft()
+        if self.writes:
+            drop_acknowledged(self.writes, acked)
         self._do(self.machine.tick(now, wall, unacked, acked))
 
     def shutdown(self) -> None:
@@ -370,15 +370,12 @@ class WebSocketSession:
     def _unsent_deltas(self) -> dict[str, int]:
         """Deltas per running stream that sat in bytes the client never acknowledged."""
         unsent_bytes = self.handle.buffered() if self.handle.unsent_at_close is not None else 0
-        lost_from = self.handle.bytes_written - unsent_bytes
-        counts: dict[str, int] = {}
-        for end, live, deltas in reversed(self.writes or ()):
-            if end <= lost_from:
-                break
-            stream_id = live.account.request_id
-            if self.live.get(stream_id) is live:
-                counts[stream_id] = counts.get(stream_id, 0) + deltas
-        return counts
+        lost = unsent_by_owner(self.writes or deque(), self.handle.bytes_written - unsent_bytes)
+        return {
+            live.account.request_id: deltas
+            for live, deltas in lost.items()
+            if self.live.get(live.account.request_id) is live
+        }
 
     def _session_row(self, reason: str | None) -> dict[str, Any]:
         rtts = sorted(self.rtts or ())

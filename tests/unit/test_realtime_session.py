@@ -1,11 +1,12 @@
 """A realtime session in this process (plain ASGI messages, no uvicorn) against the simulator:
-the session span, a span per response with its usage, the rows, and an upstream that ends the
-session."""
+the session span, a span per response with its usage, the rows, an upstream that ends the
+session, and a client too slow to read."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import time
 from typing import Any
@@ -18,7 +19,7 @@ from sidecar.accounting.pricing import PriceBook
 from sidecar.accounting.recorder import Recorder
 from sidecar.context import ServerContext
 from sidecar.ingress.realtime import RealtimeSession
-from sidecar.ingress.transport import EXTENSION
+from sidecar.ingress.transport import EXTENSION, ClientGone
 from sidecar.ledger.writer import Row
 from sidecar.telemetry import attributes as a
 from sidecar.telemetry.metrics import Metrics
@@ -37,20 +38,29 @@ class FakeHandle:
         self.client = client
         self.on_rtt: Any = None
         self.on_missed: Any = None
+        self.unread = 0  # bytes the client has not taken: `buffered()`
+        self.bytes_written = 0
+        self.acked_bytes = 0
+        self.unsent_at_close: int | None = None
 
     def write_frames(self, frames: list[bytes]) -> int:
+        if self.client.closed.is_set():
+            raise ClientGone  # as the real handle does once its transport is closing
         for frame in frames:
             self.client.sent.append({"type": "websocket.send", "text": frame.decode()})
             self.client.events.put_nowait(json.loads(frame))
+            self.bytes_written += len(frame)
         return sum(map(len, frames))
 
     def buffered(self) -> int:
-        return 0
+        return self.unread
 
     def sample(self) -> int:
-        return 0
+        self.acked_bytes = self.bytes_written - self.unread
+        return self.unread
 
     def abort(self) -> None:
+        self.unsent_at_close = self.sample()
         self.client.closed.set()
 
 
@@ -110,6 +120,19 @@ def scope(client: FakeClient) -> dict[str, Any]:
     }
 
 
+async def start_long_answer(ctx: ServerContext) -> tuple[FakeClient, asyncio.Task[None]]:
+    """A session whose one response runs long (4,000 tokens), once its first delta arrived."""
+    client = FakeClient()
+    session = RealtimeSession(scope(client), client.receive, client.send, ctx)
+    client.inbox.put_nowait({"type": "websocket.connect"})
+    task = asyncio.create_task(session.run())
+    await client.until("session.created")
+    client.say("conversation.item.create", item=ITEM)
+    client.say("response.create", response={"max_output_tokens": 4000})
+    await client.until("response.output_text.delta")
+    return client, task
+
+
 def test_spans_for_the_session_and_each_response() -> None:
     exporter = InMemorySpanExporter()
     rows: list[Row] = []
@@ -157,15 +180,7 @@ def test_an_upstream_that_ends_the_session_fails_its_running_response() -> None:
     async def run() -> list[dict[str, Any]]:
         async with contextlib.AsyncExitStack() as stack:
             sim = await stack.enter_async_context(simulator())
-            ctx = context(sim.url, exporter, rows)
-            client = FakeClient()
-            session = RealtimeSession(scope(client), client.receive, client.send, ctx)
-            client.inbox.put_nowait({"type": "websocket.connect"})
-            task = asyncio.create_task(session.run())
-            await client.until("session.created")
-            client.say("conversation.item.create", item=ITEM)
-            client.say("response.create", response={"max_output_tokens": 4000})
-            await client.until("response.output_text.delta")
+            client, task = await start_long_answer(context(sim.url, exporter, rows))
             await stack.aclose()  # the model server goes away (aiohttp closes with 1001)
             await asyncio.wait_for(client.closed.wait(), scaled(5))
             client.inbox.put_nowait({"type": "websocket.disconnect", "code": 1001})
@@ -181,3 +196,43 @@ def test_an_upstream_that_ends_the_session_fails_its_running_response() -> None:
     assert final["generated_tokens"] >= 1
     (ended,) = [r.values for r in rows if r.table == "sessions" and r.values["ended_at"]]
     assert ended["disconnect_reason"] == "upstream_closed"
+
+
+def test_a_client_that_stops_reading_ends_as_too_slow_and_is_cut_off() -> None:
+    """Past `--max-buffered-bytes` unread, as on /v1/stream: the connection is aborted, the
+    running response ends `client_too_slow`, and delivered leaves out the deltas in the bytes
+    the client never read (DESIGN §4)."""
+    exporter = InMemorySpanExporter()
+    rows: list[Row] = []
+
+    async def run() -> FakeClient:
+        async with simulator() as sim:
+            ctx = context(sim.url, exporter, rows)
+            ctx.limits.max_buffered_bytes = 500
+            client, task = await start_long_answer(ctx)
+            for _ in range(9):
+                await client.until("response.output_text.delta")
+            client.handle.unread = 600  # the client's socket stopped draining: past the bound
+            await asyncio.wait_for(client.closed.wait(), scaled(5))
+            await asyncio.sleep(0.2)  # the model server goes on until the client is gone
+            client.inbox.put_nowait({"type": "websocket.disconnect", "code": 1006})
+            await asyncio.wait_for(task, scaled(5))
+            return client
+
+    client = asyncio.run(run())
+    frames = [m["text"].encode() for m in client.sent if m["type"] == "websocket.send"]
+    lost_from = sum(map(len, frames)) - client.handle.unread  # the client never got the rest
+    ends = itertools.accumulate(map(len, frames))
+    got = sum(
+        1
+        for f, end in zip(frames, ends, strict=True)
+        if b'"response.output_text.delta"' in f and end <= lost_from
+    )
+    written = sum(1 for f in frames if b'"response.output_text.delta"' in f)
+    (final,) = [r.values for r in rows if r.table == "streams" and r.final]
+    assert final["outcome"] == "client_too_slow"
+    # Delivered: the deltas whose bytes were all before the unread tail, not every one written.
+    assert 1 <= final["delivered_tokens"] == got < written
+    assert final["generated_tokens"] > written  # the model server went on meanwhile
+    (ended,) = [r.values for r in rows if r.table == "sessions" and r.values["ended_at"]]
+    assert ended["disconnect_reason"] == "client_too_slow"
