@@ -116,6 +116,8 @@ class ServerContext:
     heartbeat_interval: float = 20.0
     heartbeat_timeout: float = 20.0
     realtime_upstream: str | None = None  # ws(s)://host:port of realtime sessions; None: refused
+    # API families of unaccounted /v1/* routes passed to the model server; None: all of them.
+    passthrough_routes: frozenset[str] | None = None
     app_ping_interval: float = 0.0  # > 0: also send protocol-v1 {"type":"ping"} frames
     limits: Limits = field(default_factory=Limits)
     clock: Callable[[], float] = time.monotonic

@@ -64,6 +64,7 @@ class ServeSettings:
     admin_listen: str = "127.0.0.1:9464"
     upstream: str = "http://127.0.0.1:8000"
     realtime_upstream: str | None = None  # default: --upstream's host as ws(s)://
+    passthrough_routes: frozenset[str] | None = None  # None: every /v1/* family passes
     db: str = db.DEFAULT_DB
     flavour: Flavour = Flavour.OPENAI
     prices: Path | None = None
@@ -219,6 +220,7 @@ async def run(
         heartbeat_interval=settings.heartbeat_interval,
         heartbeat_timeout=settings.heartbeat_timeout,
         realtime_upstream=realtime_upstream,
+        passthrough_routes=settings.passthrough_routes,
         app_ping_interval=settings.app_ping_interval,
         tracing=tracing,
         resume_grace=settings.resume_grace,

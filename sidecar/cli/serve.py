@@ -14,6 +14,17 @@ from sidecar.logs import FORMATS, LEVELS
 from sidecar.upstream.flavour import Flavour
 
 
+def _passthrough_routes(
+    _ctx: click.Context, _param: click.Parameter, value: str
+) -> frozenset[str] | None:
+    from sidecar.ingress.families import parse_passthrough_routes
+
+    try:
+        return parse_passthrough_routes(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @click.command("serve")
 @option(
     "--listen",
@@ -52,6 +63,15 @@ from sidecar.upstream.flavour import Flavour
     default=None,
     help="ws(s):// base URL of the model server's realtime WebSocket (/v1/realtime sessions) "
     "[default: --upstream's host and port].",
+)
+@option(
+    "--passthrough-routes",
+    default="all",
+    show_default=True,
+    callback=_passthrough_routes,
+    help="API families of the unaccounted /v1/* routes passed to the model server with "
+    "--upstream-api-key, comma-separated (e.g. models,files; other = any other /v1 path), "
+    "all, or none. The rest get 403 route_not_allowed.",
 )
 @option(
     "--upstream-flavour",

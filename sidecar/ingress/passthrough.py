@@ -2,6 +2,11 @@
 to the model server as they are and counted in `sidecar_unaccounted_requests_total{route}`, so
 an operator sees what traffic the bill does not cover. The route label is the API family
 (`/v1/models`, `/v1/files`, ...), or `other`: clients choose paths, labels must stay bounded.
+
+These requests carry `--upstream-api-key`: with an OpenAI key behind the sidecar, any client
+could otherwise upload files, start batches or fine-tunes, or generate images on the
+operator's account, none of it on the bill. `--passthrough-routes` names the families that
+pass (e.g. `models`); the others are refused with 403 `route_not_allowed`.
 """
 
 from __future__ import annotations
@@ -13,9 +18,9 @@ import orjson
 from sidecar.context import ServerContext
 from sidecar.errors import UpstreamError
 from sidecar.ingress.asgi import respond_error
+from sidecar.ingress.families import route_label
 from sidecar.ingress.http import request_body
 from sidecar.ingress.scope import header
-from sidecar.telemetry import names
 from sidecar.upstream.client import UPSTREAM_IO_ERRORS
 
 MAX_ANSWER = 64 * 1024 * 1024
@@ -25,16 +30,6 @@ PASSED_HEADERS: Final = (
     (b"content-type", "Content-Type"),
     (b"anthropic-version", "anthropic-version"),
 )
-
-
-def route_label(path: str) -> str:
-    """`/v1/models/x` → `/v1/models`; a path outside the known families → `other`."""
-    family = path.removeprefix("/v1/").split("/", 1)[0]
-    return (
-        f"/v1/{family}"
-        if path.startswith("/v1/") and family in names.PASSTHROUGH_FAMILIES
-        else names.OTHER_ROUTE
-    )
 
 
 def content_type(body: bytes) -> bytes:
@@ -47,10 +42,17 @@ def content_type(body: bytes) -> bytes:
 
 
 async def pass_through(scope: dict[str, Any], receive: Any, send: Any, ctx: ServerContext) -> None:
+    route = route_label(scope["path"])
+    allowed = ctx.passthrough_routes
+    if allowed is not None and route.removeprefix("/v1/") not in allowed:
+        ctx.metrics.passthrough_refused.labels(route).inc()
+        message = f"this sidecar does not pass {route} requests to the model server"
+        await respond_error(send, 403, message, "route_not_allowed")  # the body is never read
+        return
     body = await request_body(receive, send)
     if body is None:
         return
-    ctx.metrics.unaccounted.labels(route_label(scope["path"])).inc()
+    ctx.metrics.unaccounted.labels(route).inc()
     target = scope.get("raw_path") or scope["path"].encode()
     query = scope.get("query_string", b"")
     if query:

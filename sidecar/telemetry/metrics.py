@@ -294,6 +294,13 @@ class Metrics:
             ["route"],
             registry=r,
         )
+        self.passthrough_refused = Counter(
+            names.PASSTHROUGH_REFUSED,
+            "Unaccounted /v1/* requests refused with 403 because --passthrough-routes does not "
+            "allow their API family (route: /v1/files, ..., or other).",
+            ["route"],
+            registry=r,
+        )
         self.drift_p95 = Gauge(
             names.DRIFT_P95,
             "p95 of a drift signal per window (short, medium, baseline).",

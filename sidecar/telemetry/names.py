@@ -29,6 +29,8 @@ UPSTREAM_MALFORMED: Final = "sidecar_upstream_malformed"  # counter {model}; unp
 ROUTE_STREAMS: Final = "sidecar_route_streams"  # counter {route,ingress}
 ROUTE_TOKENS: Final = "sidecar_route_tokens"  # counter {route,ingress,kind}
 UNACCOUNTED_REQUESTS: Final = "sidecar_unaccounted_requests"  # counter {route}; passed through
+# counter {route}: unaccounted requests refused by --passthrough-routes
+PASSTHROUGH_REFUSED: Final = "sidecar_passthrough_refused_requests"
 BUILD_INFO: Final = "sidecar_build_info"  # gauge, always 1 {version,python_version,...}
 
 # Label values that dashboards and rules rely on.

@@ -12,12 +12,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
 import openai
 import pytest
 
+from sidecar.ledger import db
 from tests.e2e.ledger import stream_rows
 from tests.e2e.wsclient import Client
 from tests.support.stack import Stack, running_stack, sidecar_cmd
@@ -214,6 +216,56 @@ def test_models_and_other_routes_pass_through_unaccounted(stack: Stack) -> None:
     assert 'sidecar_unaccounted_requests_total{route="/v1/models"} 1.0' in metrics
     assert 'sidecar_unaccounted_requests_total{route="/v1/files"} 1.0' in metrics
     assert len(stream_rows(stack.db_url)) == before  # no ledger row for either
+
+
+def test_passthrough_routes_limits_what_reaches_the_model_server_with_its_key(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """`--passthrough-routes models,other`: the model list and unknown paths pass; files (even
+    a 5 MB upload, refused before its body is read) get 403 `route_not_allowed`, counted;
+    accounted routes are not affected."""
+    db_url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    db.upgrade(db_url)
+    limited = Stack(tmp_path, db_url, sim_port=stack.sim_port)
+    try:
+        limited.start_serve("--passthrough-routes", "models,other")
+        client = openai.OpenAI(base_url=limited.http_url + "/v1", api_key="x", max_retries=0)
+        assert [m.id for m in client.models.list()] == [MODEL]
+        with pytest.raises(openai.PermissionDeniedError) as refused:
+            client.files.list()
+        assert refused.value.type == "route_not_allowed"
+        assert "does not pass /v1/files requests" in refused.value.message
+        started = time.monotonic()
+        with pytest.raises(openai.PermissionDeniedError):
+            client.files.create(file=("big.jsonl", b"x" * 5_000_000), purpose="batch")
+        assert time.monotonic() - started < scaled(5)
+        with pytest.raises(openai.NotFoundError):  # passed: the simulator's own 404
+            client.get("/no-such-family", cast_to=object)
+        chat = client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=3
+        )
+        assert chat.usage is not None and chat.usage.completion_tokens == 3
+        client.close()
+        metrics = limited.metrics_text()
+        assert 'sidecar_passthrough_refused_requests_total{route="/v1/files"} 2.0' in metrics
+        assert 'sidecar_unaccounted_requests_total{route="/v1/models"} 1.0' in metrics
+        assert 'sidecar_unaccounted_requests_total{route="other"} 1.0' in metrics
+        assert 'sidecar_unaccounted_requests_total{route="/v1/files"}' not in metrics
+    finally:
+        limited.stop_all()
+
+
+def test_a_bad_passthrough_routes_value_is_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        sidecar_cmd("serve", "--passthrough-routes", "models,fils"),
+        capture_output=True,
+        text=True,
+        timeout=scaled(30),
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "fils is not an API family" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_protocol_v1_generate_names_responses_and_messages(stack: Stack) -> None:

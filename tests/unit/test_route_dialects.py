@@ -12,7 +12,8 @@ import pytest
 
 from sidecar.accounting.stream import StreamAccount
 from sidecar.errors import UpstreamError
-from sidecar.ingress.passthrough import content_type, route_label
+from sidecar.ingress.families import parse_passthrough_routes, route_label
+from sidecar.ingress.passthrough import content_type
 from sidecar.ingress.scope import prompt_chars
 from sidecar.simulate.messages_api import Messages
 from sidecar.simulate.responses_api import Responses
@@ -314,3 +315,25 @@ def test_responses_error_event_takes_the_failed_events_number() -> None:
     ]
     data = json.loads(reader.error_event("upstream_error", "boom", 502).split(b"data: ")[1])
     assert data["sequence_number"] == 6
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("all", None),
+        ("none", frozenset()),
+        ("models", frozenset({"models"})),
+        (" models , /v1/files,other ", frozenset({"models", "files", "other"})),
+    ],
+)
+def test_passthrough_routes_are_all_none_or_families(
+    text: str, expected: frozenset[str] | None
+) -> None:
+    assert parse_passthrough_routes(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "models,fils", "all,models", "/v2/models"])
+def test_a_passthrough_route_that_is_no_family_is_refused_in_one_line(text: str) -> None:
+    with pytest.raises(ValueError, match="is not an API family") as refused:
+        parse_passthrough_routes(text)
+    assert "\n" not in str(refused.value)
