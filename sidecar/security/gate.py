@@ -26,6 +26,7 @@ from typing import Any, cast
 
 import orjson
 
+from sidecar.ingress.realtime import PATH as REALTIME_PATH
 from sidecar.ingress.scope import tenant_of
 from sidecar.security import credentials
 from sidecar.security.auth import Authenticator, AuthRefusal, Principal
@@ -42,8 +43,16 @@ ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 RELAY_ROUTES = frozenset(ROUTES)
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
+SLOW_DOWN = "too many messages; slow down"
 RATE_LIMITED = orjson.dumps(
-    {"type": "error", "code": "rate_limited", "message": "too many messages; slow down"}
+    {"type": "error", "code": "rate_limited", "message": SLOW_DOWN}
+).decode()
+# The Realtime API's error event, which its clients parse (protocol v1's shape is not one).
+REALTIME_RATE_LIMITED = orjson.dumps(
+    {
+        "type": "error",
+        "error": {"type": "invalid_request_error", "code": "rate_limited", "message": SLOW_DOWN},
+    }
 ).decode()
 
 
@@ -180,6 +189,7 @@ class _Connection:
         "inner_receive",
         "inner_send",
         "rate",
+        "rate_limited",
         "subprotocol",
     )
 
@@ -199,6 +209,8 @@ class _Connection:
         self.ack_rate = MessageRate(acks, gate.clock()) if per_second else None
         self.subprotocol = credentials.chosen_subprotocol(dict(scope))
         self.closed = False
+        realtime = scope.get("path") == REALTIME_PATH
+        self.rate_limited = REALTIME_RATE_LIMITED if realtime else RATE_LIMITED
 
     async def receive(self) -> dict[str, Any]:
         if self.first is not None:
@@ -216,7 +228,7 @@ class _Connection:
                     return message
                 self.gate.metrics.limited("message_rate")
                 if verdict is Verdict.DROP:
-                    await self._try_send({"type": "websocket.send", "text": RATE_LIMITED})
+                    await self._try_send({"type": "websocket.send", "text": self.rate_limited})
                     continue
                 await self._try_send(
                     {"type": "websocket.close", "code": CLOSE_POLICY, "reason": "rate limit"}

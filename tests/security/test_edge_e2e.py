@@ -365,6 +365,51 @@ def test_over_rate_client_gets_errors_then_1008(edge: Edge) -> None:
     assert edge.metric("sidecar_limit_hits_total", limit="message_rate") > before
 
 
+def realtime_url(edge: Edge) -> str:
+    return edge.url.replace("/v1/stream", "/v1/realtime?model=sim-small")
+
+
+def test_over_rate_realtime_client_gets_realtime_error_events_then_1008(edge: Edge) -> None:
+    """The same limit on /v1/realtime, told in the Realtime API's own error shape (which its
+    clients parse; protocol v1's frame is not one)."""
+
+    async def attack() -> tuple[list[dict[str, Any]], int | None]:
+        ws = await connect(realtime_url(edge), **bearer(edge.key))
+        assert json.loads(await ws.recv())["type"] == "session.created"
+        frames: list[dict[str, Any]] = []
+        try:
+            for _ in range(40):
+                await ws.send(json.dumps({"type": "input_audio_buffer.clear"}))
+            async for raw in ws:
+                frames.append(json.loads(raw))  # noqa: PERF401
+        except ConnectionClosed:
+            pass
+        return frames, ws.close_code
+
+    before = edge.metric("sidecar_limit_hits_total", limit="message_rate")
+    frames, code = asyncio.run(with_bystander(edge, attack()))
+    errors = [f for f in frames if f["type"] == "error"]
+    assert all(isinstance(f.get("error"), dict) for f in errors), errors  # no v1-shaped frame
+    limited = [f["error"] for f in errors if f["error"]["code"] == "rate_limited"]
+    assert limited and code == 1008
+    assert all(e["type"] == "invalid_request_error" for e in limited)
+    assert edge.metric("sidecar_limit_hits_total", limit="message_rate") > before
+
+
+def test_oversized_realtime_frame_closes_with_1009(edge: Edge) -> None:
+    async def attack() -> int | None:
+        ws = await connect(realtime_url(edge), **bearer(edge.key))
+        await ws.recv()  # session.created
+        await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": "A" * 5000}))
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), scaled(5))
+        return ws.close_code
+
+    before = edge.metric("sidecar_limit_hits_total", limit="frame_size")
+    assert asyncio.run(with_bystander(edge, attack())) == 1009
+    assert edge.metric("sidecar_limit_hits_total", limit="frame_size") == before + 1
+
+
 def test_too_many_streams(edge: Edge) -> None:
     async def attack() -> dict[str, Any]:
         client = await Client.connect(edge.url, **bearer(edge.key))
