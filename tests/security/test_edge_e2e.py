@@ -343,22 +343,25 @@ def test_oversized_frame_closes_with_1009(edge: Edge) -> None:
     assert edge.metric("sidecar_limit_hits_total", limit="frame_size") == before + 1
 
 
-def test_over_rate_client_gets_errors_then_1008(edge: Edge) -> None:
-    async def attack() -> tuple[list[dict[str, Any]], int | None]:
-        ws = await connect(edge.url, **bearer(edge.key))
-        await ws.recv()  # hello
-        frames: list[dict[str, Any]] = []
-        try:
-            for i in range(40):
-                await ws.send(json.dumps({"type": "ping", "t": i}))
-            async for raw in ws:  # 1008 ends this with ConnectionClosed: keep what came
-                frames.append(json.loads(raw))  # noqa: PERF401
-        except ConnectionClosed:
-            pass
-        return frames, ws.close_code
+async def flood(url: str, token: str, messages: list[dict[str, Any]]) -> tuple[list[Any], Any]:
+    """Send every message at once after the greeting; (every frame that came back, close code)."""
+    ws = await connect(url, **bearer(token))
+    await ws.recv()  # hello, or session.created
+    frames: list[dict[str, Any]] = []
+    try:
+        for message in messages:
+            await ws.send(json.dumps(message))
+        async for raw in ws:  # 1008 ends this with ConnectionClosed: keep what came
+            frames.append(json.loads(raw))  # noqa: PERF401
+    except ConnectionClosed:
+        pass
+    return frames, ws.close_code
 
+
+def test_over_rate_client_gets_errors_then_1008(edge: Edge) -> None:
+    attack = flood(edge.url, edge.key, [{"type": "ping", "t": i} for i in range(40)])
     before = edge.metric("sidecar_limit_hits_total", limit="message_rate")
-    frames, code = asyncio.run(with_bystander(edge, attack()))
+    frames, code = asyncio.run(with_bystander(edge, attack))
     pongs = [f for f in frames if f["type"] == "pong"]
     limited = [f for f in frames if f.get("code") == "rate_limited"]
     assert 5 <= len(pongs) < 40 and limited and code == 1008
@@ -373,21 +376,9 @@ def test_over_rate_realtime_client_gets_realtime_error_events_then_1008(edge: Ed
     """The same limit on /v1/realtime, told in the Realtime API's own error shape (which its
     clients parse; protocol v1's frame is not one)."""
 
-    async def attack() -> tuple[list[dict[str, Any]], int | None]:
-        ws = await connect(realtime_url(edge), **bearer(edge.key))
-        assert json.loads(await ws.recv())["type"] == "session.created"
-        frames: list[dict[str, Any]] = []
-        try:
-            for _ in range(40):
-                await ws.send(json.dumps({"type": "input_audio_buffer.clear"}))
-            async for raw in ws:
-                frames.append(json.loads(raw))  # noqa: PERF401
-        except ConnectionClosed:
-            pass
-        return frames, ws.close_code
-
+    attack = flood(realtime_url(edge), edge.key, [{"type": "input_audio_buffer.clear"}] * 40)
     before = edge.metric("sidecar_limit_hits_total", limit="message_rate")
-    frames, code = asyncio.run(with_bystander(edge, attack()))
+    frames, code = asyncio.run(with_bystander(edge, attack))
     errors = [f for f in frames if f["type"] == "error"]
     assert all(isinstance(f.get("error"), dict) for f in errors), errors  # no v1-shaped frame
     limited = [f["error"] for f in errors if f["error"]["code"] == "rate_limited"]
