@@ -102,21 +102,9 @@ class Stream(Base):
     backfill_id: Mapped[int | None] = mapped_column(Integer)
 
 
-class StreamRollup(Base):
-    """The finished streams of one UTC hour and group, summed (`ledger/rollup.py`). Exact: the
-    hour is recomputed from the streams whenever one of them changes (see `RollupMark`)."""
+class RollupSums:
+    """The sums both rollup tables keep for their group (`ledger/rollup.py`)."""
 
-    __tablename__ = "stream_rollups"
-    __table_args__ = (
-        PrimaryKeyConstraint("hour", "model", "tenant", "outcome", "ingress", "instance_id"),
-    )
-
-    hour: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    model: Mapped[str] = mapped_column(String(128))
-    tenant: Mapped[str] = mapped_column(String(128))
-    outcome: Mapped[str] = mapped_column(String(32))
-    ingress: Mapped[str] = mapped_column(String(16))
-    instance_id: Mapped[str] = mapped_column(String(64))
     streams: Mapped[int] = mapped_column(BigInteger)
     unpriced_streams: Mapped[int] = mapped_column(BigInteger)
     prompt_tokens: Mapped[int] = mapped_column(BigInteger)
@@ -131,7 +119,24 @@ class StreamRollup(Base):
     unpriced_wasted_tokens: Mapped[int] = mapped_column(BigInteger)
 
 
-class ModelRollup(Base):
+class StreamRollup(RollupSums, Base):
+    """The finished streams of one UTC hour and group, summed (`ledger/rollup.py`). Exact: the
+    hour is recomputed from the streams whenever one of them changes (see `RollupMark`)."""
+
+    __tablename__ = "stream_rollups"
+    __table_args__ = (
+        PrimaryKeyConstraint("hour", "model", "tenant", "outcome", "ingress", "instance_id"),
+    )
+
+    hour: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    model: Mapped[str] = mapped_column(String(128))
+    tenant: Mapped[str] = mapped_column(String(128))
+    outcome: Mapped[str] = mapped_column(String(32))
+    ingress: Mapped[str] = mapped_column(String(16))
+    instance_id: Mapped[str] = mapped_column(String(64))
+
+
+class ModelRollup(RollupSums, Base):
     """`StreamRollup` summed over tenants and instances: one row per hour, model, outcome and
     ingress, however many tenants and replicas. Reports that group by neither read these."""
 
@@ -142,17 +147,6 @@ class ModelRollup(Base):
     model: Mapped[str] = mapped_column(String(128))
     outcome: Mapped[str] = mapped_column(String(32))
     ingress: Mapped[str] = mapped_column(String(16))
-    streams: Mapped[int] = mapped_column(BigInteger)
-    unpriced_streams: Mapped[int] = mapped_column(BigInteger)
-    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
-    generated_tokens: Mapped[int] = mapped_column(BigInteger)
-    delivered_tokens: Mapped[int] = mapped_column(BigInteger)
-    wasted_tokens: Mapped[int] = mapped_column(BigInteger)
-    cost_nusd: Mapped[int] = mapped_column(BigInteger)
-    wasted_cost_nusd: Mapped[int] = mapped_column(BigInteger)
-    unpriced_prompt_tokens: Mapped[int] = mapped_column(BigInteger)
-    unpriced_generated_tokens: Mapped[int] = mapped_column(BigInteger)
-    unpriced_wasted_tokens: Mapped[int] = mapped_column(BigInteger)
 
 
 class RollupMark(Base):
