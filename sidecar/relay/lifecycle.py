@@ -267,8 +267,9 @@ class Stream:
             return False
         ctx.streams.discard(self)
         ctx.ended.append(account)  # the live view's "just ended" (a bounded ring)
-        if self.on_end is not None:
-            self.on_end(self)
+        on_end, self.on_end = self.on_end, None  # called once; and the ingress's callback
+        if on_end is not None:  # often refers back to this stream: no cycle for the GC to find
+            on_end(self)
         if outcome in STOPPED_OUTCOMES:
             if outcome in GONE_OUTCOMES:
                 self.trace.client_gone()
