@@ -89,6 +89,12 @@ class SidecarHttpProtocol(HttpToolsProtocol):
         scope.setdefault("extensions", {})[EXTENSION] = self.delivery
         super().on_headers_complete()
 
+    def handle_websocket_upgrade(self) -> None:
+        super().handle_websocket_upgrade()
+        # The connection belongs to the WebSocket protocol now and this one is never called
+        # again; its parser refers back to it, a cycle only the garbage collector would free.
+        del self.parser
+
     def connection_lost(self, exc: Exception | None) -> None:
         if self.delivery is not None:
             self.delivery.lost(exc)

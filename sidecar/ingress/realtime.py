@@ -368,6 +368,7 @@ class RealtimeSession:
 
     def _session_ended(self) -> None:
         ctx = self.ctx
+        self.handle.detach()
         ctx.sessions.discard(self)
         ctx.metrics.sessions_active.dec()
         reason = self.reason or "client_closed"

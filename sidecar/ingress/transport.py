@@ -58,6 +58,11 @@ class TransportHandle:
         self.on_rtt: Callable[[float], None] = _ignore_rtt
         self.on_missed: Callable[[], None] = _ignore_missed
 
+    def detach(self) -> None:
+        """The session is done with this connection: drop its callbacks, which refer back to
+        it (session → handle → session would be a cycle only the garbage collector frees)."""
+        self.on_rtt, self.on_missed = _ignore_rtt, _ignore_missed
+
     @property
     def closing(self) -> bool:
         p = self._protocol
@@ -261,6 +266,15 @@ class SidecarWebSocketProtocol(WebSocketsSansIOProtocol):
             else:
                 handle.unsent_at_close = handle.bytes_written - handle.acked_bytes
         super().connection_lost(exc)
+        # Nothing reads from this connection again. Two cycles would otherwise outlive it until
+        # the garbage collector's next pass (a pause that grows with connections closed since):
+        # websockets' parser is a generator suspended in its own protocol, and the handle (which
+        # the session may still hold, for its unsent count) points back here through its
+        # `_protocol`, from this protocol's attribute and from its scope's extensions.
+        self.conn.parser.close()
+        if handle is not None:  # the scope's extensions hold it too (the app read it long ago)
+            del self.handle
+            self.scope["extensions"].pop(EXTENSION, None)
 
     async def run_asgi(self) -> None:
         """uvicorn's, except that an upgrade the app refused with an HTTP response (401, 403,

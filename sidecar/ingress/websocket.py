@@ -307,6 +307,7 @@ class WebSocketSession:
 
     def _connection_ended(self, reason: str, parked: bool, unsent: dict[str, int]) -> None:
         ctx = self.ctx
+        self.handle.detach()
         ctx.sessions.discard(self)
         ctx.metrics.sessions_active.dec()
         ctx.metrics.disconnects.labels(reason).inc()

@@ -63,6 +63,9 @@ class FakeHandle:
         self.unsent_at_close = self.sample()
         self.client.closed.set()
 
+    def detach(self) -> None:
+        self.on_rtt = self.on_missed = None
+
 
 class FakeClient:
     """The ASGI side of a client WebSocket: what the app sent, and a queue of what it reads."""

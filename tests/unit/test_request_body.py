@@ -4,6 +4,7 @@ sending one gets no answer and starts nothing."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -28,8 +29,10 @@ def _run(route: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         sent.append(message)
 
     scope = {"type": "http", "method": "POST", "path": path, "headers": []}
-    # ctx is never reached: both refusals come before any accounting or upstream request.
-    asyncio.run(handler(scope, receive, send, None))  # type: ignore[arg-type]
+    # Only the passthrough's route policy is read: both refusals come before any accounting
+    # or upstream request.
+    ctx = SimpleNamespace(passthrough_routes=None)
+    asyncio.run(handler(scope, receive, send, ctx))  # type: ignore[arg-type]
     return sent
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from typing import Any
 
 import aiohttp
 import pytest
 import uvicorn
 
+from sidecar.ingress.http_delivery import SidecarHttpProtocol
 from sidecar.ingress.transport import (
     EXTENSION,
     SidecarWebSocketProtocol,
@@ -131,3 +133,59 @@ async def _eventually(probe: Any, timeout: float = 5.0) -> Any:
         while not (value := probe()):  # noqa: ASYNC110 - state set by server callbacks
             await asyncio.sleep(0.01)
     return value
+
+
+def test_closed_connections_leave_no_cycle_for_the_garbage_collector() -> None:
+    """Connect, upgrade, close: with the collector off, nothing of a closed connection stays.
+    Each one used to leave ~70 objects in cycles (the HTTP protocol and its parser after the
+    upgrade, websockets' suspended parser, the handle in the scope, the session's callbacks),
+    freed only by a collection: a pause of several ms per few thousand handshakes."""
+    kinds = (SidecarWebSocketProtocol, SidecarHttpProtocol, TransportHandle)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        handle: TransportHandle = scope["extensions"][EXTENSION]
+        session = {"handle": handle}
+        handle.on_rtt = lambda _rtt: session.clear()  # refers back to it, as a session's does
+        while (await receive())["type"] != "websocket.disconnect":
+            await send({"type": "websocket.send", "text": "echo"})
+        handle.detach()
+
+    def left() -> int:
+        return sum(isinstance(o, kinds) for o in gc.get_objects())
+
+    async def main() -> int:
+        port = free_port()
+        config = uvicorn.Config(
+            app,
+            port=port,
+            http=SidecarHttpProtocol,
+            ws=SidecarWebSocketProtocol,
+            lifespan="off",
+            log_level="warning",
+        )
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve())
+        try:
+            await async_wait_for_port("127.0.0.1", port)
+            async with aiohttp.ClientSession() as http:
+                for _ in range(10):
+                    async with http.ws_connect(f"ws://127.0.0.1:{port}/") as ws:
+                        await ws.send_str("hi")
+                        assert (await ws.receive()).data == "echo"
+            await asyncio.sleep(0.2)  # the server sees every close
+            return left()
+        finally:
+            server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(serving, 10)
+
+    gc.collect()
+    gc.disable()
+    try:
+        assert asyncio.run(main()) == 0
+    finally:
+        gc.enable()
