@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -89,20 +90,7 @@ def test_an_open_connection_keeps_no_handshake_state_and_no_instance_dict() -> N
             await send({"type": "websocket.send", "text": "echo"})
 
     async def main() -> None:
-        port = free_port()
-        config = uvicorn.Config(
-            app,
-            port=port,
-            ws=SidecarWebSocketProtocol,
-            ws_ping_interval=0.05,
-            ws_ping_timeout=5,
-            lifespan="off",
-            log_level="warning",
-        )
-        server = uvicorn.Server(config)
-        serving = asyncio.create_task(server.serve())
-        try:
-            await async_wait_for_port("127.0.0.1", port)
+        async with uvicorn_serving(app, ws_ping_interval=0.05, ws_ping_timeout=5) as port:
             rtts: list[float] = []
             async with aiohttp.ClientSession() as http:
                 url = f"ws://127.0.0.1:{port}/"
@@ -120,12 +108,26 @@ def test_an_open_connection_keeps_no_handshake_state_and_no_instance_dict() -> N
                     assert seen["scope"]["headers"] == []
                     assert (b"x-long", b"v" * 500) in seen["headers_before_accept"]
                     assert isinstance(protocol.queue, _Inbox)
-        finally:
-            server.should_exit = True
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(serving, 10)
 
     asyncio.run(main())
+
+
+@contextlib.asynccontextmanager
+async def uvicorn_serving(app: Any, **options: Any) -> AsyncIterator[int]:
+    """A real uvicorn server with the sidecar's WebSocket protocol on a free port."""
+    port = free_port()
+    config = uvicorn.Config(
+        app, port=port, ws=SidecarWebSocketProtocol, lifespan="off", log_level="warning", **options
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    try:
+        await async_wait_for_port("127.0.0.1", port)
+        yield port
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(serving, 10)
 
 
 async def _eventually(probe: Any, timeout: float = 5.0) -> Any:
@@ -158,19 +160,7 @@ def test_closed_connections_leave_no_cycle_for_the_garbage_collector() -> None:
         return sum(isinstance(o, kinds) for o in gc.get_objects())
 
     async def main() -> int:
-        port = free_port()
-        config = uvicorn.Config(
-            app,
-            port=port,
-            http=SidecarHttpProtocol,
-            ws=SidecarWebSocketProtocol,
-            lifespan="off",
-            log_level="warning",
-        )
-        server = uvicorn.Server(config)
-        serving = asyncio.create_task(server.serve())
-        try:
-            await async_wait_for_port("127.0.0.1", port)
+        async with uvicorn_serving(app, http=SidecarHttpProtocol) as port:
             async with aiohttp.ClientSession() as http:
                 for _ in range(10):
                     async with http.ws_connect(f"ws://127.0.0.1:{port}/") as ws:
@@ -178,10 +168,6 @@ def test_closed_connections_leave_no_cycle_for_the_garbage_collector() -> None:
                         assert (await ws.receive()).data == "echo"
             await asyncio.sleep(0.2)  # the server sees every close
             return left()
-        finally:
-            server.should_exit = True
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(serving, 10)
 
     gc.collect()
     gc.disable()
