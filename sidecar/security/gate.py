@@ -163,8 +163,24 @@ ACK_MAX_LENGTH = 160  # an ack frame is small; anything longer is charged as a m
 
 
 def ack_budget(per_second: float) -> float:
-    """Acks per second a connection may send on top of `--max-messages-per-second`."""
+    """Acks (or, on /v1/realtime, audio appends) per second a connection may send on top of
+    `--max-messages-per-second`."""
     return max(ACKS_PER_SECOND, 4 * per_second)
+
+
+AUDIO_APPEND = "input_audio_buffer.append"
+
+
+def is_audio_append(text: str | None) -> bool:
+    """Is this text frame a Realtime `input_audio_buffer.append`? A voice client sends one per
+    20-100 ms of audio; parsed only when the name is in it."""
+    if text is None or AUDIO_APPEND not in text:
+        return False
+    try:
+        frame = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(frame, dict) and frame.get("type") == AUDIO_APPEND
 
 
 def is_ack(text: str | None) -> bool:
@@ -182,12 +198,13 @@ class _Connection:
     """Per-connection wrappers of `receive` and `send`."""
 
     __slots__ = (
-        "ack_rate",
         "closed",
+        "data_rate",
         "first",
         "gate",
         "inner_receive",
         "inner_send",
+        "is_data",
         "rate",
         "rate_limited",
         "subprotocol",
@@ -203,13 +220,15 @@ class _Connection:
         self.rate = (
             MessageRate(per_second, gate.clock(), gate.policy.message_burst) if per_second else None
         )
-        # Acks have their own budget (`ack_budget`): a client acking what it rendered must not
-        # starve its own generate/cancel messages, nor be cut off for acking every delta.
+        # Streaming messages have their own budget (`ack_budget`): acks on /v1/stream, audio
+        # appends on /v1/realtime. A client acking what it rendered, or sending its microphone
+        # in 20 ms frames, must not starve its own control messages, nor be cut off for it.
+        realtime = scope.get("path") == REALTIME_PATH
+        self.is_data = is_audio_append if realtime else is_ack
         acks = ack_budget(per_second)
-        self.ack_rate = MessageRate(acks, gate.clock()) if per_second else None
+        self.data_rate = MessageRate(acks, gate.clock()) if per_second else None
         self.subprotocol = credentials.chosen_subprotocol(dict(scope))
         self.closed = False
-        realtime = scope.get("path") == REALTIME_PATH
         self.rate_limited = REALTIME_RATE_LIMITED if realtime else RATE_LIMITED
 
     async def receive(self) -> dict[str, Any]:
@@ -221,8 +240,8 @@ class _Connection:
             kind = message["type"]
             if kind == "websocket.receive" and self.rate is not None:
                 rate = self.rate
-                if self.ack_rate is not None and is_ack(message.get("text")):
-                    rate = self.ack_rate
+                if self.data_rate is not None and self.is_data(message.get("text")):
+                    rate = self.data_rate
                 verdict = rate.check(self.gate.clock())
                 if verdict is Verdict.ALLOW:
                     return message

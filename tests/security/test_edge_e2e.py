@@ -7,6 +7,7 @@ went up, and that a well-behaved client on the same sidecar is served correctly 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import time
@@ -385,6 +386,31 @@ def test_over_rate_realtime_client_gets_realtime_error_events_then_1008(edge: Ed
     assert limited and code == 1008
     assert all(e["type"] == "invalid_request_error" for e in limited)
     assert edge.metric("sidecar_limit_hits_total", limit="message_rate") > before
+
+
+def test_realtime_audio_appends_have_the_streaming_budget(edge: Edge) -> None:
+    """A voice client sends its microphone in 20-100 ms frames: 40 appends at once pass under
+    `--max-messages-per-second 5` (they have the acks' budget, 250/s), and control messages
+    after them still have their own."""
+
+    async def talk() -> tuple[list[dict[str, Any]], bool]:
+        ws = await connect(realtime_url(edge), **bearer(edge.key))
+        await ws.recv()  # session.created
+        append = {"type": "input_audio_buffer.append", "audio": "AAAA" * 240}  # 20 ms, 8 kHz
+        for _ in range(40):
+            await ws.send(json.dumps(append))
+        await ws.send(json.dumps({"type": "input_audio_buffer.clear"}))
+        frames: list[dict[str, Any]] = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(scaled(1)):
+                frames.extend([json.loads(await ws.recv()) for _ in range(100)])
+        still_open = ws.close_code is None
+        await ws.close()
+        return frames, still_open
+
+    frames, still_open = asyncio.run(with_bystander(edge, talk()))
+    limited = [f for f in frames if f["type"] == "error" and f["error"]["code"] == "rate_limited"]
+    assert limited == [] and still_open
 
 
 def test_oversized_realtime_frame_closes_with_1009(edge: Edge) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sidecar.security.gate import ack_budget, is_ack
+from sidecar.security.gate import ack_budget, is_ack, is_audio_append
 from sidecar.upstream.breaker import Breaker, BreakerState
 
 
@@ -61,3 +61,15 @@ def test_acks_are_recognised_cheaply_and_exactly() -> None:
     assert not is_ack('{"type":"ack",')
     assert not is_ack(None)
     assert ack_budget(50) == 250 and ack_budget(100) == 400
+
+
+def test_realtime_audio_appends_are_recognised_exactly() -> None:
+    audio = "A" * 40_000  # 20 ms of 24 kHz PCM16 in base64 is ~1.3 KB; large ones are fine
+    assert is_audio_append('{"type":"input_audio_buffer.append","audio":"' + audio + '"}')
+    assert is_audio_append('{"audio":"AAAA","type":"input_audio_buffer.append"}')  # any order
+    assert not is_audio_append(  # the name elsewhere does not buy the streaming budget
+        '{"type":"response.create","response":{"instructions":"input_audio_buffer.append"}}'
+    )
+    assert not is_audio_append('{"type":"input_audio_buffer.commit"}')
+    assert not is_audio_append('{"type":"input_audio_buffer.append",')
+    assert not is_audio_append(None)
