@@ -95,7 +95,7 @@ def _generate(stream_id: str, message: dict[str, Any]) -> ClientEvent:
     if not isinstance(body, dict):
         return ProtocolError("invalid_body", '"body" must be a JSON object', stream_id)
     path = message.get("path", "/v1/chat/completions")
-    if path not in PATHS:
+    if not isinstance(path, str) or path not in PATHS:  # a list or object is not hashable
         return ProtocolError("invalid_path", f'"path" must be one of {sorted(PATHS)}', stream_id)
     chat_like = path in ("/v1/chat/completions", "/v1/messages")
     if chat_like and not isinstance(body.get("messages"), list):

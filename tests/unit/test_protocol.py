@@ -55,6 +55,8 @@ def test_control_messages(raw: str, expected: object) -> None:
         (frame(type="generate", id="r", body={"messages": "hi"}), "invalid_body"),
         (frame(type="generate", id="r", body={"messages": []}, path="/v2/x"), "invalid_path"),
         (frame(type="generate", id="r", body={"input": []}, path="/v1/embeddings"), "invalid_path"),
+        (frame(type="generate", id="r", body={"messages": []}, path=[]), "invalid_path"),
+        (frame(type="generate", id="r", body={"messages": []}, path={"a": 1}), "invalid_path"),
         (
             frame(type="generate", id="r", body={"messages": []}, path="/v1/responses"),
             "invalid_body",
