@@ -212,10 +212,11 @@ class Procs:
         otlp: str | None = None,
         extra: tuple[str, ...] = (),
         cprofile: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> Proc:
         """`otlp`: an OTLP/HTTP endpoint to export spans to (tracing on), e.g. `otlp_sink()`'s;
         `extra`: more `serve` options; `cprofile`: run under cProfile, stats written there
-        when it exits (SIGTERM)."""
+        when it exits (SIGTERM); `env`: more environment variables for it."""
         port, admin = free_port(), free_port()
         template = self.tmp / "migrated.db"
         if not template.exists():  # migrate once (about a second), then copy the empty ledger
@@ -239,7 +240,7 @@ class Procs:
         args += ["--admin-listen", f"127.0.0.1:{admin}", "--upstream", upstream, "--db", db]
         args += ["--spool-dir", str(spool), "--heartbeat-interval", str(heartbeat)]
         args += ["--heartbeat-timeout", str(heartbeat), *extra]
-        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp} if otlp else None
+        env = {**({"OTEL_EXPORTER_OTLP_ENDPOINT": otlp} if otlp else {}), **(env or {})}
         proc = self.start(name, args, f"127.0.0.1:{port}", env)
         proc.admin = f"http://127.0.0.1:{admin}"
         wait_http(proc.admin + "/healthz", 30, proc.popen)
