@@ -99,6 +99,11 @@ class DetectorConfig:
     # (pre-aggregated series): a value above every baseline bin scores by how far above it is,
     # adding at most this fraction of the threshold (0.55: one point alone cannot page, two can).
     score_cap: float | None = None
+    # With score_cap, on steps long enough that a burst the rule must ignore fills at most a
+    # quarter of a point (sidecar/drift/backtest.py): a point far enough above the baseline right
+    # after one that scored the cap scores the cap too (score.py: seconds_far). At shorter steps
+    # one 45 s burst can fill a point and spill into the next, which this would page.
+    score_far_pairs: bool = False
     false_pages_per_week: float = 1.0
     p0: float = 0.05  # exceedance probability with no change
     p1: float = 0.10  # exceedance probability the CUSUM is tuned to detect

@@ -55,6 +55,7 @@ from sidecar.drift.score import (
     edges,
     extrapolated,
     grid_of,
+    seconds_far,
     tail_slope,
     threshold,
 )
@@ -331,6 +332,7 @@ class Detector:
         self._grid_model: LoadModel | None = None  # the model the bins were normalised with
         self._grid_at = -math.inf
         self._slope = 0.0  # > 0: scores above the top bin are extrapolated (score_cap)
+        self._far = False  # the last point scored the cap (score_far_pairs)
         self._fast_since: float | None = None  # first evaluation of the current fast-path run
         self._q_ref: float | None = None  # exceedances are counted once a baseline exists
         self._crit_level = self._fast_level = math.inf
@@ -410,13 +412,19 @@ class Detector:
             index = bisect_right(edges, norm)
             z = TOP_SCORE if failed else SCORES[index]
             if self._slope and not failed:
+                far = False
                 if index == self._top:
-                    z = extrapolated(norm, edges, self._slope, self._cap)
+                    if self._far and self.config.score_far_pairs and seconds_far(norm, edges):
+                        z = self._cap  # the second of a pair (score.py: seconds_far)
+                    else:
+                        z = extrapolated(norm, edges, self._slope, self._cap)
+                    far = z >= self._cap
                 elif not index and norm * FAR < edges[0]:
                     # far below every baseline point: another regime (fast failures, a lull),
                     # no evidence against a rise; an outage that alternates such points with
                     # far high ones must still add up (NAB's EC2 latency system failure)
                     z = 0.0
+                self._far = far
             step = z - self._k
             if score.s + step <= 0.0 and score.episode is None and not score.trail:
                 score.s, score.last_zero, score.low = 0.0, t, t

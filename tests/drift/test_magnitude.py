@@ -137,6 +137,28 @@ def test_aggregated_points_page_on_two_far_points_not_one() -> None:
     assert len(two.alerts) == 1 and two.alerts[0].fired_at == t0 + 60 * 501
 
 
+def test_at_five_minute_steps_a_far_point_and_a_high_one_page_together() -> None:
+    rng = random.Random(8)
+    t0 = 1_700_000_000.0
+
+    quiet = [math.exp(rng.gauss(0, 0.06)) for _ in range(330)]  # median point ~1, top ~1.14
+
+    def series(second: float) -> list[Row]:
+        high = {300: 1.45, 301: second}
+        return [Row(t0 + 300 * i, high.get(i, v)) for i, v in enumerate(quiet)]
+
+    assert config_for_step(300.0, PRODUCTION).score_far_pairs
+    assert not config_for_step(60.0, PRODUCTION).score_far_pairs  # a burst spans two points
+    # 1.45x then 1.26x the median point: the second is below the far rule (1.1x the top edge and
+    # as far above it as it is above the median: ~1.28x) but clears the pair's bar (~1.25x)
+    assert [a.fired_at for a in replay(series(1.26), PRODUCTION).alerts] == [t0 + 300 * 301]
+    # off below 4x the persistence (a 1000 s burst would span two 5-min points)
+    off = replace(PRODUCTION, persist_seconds=1000.0)
+    assert not config_for_step(300.0, off).score_far_pairs
+    assert replay(series(1.26), off).alerts == []
+    assert replay(series(1.2), PRODUCTION).alerts == []  # below the pair's bar
+
+
 def test_normalised_quiet_series_does_not_page_across_refits() -> None:
     # TTFT grows with the prompt; the model is refitted every 60 s here (10 min in production)
     config = replace(FAST, normalization=Normalization.PROMPT_AND_LOAD, floor=0.0)
