@@ -45,7 +45,14 @@ from sidecar.drift.events import (
     Severity,
 )
 from sidecar.drift.normalize import CovariateHistory, LoadModel, fit
-from sidecar.drift.onset import Mark, ended, later_start, likeliest_onset, shift_after
+from sidecar.drift.onset import (
+    Mark,
+    ended,
+    later_start,
+    latest_plausible,
+    likeliest_onset,
+    shift_after,
+)
 from sidecar.drift.score import (
     FAR,
     GRID,
@@ -106,10 +113,10 @@ class _Cusum:
     """
 
     __slots__ = (
-        "bars", "big_from", "confirm", "crossed", "ended", "ended_bar", "episode", "h", "k_strong",
-        "last_zero", "late", "late_n", "late_strong", "least_late", "lookback", "low",
-        "onset_level", "persist", "persist_from", "redated", "s", "shift", "small_bars", "strong",
-        "strong_n", "strong_sum", "trail",
+        "at_shift", "bars", "big_from", "confirm", "crossed", "ended", "ended_bar", "episode", "h",
+        "k_strong", "last_zero", "late", "late_n", "late_strong", "least_late", "lookback", "low",
+        "onset_level", "persist", "persist_from", "redated", "s", "shift", "slack", "small_bars",
+        "strong", "strong_n", "strong_sum", "trail",
     )  # fmt: skip
 
     def __init__(
@@ -128,8 +135,14 @@ class _Cusum:
         ended_bar: float = math.inf,
         small: tuple[float, float, int] | None = None,
         big_from: float = -math.inf,
+        slack: float | None = None,
+        at_shift: float | None = None,
     ) -> None:
         self.h = h
+        # round 7's experiments, off by default (DetectorConfig.score_redate_slack and
+        # score_late_at_shift): the clock dated once more to the latest start within `slack`
+        # nats of the likeliest; late samples read in nats at the shift seen (at least at_shift)
+        self.slack, self.at_shift = slack, at_shift
         self.persist = config.persist if persist is None else persist
         self.persist_from = config.persist_from if persist_from is None else persist_from
         self.confirm, self.strong, self.least_late = confirm, strong, least_late
@@ -215,15 +228,23 @@ class _Cusum:
                 # by more than the estimate's own spread: an early start is what pages bursts
                 # (their tail counts as "still there"), a late one delays steps.
                 self.redated = True
-                later = later_start(trail, episode, total, n, self.k_strong, _LEAST, _SPREAD)
+                slack = self.slack
+                if slack is None:
+                    later = later_start(trail, episode, total, n, self.k_strong, _LEAST, _SPREAD)
+                else:
+                    later = latest_plausible(trail, episode, total, n, self.k_strong, _LEAST, slack)
                 if later is not None:
-                    self.episode, self.redated = later, False
+                    self.episode, self.redated = later, slack is not None  # once
                     self.s = s
                     return
             if trail and not self.late_n:
                 self._size(shift_after(trail, episode, total, n, self.k_strong))
             self.late += step
-            self.late_strong += strong
+            if self.at_shift is not None:  # nats at the shift seen (score_late_at_shift)
+                mu = max(self.shift, self.at_shift)
+                self.late_strong += mu * (strong + self.k_strong - mu / 2)
+            else:
+                self.late_strong += strong
             self.late_n += 1
             if self.ended_bar < math.inf:
                 self.ended = ended(self.ended, strong + self.k_strong, self.shift)
@@ -256,6 +277,9 @@ class _Cusum:
             self.bars = small
         else:
             self.bars = (self.confirm, self.strong, self.least_late)
+        if self.at_shift is not None:  # one reading, in nats: the strong bar times 2 k_strong
+            _, strong, least = self.bars
+            self.bars = (math.inf, strong * 2 * self.k_strong, least)
 
 
 class Detector:
@@ -325,6 +349,8 @@ class Detector:
                     config.score_confirm_samples_small,
                 ),
                 big_from=-math.inf if config.score_big_shift is None else config.score_big_shift,
+                slack=config.score_redate_slack,
+                at_shift=nats if config.score_late_at_shift else None,
             )
         self._edges: list[float] | None = None  # score bins; None: the score CUSUM is not armed
         self._cap = 0.0  # the highest score: k + score_cap x threshold, set with the bins

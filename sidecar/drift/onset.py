@@ -91,3 +91,34 @@ def ended(evidence: float, score: float, mu: float) -> float:
     its own samples among the late ones, then normal ones: this is what tells it from a step.
     """
     return max(0.0, evidence + mu * (mu / 2 - score))
+
+
+def latest_plausible(
+    marks: Sequence[Mark], since: float, total: float, n: int, k: float, least: int, slack: float
+) -> float | None:
+    """The latest start of the change within `slack` nats of the likeliest, if later than `since`.
+
+    Sized like later_start (the mean score since `since`). A burst whose clock started early
+    because noise before it looked shifted has a flat likelihood between that noise and its own
+    start: its own start is within a nat or two of the best, and a clock there leaves only the
+    burst's normal aftermath to the late samples. A step's likelihood falls by ~mu^2/2 a sample
+    past its start (0.32 nats at +50 %): `slack` nats cost a step about slack / 0.32 samples.
+    """
+    first = next((m for m in marks if m[0] >= since), None)
+    if first is None or n - first[2] < least:
+        return None
+    mu = shift_since(first, total, n, k)
+    if mu <= 0:
+        return None
+    ratios = []
+    for t, running, count in marks:
+        m = n - count
+        if t < since or m < least:
+            continue
+        d = total - running + k * m
+        ratios.append((t, mu * d - mu * mu * m / 2))
+    if not ratios:
+        return None
+    best = max(r for _, r in ratios)
+    t = max(t for t, r in ratios if r >= best - slack)
+    return t if t > since else None

@@ -225,6 +225,18 @@ def test_a_smaller_shift_than_the_bursts_is_confirmed_sooner() -> None:
     assert (big, small) == (21.0, 16.0)
 
 
+def test_late_samples_at_the_shift_are_one_reading_in_nats() -> None:
+    config = replace(PRODUCTION, score_late_at_shift=True, score_redate_slack=1.0)
+    score = Detector(config)._score
+    assert score is not None and score.at_shift == 0.5 and score.slack == 1.0
+    score.shift = 0.0
+    score._size(0.8)  # a +50 % step's size: the small bar, 2 nats, read in nats only
+    assert score.bars == (math.inf, pytest.approx(2.0), 6)
+    assert Detector(PRODUCTION)._score.at_shift is None  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="score_redate_slack"):
+        replace(PRODUCTION, score_redate_slack=-1.0)
+
+
 def test_config_rejects_nonpositive_late_bars() -> None:
     with pytest.raises(ValueError, match="score_ended"):
         DetectorConfig(score_ended=0.0)

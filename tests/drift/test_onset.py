@@ -6,7 +6,14 @@ import math
 
 import pytest
 
-from sidecar.drift.onset import Mark, ended, later_start, likeliest_onset, shift_after
+from sidecar.drift.onset import (
+    Mark,
+    ended,
+    later_start,
+    latest_plausible,
+    likeliest_onset,
+    shift_after,
+)
 
 K = 0.4
 
@@ -96,3 +103,25 @@ def test_ended_at_a_small_shift_climbs_slowly() -> None:
     for _ in range(3):
         evidence = ended(evidence, 0.0, 0.8)
     assert evidence == pytest.approx(0.96)
+
+
+def test_the_latest_plausible_start_of_a_burst_is_its_own_not_the_noise_before_it() -> None:
+    # noise slightly above 0 for 12 samples started the clock early; then a shift of 0.8
+    scores = [0.3] * 12 + [0.8] * 30
+    marks, total, n = _marks(scores)
+    # at the burst's start or up to ~1 nat past it (~0.31 nats a sample here): not before it
+    start = latest_plausible(marks, 0.0, total, n, K, least=3, slack=1.0)
+    assert start is not None and 12.0 <= start <= 16.0
+    # no slack: the likeliest start itself; a clock already there is not moved
+    assert latest_plausible(marks, 0.0, total, n, K, least=3, slack=0.0) == 12.0
+    assert latest_plausible(marks, 12.0, total, n, K, least=3, slack=0.0) is None
+
+
+def test_slack_moves_a_step_s_clock_later_by_about_slack_over_half_mu_squared() -> None:
+    scores = [0.0] * 10 + [0.8] * 40
+    marks, total, n = _marks(scores)
+    one = latest_plausible(marks, 10.0, total, n, K, least=3, slack=1.0)
+    two = latest_plausible(marks, 10.0, total, n, K, least=3, slack=2.0)
+    assert one is not None and two is not None
+    assert 10.0 < one < two <= 10.0 + 2.0 / (0.8 * 0.8 / 2) + 1  # ~0.32 nats a sample
+    assert latest_plausible(marks, 60.0, total, n, K, least=3, slack=1.0) is None  # no marks
