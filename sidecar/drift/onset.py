@@ -60,14 +60,23 @@ def later_start(
     evidence moved a lot, a +20 % one (0.36: ~38) nearly always does, and a big burst (1.3: ~3)
     is re-dated precisely.
     """
+    sized = _sized(marks, since, total, n, k, least)
+    if sized is None:
+        return None
+    first, mu = sized
+    t, _, count = _likeliest((m for m in marks if m[0] >= since), total, n, k, least, mu)
+    return t if count - first[2] > spread / (mu * mu) else None
+
+
+def _sized(
+    marks: Sequence[Mark], since: float, total: float, n: int, k: float, least: int
+) -> tuple[Mark, float] | None:
+    """The first mark at or after `since` and the mean score after it, if enough and > 0."""
     first = next((m for m in marks if m[0] >= since), None)
     if first is None or n - first[2] < least:
         return None
     mu = shift_since(first, total, n, k)
-    if mu <= 0:
-        return None
-    t, _, count = _likeliest((m for m in marks if m[0] >= since), total, n, k, least, mu)
-    return t if count - first[2] > spread / (mu * mu) else None
+    return None if mu <= 0 else (first, mu)
 
 
 def shift_since(mark: Mark, total: float, n: int, k: float) -> float:
@@ -104,12 +113,10 @@ def latest_plausible(
     burst's normal aftermath to the late samples. A step's likelihood falls by ~mu^2/2 a sample
     past its start (0.32 nats at +50 %): `slack` nats cost a step about slack / 0.32 samples.
     """
-    first = next((m for m in marks if m[0] >= since), None)
-    if first is None or n - first[2] < least:
+    sized = _sized(marks, since, total, n, k, least)
+    if sized is None:
         return None
-    mu = shift_since(first, total, n, k)
-    if mu <= 0:
-        return None
+    mu = sized[1]
     ratios = []
     for t, running, count in marks:
         m = n - count
