@@ -51,7 +51,7 @@ from sidecar.drift.onset import (
     later_start,
     latest_plausible,
     likeliest_onset,
-    shift_after,
+    shift_since,
 )
 from sidecar.drift.score import (
     FAR,
@@ -115,8 +115,8 @@ class _Cusum:
     __slots__ = (
         "at_shift", "bars", "big_from", "confirm", "crossed", "ended", "ended_bar", "episode", "h",
         "k_strong", "last_zero", "late", "late_n", "late_strong", "least_late", "lookback", "low",
-        "onset_level", "persist", "persist_from", "redated", "s", "shift", "slack", "small_bars",
-        "strong", "strong_n", "strong_sum", "trail",
+        "onset_level", "origin", "persist", "persist_from", "redated", "s", "shift", "slack",
+        "small_bars", "strong", "strong_n", "strong_sum", "trail",
     )  # fmt: skip
 
     def __init__(
@@ -153,6 +153,7 @@ class _Cusum:
         # "the shift has ended" evidence over the late samples (sidecar/drift/onset.py: ended);
         # a crossing waits while it is >= ended_bar; inf: off
         self.ended_bar, self.ended = ended_bar, 0.0
+        self.origin: Mark | None = None  # the trail's mark at the clock, when the window opened
         level = config.onset_level
         self.onset_level = -1.0 if level is None else onset_level
         self.lookback = 0.0 if level is None else min(config.onset_lookback, self.persist)
@@ -238,7 +239,9 @@ class _Cusum:
                     self.s = s
                     return
             if trail and not self.late_n:
-                self._size(shift_after(trail, episode, total, n, self.k_strong))
+                self.origin = next((m for m in trail if m[0] >= episode), None)
+                origin = self.origin
+                self._size(0.0 if origin is None else shift_since(origin, total, n, self.k_strong))
             self.late += step
             if self.at_shift is not None:  # nats at the shift seen (score_late_at_shift)
                 mu = max(self.shift, self.at_shift)
@@ -247,7 +250,15 @@ class _Cusum:
                 self.late_strong += strong
             self.late_n += 1
             if self.ended_bar < math.inf:
-                self.ended = ended(self.ended, strong + self.k_strong, self.shift)
+                # at the shift seen since the clock, late samples included: sized once, a shift
+                # over-estimated from the first few samples (at 0.2 samples/s the window holds ~9)
+                # makes a lasting smaller one look "ended" forever (round 7: +50 % at 0.2/s
+                # sized 1.7 was never paged)
+                origin = self.origin
+                mu = self.shift
+                if origin is not None:
+                    mu = max(shift_since(origin, total, n, self.k_strong), self.k_strong)
+                self.ended = ended(self.ended, strong + self.k_strong, mu)
         h = self.h
         if s >= h:
             s = min(s, 2 * h)  # bounded: only the crossing matters

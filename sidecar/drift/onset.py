@@ -84,12 +84,6 @@ def shift_since(mark: Mark, total: float, n: int, k: float) -> float:
     return (total - mark[1]) / (n - mark[2]) + k if n > mark[2] else 0.0
 
 
-def shift_after(marks: Iterable[Mark], since: float, total: float, n: int, k: float) -> float:
-    """The mean score of the samples after the first mark at or after `since` (0: none)."""
-    first = next((m for m in marks if m[0] >= since), None)
-    return 0.0 if first is None else shift_since(first, total, n, k)
-
-
 def ended(evidence: float, score: float, mu: float) -> float:
     """One step of a CUSUM on "the shift of size mu has ended": S <- max(0, S + mu(mu/2 - z)).
 

@@ -217,6 +217,17 @@ def test_a_burst_that_ended_is_not_confirmed_by_its_own_late_samples() -> None:
     assert _late_crossing(scores, ended_bar=2.0, big_from=-math.inf) is None
 
 
+def test_a_lasting_shift_first_seen_too_big_is_not_taken_for_one_that_ended() -> None:
+    # the first samples after the clock are high (sized ~1.9 as the window opens), the shift
+    # then lasts at 0.8: at the first size 0.8 looks like "back to normal" (1.9 x (0.95 - 0.8)
+    # a sample); at the size seen since the clock, late samples included, it does not
+    scores = [1.9] * 12 + [0.8] * 80
+    crossed = _late_crossing(scores, ended_bar=2.0, big_from=1.05)
+    assert crossed is not None and crossed < 40.0
+    # a burst that did end is still stopped
+    assert _late_crossing([2.0] * 15 + [0.0] * 60, ended_bar=2.0, big_from=1.05) is None
+
+
 def test_a_smaller_shift_than_the_bursts_is_confirmed_sooner() -> None:
     scores = [0.8] * 40  # +50 %: 0.4 a sample at the strong reference
     big = _late_crossing(scores, ended_bar=2.0, big_from=-math.inf)  # 12 late samples

@@ -12,7 +12,6 @@ from sidecar.drift.onset import (
     later_start,
     latest_plausible,
     likeliest_onset,
-    shift_after,
 )
 
 K = 0.4
@@ -77,14 +76,6 @@ def test_a_small_shift_is_redated_at_its_own_size_not_at_the_tuned_one() -> None
     assert later_start(marks, 0.0, total, n, K, least=3, spread=5.0) is None  # stays at 0 ...
     # ... because within its spread (5 / 0.32^2 ~ 49 samples); a tighter spread moves it to 10
     assert later_start(marks, 0.0, total, n, K, least=3, spread=0.5) == 10.0
-
-
-def test_shift_after_is_the_mean_score_after_the_first_mark_at_or_after_the_time() -> None:
-    marks, total, n = _marks([0.0] * 10 + [0.8] * 20)
-    assert shift_after(marks, 10.0, total, n, K) == pytest.approx(0.8)
-    assert shift_after(marks, 9.5, total, n, K) == pytest.approx(0.8)  # the mark at 10
-    assert shift_after(marks, 0.0, total, n, K) == pytest.approx(16 / 30)
-    assert shift_after(marks, 99.0, total, n, K) == 0.0  # no mark that late
 
 
 def test_ended_stays_at_zero_while_the_shift_lasts_and_climbs_once_it_ended() -> None:
