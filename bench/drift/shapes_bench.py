@@ -25,6 +25,7 @@ from typing import Any
 
 from bench.drift.shapes import QUIET, SHAPES, Shape, samples
 from bench.drift.simple import FixedRule, RatioRule, exact_p95, highest_pair
+from bench.drift.verdict import Result, old_tally, old_verdict, strict_verdict, tally
 from sidecar.drift.backtest import Row, replay
 from sidecar.drift.config import DetectorConfig
 
@@ -60,11 +61,14 @@ def _ours(points: list[tuple[float, float]]) -> list[float]:
     return sorted(a.fired_at for a in result.alerts)
 
 
-def run_task(name: str, seed: int, limits: dict[str, float]) -> dict[str, Any]:
+def run_task(
+    name: str, seed: int, limits: dict[str, float], samplings: tuple[str, ...] = tuple(SAMPLINGS)
+) -> dict[str, Any]:
     shape = next(s for s in SHAPES if s.name == name)  # by name: shapes hold lambdas
     raw = list(samples(shape, seed, ONSET + AFTER, ONSET))
     pages: dict[tuple[str, str], list[float]] = {}
-    for sampling, step in SAMPLINGS.items():
+    for sampling in samplings:
+        step = SAMPLINGS[sampling]
         if sampling == "raw":
             points, buckets = raw, bucket(raw, step)
         else:
@@ -126,18 +130,23 @@ def _fmt_delays(delays: list[float]) -> str:
     return f"{statistics.median(delays):.0f} / {p90:.0f}"
 
 
-def _verdict(shape: Shape, scores: dict[str, dict[str, Any]], n: int) -> str:
-    """Ours vs the better rule on misses and false pages: '=' as good, '+' better, '-' worse."""
-    ours = scores["ours"]
-    marks = []
-    for what, key in (("misses", "hits"), ("false", "false")):
-        if what == "misses" and not shape.event:
-            continue
-        value = (n - ours[key]) if what == "misses" else ours[key]
-        best = min((n - scores[c][key]) if what == "misses" else scores[c][key]
-                   for c in CONTENDERS[1:])  # fmt: skip
-        marks.append(f"{what} {'+' if value < best else '=' if value == best else '-'}")
-    return ", ".join(marks)
+def _result(shape: Shape, score: dict[str, Any]) -> Result:
+    delays = score["delays"]
+    median = statistics.median(delays) if delays and shape.event else None
+    return Result(score["hits"] if shape.event else 0, score["false"], median)
+
+
+def verdicts(
+    shape: Shape, scores: dict[str, dict[str, Any]], n: int, step: float
+) -> tuple[str, str]:
+    """The old verdict (misses and false pages) and the strict one (bench/drift/verdict.py)."""
+    results = {c: _result(shape, scores[c]) for c in CONTENDERS}
+    rules = {c: results[c] for c in CONTENDERS[1:]}
+    ours = results["ours"]
+    return (
+        old_verdict(ours, list(rules.values()), n, shape.event),
+        strict_verdict(ours, rules, step, shape.event),
+    )
 
 
 def report(
@@ -145,24 +154,37 @@ def report(
 ) -> list[str]:
     n = len(seeds)
     out = ["| shape | sampling | contender | detected | delay s median / p90 | false pages | "
-           "ours vs better rule |", "|---|---|---|---|---|---|---|"]  # fmt: skip
-    summary: dict[str, list[str]] = {}
+           "ours vs better rule (old) | strict |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    summary: dict[str, list[tuple[str, str]]] = {}
     for shape in shapes:
         runs = by_shape[shape.name]
-        for sampling in SAMPLINGS:
+        for sampling, step in SAMPLINGS.items():
             scores = {c: _score(shape, runs, (sampling, c)) for c in CONTENDERS}
-            verdict = _verdict(shape, scores, n)
-            summary.setdefault(shape.name, []).append(f"{sampling}: {verdict}")
+            old, strict = verdicts(shape, scores, n, step)
+            summary.setdefault(shape.name, []).append((old, strict))
             for c in CONTENDERS:
                 sc = scores[c]
                 hit = f"{sc['hits']}/{n}" if shape.event else f"(non-event) {sc['hits']}"
-                cells = [shape.name, sampling, c, hit, _fmt_delays(sc["delays"]),
-                         str(sc["false"]), verdict if c == "ours" else ""]  # fmt: skip
+                cells = [shape.name, sampling, c, hit, _fmt_delays(sc["delays"]), str(sc["false"]),
+                         old if c == "ours" else "", strict if c == "ours" else ""]  # fmt: skip
                 out.append("| " + " | ".join(cells) + " |")
-    out += ["", "### Verdict per shape (ours vs the better simple rule: + better, = same, - worse)",
-            "", "| shape | raw | 1 min | 5 min |", "|---|---|---|---|"]  # fmt: skip
+    out += verdict_tables(summary, list(SAMPLINGS))
+    return out
+
+
+def verdict_tables(summary: dict[str, list[tuple[str, str]]], samplings: list[str]) -> list[str]:
+    """Per shape both verdicts at every sampling, then the counts per sampling."""
+    out = ["", "### Verdict per shape: old (misses, false pages vs the better rule) | strict "
+           "(bench/drift/verdict.py: + better than both rules, = neither, - worse than one)", "",
+           "| shape | " + " | ".join(f"{s} old | {s} strict" for s in samplings) + " |",
+           "|---|" + "---|---|" * len(samplings)]  # fmt: skip
     for name, cells in summary.items():
-        out.append(f"| {name} | " + " | ".join(c.split(": ", 1)[1] for c in cells) + " |")
+        out.append(f"| {name} | " + " | ".join(f"{o} | {s}" for o, s in cells) + " |")
+    out += ["", "| sampling | old verdict: cells | strict verdict: cells |", "|---|---|---|"]
+    for i, sampling in enumerate(samplings):
+        column = [cells[i] for cells in summary.values()]
+        out.append(f"| {sampling} | {old_tally([o for o, _ in column])} | "
+                   f"{tally([s for _, s in column])} |")  # fmt: skip
     return out
 
 

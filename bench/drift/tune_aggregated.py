@@ -3,7 +3,10 @@
 The shapes benchmark's runs (bench/drift/shapes_bench.py) at 1-min and 5-min sampling only, on
 tune seeds (default 6000-6047: 48 runs per shape, 24 quiet weeks at 1/s), so the aggregated
 detector (sidecar/drift/backtest.py) can be compared with the rules on more than 10 runs: quiet
-false pages are few events. Raw sampling is left out (python -m bench.drift.tune covers it).
+false pages are few events. Raw sampling is left out by default (`--samplings raw,1 min,5 min`
+adds it: ~4x slower; python -m bench.drift.tune covers ours alone on many more raw runs). Both
+verdicts are printed: the old one (misses and false pages) and the strict one that also counts
+median delay (bench/drift/verdict.py).
 """
 
 from __future__ import annotations
@@ -11,20 +14,22 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import Any
 
-from bench.drift.shapes import SHAPES, Shape, samples
+from bench.drift.shapes import SHAPES, Shape
 from bench.drift.shapes_bench import (
-    AFTER,
     CONTENDERS,
     ONSET,
     TUNE_SEEDS,
     WARMUP,
     WEEK,
-    _ours,
-    _points,
+    _score,
+    run_task,
     tune_task,
+    verdict_tables,
+    verdicts,
 )
-from bench.drift.simple import FixedRule, RatioRule
+from bench.drift.shapes_bench import SAMPLINGS as ALL_SAMPLINGS
 
 SAMPLINGS = ("1 min", "5 min")
 
@@ -41,42 +46,20 @@ def limits() -> dict[float, dict[str, float]]:
     return out
 
 
-def pages(shape: Shape, seed: int, limit: dict[str, float]) -> dict[tuple[str, str], list[float]]:
-    raw = list(samples(shape, seed, ONSET + AFTER, ONSET))
-    out = {}
-    for sampling in SAMPLINGS:
-        points = _points(raw, sampling)
-        rules = (RatioRule(CONTENDERS[1]), FixedRule(CONTENDERS[2], limit[sampling]))
-        for t, v in points:
-            for rule in rules:
-                rule.feed(t, [v])
-        out[sampling, "ours"] = _ours(points)
-        out.update({(sampling, rule.name): rule.pages for rule in rules})
-    return out
-
-
-def row(shape: Shape, runs: list[dict[tuple[str, str], list[float]]], sampling: str) -> str:
-    cells, marks = [], {}
+def row(shape: Shape, runs: list[dict[str, Any]], sampling: str) -> tuple[str, tuple[str, str]]:
+    """The table row of one cell, and its (old, strict) verdicts."""
+    scores = {c: _score(shape, runs, (sampling, c)) for c in CONTENDERS}
+    cells = []
     for c in CONTENDERS:
-        hits, false, delays = 0, 0, []
-        for run in runs:
-            got = run[sampling, c]
-            false += sum(1 for p in got if WARMUP <= p < ONSET)
-            after = [p - ONSET for p in got if ONSET <= p < ONSET + AFTER]
-            if not shape.event:
-                false += len(after)
-            elif after:
-                hits, delays = hits + 1, [*delays, after[0]]
-        median = f"{statistics.median(delays):.0f} s" if delays else "-"
-        cells.append(f"{hits}/{len(runs)}, {median}, {false}" if shape.event else f"{false}")
-        marks[c] = (hits, false)
-    ours, rules = marks["ours"], [marks[c] for c in CONTENDERS[1:]]
-    best_hits, best_false = max(r[0] for r in rules), min(r[1] for r in rules)
-    verdict = [f"false {'+' if ours[1] < best_false else '=' if ours[1] == best_false else '-'}"]
-    if shape.event:
-        sign = "+" if ours[0] > best_hits else "=" if ours[0] == best_hits else "-"
-        verdict.insert(0, f"misses {sign}")
-    return f"| {shape.name} | {sampling} | " + " | ".join(cells) + f" | {', '.join(verdict)} |"
+        sc = scores[c]
+        median = f"{statistics.median(sc['delays']):.0f} s" if sc["delays"] else "-"
+        hits = f"{sc['hits']}/{len(runs)}, {median}, " if shape.event else ""
+        cells.append(f"{hits}{sc['false']}")
+    old, strict = verdicts(shape, scores, len(runs), ALL_SAMPLINGS[sampling])
+    return f"| {shape.name} | {sampling} | " + " | ".join(cells) + f" | {old} | {strict} |", (
+        old,
+        strict,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -85,24 +68,36 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--runs", type=int, default=48)
     parser.add_argument("--first-seed", type=int, default=6000)
+    parser.add_argument(
+        "--samplings", default=",".join(SAMPLINGS), help="of raw, 1 min, 5 min (raw: ~4x slower)"
+    )
     args = parser.parse_args(argv)
+    samplings = tuple(args.samplings.split(","))
+    if not set(samplings) <= set(ALL_SAMPLINGS):
+        parser.error(f"--samplings: choose from {', '.join(ALL_SAMPLINGS)}")
     started = time.monotonic()
     limit = limits()
     seeds = range(args.first_seed, args.first_seed + args.runs)
-    by_shape = {s.name: [pages(s, seed, limit[s.rate]) for seed in seeds] for s in SHAPES}
-    print("| shape | sampling | " + " | ".join(CONTENDERS) + " | ours vs better rule |")
-    print("|---|---|" + "---|" * (len(CONTENDERS) + 1))
+    by_shape = {
+        s.name: [run_task(s.name, seed, limit[s.rate], samplings) for seed in seeds] for s in SHAPES
+    }
+    print("| shape | sampling | " + " | ".join(CONTENDERS) + " | old verdict | strict |")
+    print("|---|---|" + "---|" * (len(CONTENDERS) + 2))
+    summary: dict[str, list[tuple[str, str]]] = {}
     for shape in SHAPES:
-        for sampling in SAMPLINGS:
-            print(row(shape, by_shape[shape.name], sampling))
+        for sampling in samplings:
+            line, marks = row(shape, by_shape[shape.name], sampling)
+            summary.setdefault(shape.name, []).append(marks)
+            print(line)
+    print("\n".join(verdict_tables(summary, list(samplings))))
     print("\n| traffic | quiet weeks | sampling | " + " | ".join(CONTENDERS) + " |")
     print("|---|---|---|" + "---|" * len(CONTENDERS))
     for rate in sorted({s.rate for s in SHAPES}, reverse=True):
         runs = [r for s in SHAPES if s.rate == rate for r in by_shape[s.name]]
         weeks = len(runs) * (ONSET - WARMUP) / WEEK
-        for sampling in SAMPLINGS:
+        for sampling in samplings:
             counts = [
-                sum(1 for r in runs for p in r[sampling, c] if WARMUP <= p < ONSET)
+                sum(1 for r in runs for p in r["pages"][sampling, c] if WARMUP <= p < ONSET)
                 for c in CONTENDERS
             ]
             cells = " | ".join(f"{n} ({n / weeks:.2f}/week)" for n in counts)

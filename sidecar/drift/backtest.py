@@ -145,6 +145,7 @@ def config_for_step(step: float, base: DetectorConfig) -> DetectorConfig:
         score_k=0.5 if base.score_k is not None else None,
         score_confirm_k=max(base.score_confirm_k, 0.5),
         score_cap=0.55,
+        score_far_pairs=step >= 4 * base.persist,
         score_arm_samples=min(base.score_arm_samples, int(0.8 * per_baseline)),
         false_pages_per_week=min(base.false_pages_per_week, 7 * 86400.0 / _TARGET_QUIET_SECONDS),
         slot_seconds=slot,

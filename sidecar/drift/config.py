@@ -89,6 +89,14 @@ class DetectorConfig:
     # normal" at the shift seen since the clock (nats, sidecar/drift/onset.py) below this. None:
     # off. It stops bursts whose clock started a few seconds early once they end.
     score_ended: float | None = 2.0
+    # Round 7's experiments for fewer 45 s x1.5 burst pages at the same +50 % delay, off: neither
+    # moved the trade-off (docs/benchmarks-drift.md, round 7). `score_redate_slack`: when the
+    # window opens, date the clock once more at the latest start within this many nats of the
+    # likeliest (sidecar/drift/onset.py: latest_plausible), not only when clearly later.
+    # `score_late_at_shift`: read the late samples once, in nats at the shift seen since the
+    # clock (at least 2 x score_k), against the bar in nats, instead of at two references.
+    score_redate_slack: float | None = None
+    score_late_at_shift: bool = False
     score_threshold: float | None = None
     # The magnitude CUSUM's own persistence (None: 0.9 x persist, 45 s in production): its clock
     # is dated twice (sidecar/drift/onset.py) and a burst that ended is stopped by
@@ -99,6 +107,11 @@ class DetectorConfig:
     # (pre-aggregated series): a value above every baseline bin scores by how far above it is,
     # adding at most this fraction of the threshold (0.55: one point alone cannot page, two can).
     score_cap: float | None = None
+    # With score_cap, on steps long enough that a burst the rule must ignore fills at most a
+    # quarter of a point (sidecar/drift/backtest.py): a point far enough above the baseline right
+    # after one that scored the cap scores the cap too (score.py: seconds_far). At shorter steps
+    # one 45 s burst can fill a point and spill into the next, which this would page.
+    score_far_pairs: bool = False
     false_pages_per_week: float = 1.0
     p0: float = 0.05  # exceedance probability with no change
     p1: float = 0.10  # exceedance probability the CUSUM is tuned to detect
@@ -147,6 +160,8 @@ class DetectorConfig:
             raise ValueError("need 0 < score_cap < 1 (a share of the threshold)")
         if min(self.score_confirm, self.score_confirm_small, self.false_pages_per_week) <= 0:
             raise ValueError("need score_confirm(_small) > 0 and false_pages_per_week > 0")
+        if self.score_redate_slack is not None and self.score_redate_slack < 0:
+            raise ValueError("need score_redate_slack >= 0 (or None: off)")
         if self.score_ended is not None and self.score_ended <= 0:
             raise ValueError("need score_ended > 0 (or None: off)")
         if self.onset_lookback < 0 or not 0 <= (self.onset_level or 0.0) < self.persist_from:

@@ -45,7 +45,14 @@ from sidecar.drift.events import (
     Severity,
 )
 from sidecar.drift.normalize import CovariateHistory, LoadModel, fit
-from sidecar.drift.onset import Mark, ended, later_start, likeliest_onset, shift_after
+from sidecar.drift.onset import (
+    Mark,
+    ended,
+    later_start,
+    latest_plausible,
+    likeliest_onset,
+    shift_since,
+)
 from sidecar.drift.score import (
     FAR,
     GRID,
@@ -55,6 +62,7 @@ from sidecar.drift.score import (
     edges,
     extrapolated,
     grid_of,
+    seconds_far,
     tail_slope,
     threshold,
 )
@@ -105,10 +113,10 @@ class _Cusum:
     """
 
     __slots__ = (
-        "bars", "big_from", "confirm", "crossed", "ended", "ended_bar", "episode", "h", "k_strong",
-        "last_zero", "late", "late_n", "late_strong", "least_late", "lookback", "low",
-        "onset_level", "persist", "persist_from", "redated", "s", "shift", "small_bars", "strong",
-        "strong_n", "strong_sum", "trail",
+        "at_shift", "bars", "big_from", "confirm", "crossed", "ended", "ended_bar", "episode", "h",
+        "k_strong", "last_zero", "late", "late_n", "late_strong", "least_late", "lookback", "low",
+        "onset_level", "origin", "persist", "persist_from", "redated", "s", "shift", "slack",
+        "small_bars", "strong", "strong_n", "strong_sum", "trail",
     )  # fmt: skip
 
     def __init__(
@@ -127,8 +135,14 @@ class _Cusum:
         ended_bar: float = math.inf,
         small: tuple[float, float, int] | None = None,
         big_from: float = -math.inf,
+        slack: float | None = None,
+        at_shift: float | None = None,
     ) -> None:
         self.h = h
+        # round 7's experiments, off by default (DetectorConfig.score_redate_slack and
+        # score_late_at_shift): the clock dated once more to the latest start within `slack`
+        # nats of the likeliest; late samples read in nats at the shift seen (at least at_shift)
+        self.slack, self.at_shift = slack, at_shift
         self.persist = config.persist if persist is None else persist
         self.persist_from = config.persist_from if persist_from is None else persist_from
         self.confirm, self.strong, self.least_late = confirm, strong, least_late
@@ -139,6 +153,7 @@ class _Cusum:
         # "the shift has ended" evidence over the late samples (sidecar/drift/onset.py: ended);
         # a crossing waits while it is >= ended_bar; inf: off
         self.ended_bar, self.ended = ended_bar, 0.0
+        self.origin: Mark | None = None  # the trail's mark at the clock, when the window opened
         level = config.onset_level
         self.onset_level = -1.0 if level is None else onset_level
         self.lookback = 0.0 if level is None else min(config.onset_lookback, self.persist)
@@ -214,18 +229,36 @@ class _Cusum:
                 # by more than the estimate's own spread: an early start is what pages bursts
                 # (their tail counts as "still there"), a late one delays steps.
                 self.redated = True
-                later = later_start(trail, episode, total, n, self.k_strong, _LEAST, _SPREAD)
+                slack = self.slack
+                if slack is None:
+                    later = later_start(trail, episode, total, n, self.k_strong, _LEAST, _SPREAD)
+                else:
+                    later = latest_plausible(trail, episode, total, n, self.k_strong, _LEAST, slack)
                 if later is not None:
-                    self.episode, self.redated = later, False
+                    self.episode, self.redated = later, slack is not None  # once
                     self.s = s
                     return
             if trail and not self.late_n:
-                self._size(shift_after(trail, episode, total, n, self.k_strong))
+                self.origin = next((m for m in trail if m[0] >= episode), None)
+                origin = self.origin
+                self._size(0.0 if origin is None else shift_since(origin, total, n, self.k_strong))
             self.late += step
-            self.late_strong += strong
+            if self.at_shift is not None:  # nats at the shift seen (score_late_at_shift)
+                mu = max(self.shift, self.at_shift)
+                self.late_strong += mu * (strong + self.k_strong - mu / 2)
+            else:
+                self.late_strong += strong
             self.late_n += 1
             if self.ended_bar < math.inf:
-                self.ended = ended(self.ended, strong + self.k_strong, self.shift)
+                # at the shift seen since the clock, late samples included: sized once, a shift
+                # over-estimated from the first few samples (at 0.2 samples/s the window holds ~9)
+                # makes a lasting smaller one look "ended" forever (round 7: +50 % at 0.2/s
+                # sized 1.7 was never paged)
+                origin = self.origin
+                mu = self.shift
+                if origin is not None:
+                    mu = max(shift_since(origin, total, n, self.k_strong), self.k_strong)
+                self.ended = ended(self.ended, strong + self.k_strong, mu)
         h = self.h
         if s >= h:
             s = min(s, 2 * h)  # bounded: only the crossing matters
@@ -255,6 +288,9 @@ class _Cusum:
             self.bars = small
         else:
             self.bars = (self.confirm, self.strong, self.least_late)
+        if self.at_shift is not None:  # one reading, in nats: the strong bar times 2 k_strong
+            _, strong, least = self.bars
+            self.bars = (math.inf, strong * 2 * self.k_strong, least)
 
 
 class Detector:
@@ -324,6 +360,8 @@ class Detector:
                     config.score_confirm_samples_small,
                 ),
                 big_from=-math.inf if config.score_big_shift is None else config.score_big_shift,
+                slack=config.score_redate_slack,
+                at_shift=nats if config.score_late_at_shift else None,
             )
         self._edges: list[float] | None = None  # score bins; None: the score CUSUM is not armed
         self._cap = 0.0  # the highest score: k + score_cap x threshold, set with the bins
@@ -331,6 +369,7 @@ class Detector:
         self._grid_model: LoadModel | None = None  # the model the bins were normalised with
         self._grid_at = -math.inf
         self._slope = 0.0  # > 0: scores above the top bin are extrapolated (score_cap)
+        self._far = False  # the last point scored the cap (score_far_pairs)
         self._fast_since: float | None = None  # first evaluation of the current fast-path run
         self._q_ref: float | None = None  # exceedances are counted once a baseline exists
         self._crit_level = self._fast_level = math.inf
@@ -410,13 +449,19 @@ class Detector:
             index = bisect_right(edges, norm)
             z = TOP_SCORE if failed else SCORES[index]
             if self._slope and not failed:
+                far = False
                 if index == self._top:
-                    z = extrapolated(norm, edges, self._slope, self._cap)
+                    if self._far and self.config.score_far_pairs and seconds_far(norm, edges):
+                        z = self._cap  # the second of a pair (score.py: seconds_far)
+                    else:
+                        z = extrapolated(norm, edges, self._slope, self._cap)
+                    far = z >= self._cap
                 elif not index and norm * FAR < edges[0]:
                     # far below every baseline point: another regime (fast failures, a lull),
                     # no evidence against a rise; an outage that alternates such points with
                     # far high ones must still add up (NAB's EC2 latency system failure)
                     z = 0.0
+                self._far = far
             step = z - self._k
             if score.s + step <= 0.0 and score.episode is None and not score.trail:
                 score.s, score.last_zero, score.low = 0.0, t, t

@@ -60,25 +60,28 @@ def later_start(
     evidence moved a lot, a +20 % one (0.36: ~38) nearly always does, and a big burst (1.3: ~3)
     is re-dated precisely.
     """
+    sized = _sized(marks, since, total, n, k, least)
+    if sized is None:
+        return None
+    first, mu = sized
+    t, _, count = _likeliest((m for m in marks if m[0] >= since), total, n, k, least, mu)
+    return t if count - first[2] > spread / (mu * mu) else None
+
+
+def _sized(
+    marks: Sequence[Mark], since: float, total: float, n: int, k: float, least: int
+) -> tuple[Mark, float] | None:
+    """The first mark at or after `since` and the mean score after it, if enough and > 0."""
     first = next((m for m in marks if m[0] >= since), None)
     if first is None or n - first[2] < least:
         return None
     mu = shift_since(first, total, n, k)
-    if mu <= 0:
-        return None
-    t, _, count = _likeliest((m for m in marks if m[0] >= since), total, n, k, least, mu)
-    return t if count - first[2] > spread / (mu * mu) else None
+    return None if mu <= 0 else (first, mu)
 
 
 def shift_since(mark: Mark, total: float, n: int, k: float) -> float:
     """The mean score of the samples after `mark` (0 when there are none)."""
     return (total - mark[1]) / (n - mark[2]) + k if n > mark[2] else 0.0
-
-
-def shift_after(marks: Iterable[Mark], since: float, total: float, n: int, k: float) -> float:
-    """The mean score of the samples after the first mark at or after `since` (0: none)."""
-    first = next((m for m in marks if m[0] >= since), None)
-    return 0.0 if first is None else shift_since(first, total, n, k)
 
 
 def ended(evidence: float, score: float, mu: float) -> float:
@@ -91,3 +94,32 @@ def ended(evidence: float, score: float, mu: float) -> float:
     its own samples among the late ones, then normal ones: this is what tells it from a step.
     """
     return max(0.0, evidence + mu * (mu / 2 - score))
+
+
+def latest_plausible(
+    marks: Sequence[Mark], since: float, total: float, n: int, k: float, least: int, slack: float
+) -> float | None:
+    """The latest start of the change within `slack` nats of the likeliest, if later than `since`.
+
+    Sized like later_start (the mean score since `since`). A burst whose clock started early
+    because noise before it looked shifted has a flat likelihood between that noise and its own
+    start: its own start is within a nat or two of the best, and a clock there leaves only the
+    burst's normal aftermath to the late samples. A step's likelihood falls by ~mu^2/2 a sample
+    past its start (0.32 nats at +50 %): `slack` nats cost a step about slack / 0.32 samples.
+    """
+    sized = _sized(marks, since, total, n, k, least)
+    if sized is None:
+        return None
+    mu = sized[1]
+    ratios = []
+    for t, running, count in marks:
+        m = n - count
+        if t < since or m < least:
+            continue
+        d = total - running + k * m
+        ratios.append((t, mu * d - mu * mu * m / 2))
+    if not ratios:
+        return None
+    best = max(r for _, r in ratios)
+    t = max(t for t, r in ratios if r >= best - slack)
+    return t if t > since else None

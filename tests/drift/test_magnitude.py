@@ -137,6 +137,28 @@ def test_aggregated_points_page_on_two_far_points_not_one() -> None:
     assert len(two.alerts) == 1 and two.alerts[0].fired_at == t0 + 60 * 501
 
 
+def test_at_five_minute_steps_a_far_point_and_a_high_one_page_together() -> None:
+    rng = random.Random(8)
+    t0 = 1_700_000_000.0
+
+    quiet = [math.exp(rng.gauss(0, 0.06)) for _ in range(330)]  # median point ~1, top ~1.14
+
+    def series(second: float) -> list[Row]:
+        high = {300: 1.45, 301: second}
+        return [Row(t0 + 300 * i, high.get(i, v)) for i, v in enumerate(quiet)]
+
+    assert config_for_step(300.0, PRODUCTION).score_far_pairs
+    assert not config_for_step(60.0, PRODUCTION).score_far_pairs  # a burst spans two points
+    # 1.45x then 1.26x the median point: the second is below the far rule (1.1x the top edge and
+    # as far above it as it is above the median: ~1.28x) but clears the pair's bar (~1.25x)
+    assert [a.fired_at for a in replay(series(1.26), PRODUCTION).alerts] == [t0 + 300 * 301]
+    # off below 4x the persistence (a 1000 s burst would span two 5-min points)
+    off = replace(PRODUCTION, persist_seconds=1000.0)
+    assert not config_for_step(300.0, off).score_far_pairs
+    assert replay(series(1.26), off).alerts == []
+    assert replay(series(1.2), PRODUCTION).alerts == []  # below the pair's bar
+
+
 def test_normalised_quiet_series_does_not_page_across_refits() -> None:
     # TTFT grows with the prompt; the model is refitted every 60 s here (10 min in production)
     config = replace(FAST, normalization=Normalization.PROMPT_AND_LOAD, floor=0.0)
@@ -195,12 +217,35 @@ def test_a_burst_that_ended_is_not_confirmed_by_its_own_late_samples() -> None:
     assert _late_crossing(scores, ended_bar=2.0, big_from=-math.inf) is None
 
 
+def test_a_lasting_shift_first_seen_too_big_is_not_taken_for_one_that_ended() -> None:
+    # the first samples after the clock are high (sized ~1.9 as the window opens), the shift
+    # then lasts at 0.8: at the first size 0.8 looks like "back to normal" (1.9 x (0.95 - 0.8)
+    # a sample); at the size seen since the clock, late samples included, it does not
+    scores = [1.9] * 12 + [0.8] * 80
+    crossed = _late_crossing(scores, ended_bar=2.0, big_from=1.05)
+    assert crossed is not None and crossed < 40.0
+    # a burst that did end is still stopped
+    assert _late_crossing([2.0] * 15 + [0.0] * 60, ended_bar=2.0, big_from=1.05) is None
+
+
 def test_a_smaller_shift_than_the_bursts_is_confirmed_sooner() -> None:
     scores = [0.8] * 40  # +50 %: 0.4 a sample at the strong reference
     big = _late_crossing(scores, ended_bar=2.0, big_from=-math.inf)  # 12 late samples
     small = _late_crossing(scores, ended_bar=2.0, big_from=1.05)  # 2.5 / 0.4: 7 late samples
     assert big is not None and small is not None
     assert (big, small) == (21.0, 16.0)
+
+
+def test_late_samples_at_the_shift_are_one_reading_in_nats() -> None:
+    config = replace(PRODUCTION, score_late_at_shift=True, score_redate_slack=1.0)
+    score = Detector(config)._score
+    assert score is not None and score.at_shift == 0.5 and score.slack == 1.0
+    score.shift = 0.0
+    score._size(0.8)  # a +50 % step's size: the small bar, 2 nats, read in nats only
+    assert score.bars == (math.inf, pytest.approx(2.0), 6)
+    assert Detector(PRODUCTION)._score.at_shift is None  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="score_redate_slack"):
+        replace(PRODUCTION, score_redate_slack=-1.0)
 
 
 def test_config_rejects_nonpositive_late_bars() -> None:

@@ -6,7 +6,13 @@ import math
 
 import pytest
 
-from sidecar.drift.onset import Mark, ended, later_start, likeliest_onset, shift_after
+from sidecar.drift.onset import (
+    Mark,
+    ended,
+    later_start,
+    latest_plausible,
+    likeliest_onset,
+)
 
 K = 0.4
 
@@ -72,14 +78,6 @@ def test_a_small_shift_is_redated_at_its_own_size_not_at_the_tuned_one() -> None
     assert later_start(marks, 0.0, total, n, K, least=3, spread=0.5) == 10.0
 
 
-def test_shift_after_is_the_mean_score_after_the_first_mark_at_or_after_the_time() -> None:
-    marks, total, n = _marks([0.0] * 10 + [0.8] * 20)
-    assert shift_after(marks, 10.0, total, n, K) == pytest.approx(0.8)
-    assert shift_after(marks, 9.5, total, n, K) == pytest.approx(0.8)  # the mark at 10
-    assert shift_after(marks, 0.0, total, n, K) == pytest.approx(16 / 30)
-    assert shift_after(marks, 99.0, total, n, K) == 0.0  # no mark that late
-
-
 def test_ended_stays_at_zero_while_the_shift_lasts_and_climbs_once_it_ended() -> None:
     mu, evidence = 1.4, 0.0
     for _ in range(50):  # samples at the shift: each is evidence it has not ended
@@ -96,3 +94,25 @@ def test_ended_at_a_small_shift_climbs_slowly() -> None:
     for _ in range(3):
         evidence = ended(evidence, 0.0, 0.8)
     assert evidence == pytest.approx(0.96)
+
+
+def test_the_latest_plausible_start_of_a_burst_is_its_own_not_the_noise_before_it() -> None:
+    # noise slightly above 0 for 12 samples started the clock early; then a shift of 0.8
+    scores = [0.3] * 12 + [0.8] * 30
+    marks, total, n = _marks(scores)
+    # at the burst's start or up to ~1 nat past it (~0.31 nats a sample here): not before it
+    start = latest_plausible(marks, 0.0, total, n, K, least=3, slack=1.0)
+    assert start is not None and 12.0 <= start <= 16.0
+    # no slack: the likeliest start itself; a clock already there is not moved
+    assert latest_plausible(marks, 0.0, total, n, K, least=3, slack=0.0) == 12.0
+    assert latest_plausible(marks, 12.0, total, n, K, least=3, slack=0.0) is None
+
+
+def test_slack_moves_a_step_s_clock_later_by_about_slack_over_half_mu_squared() -> None:
+    scores = [0.0] * 10 + [0.8] * 40
+    marks, total, n = _marks(scores)
+    one = latest_plausible(marks, 10.0, total, n, K, least=3, slack=1.0)
+    two = latest_plausible(marks, 10.0, total, n, K, least=3, slack=2.0)
+    assert one is not None and two is not None
+    assert 10.0 < one < two <= 10.0 + 2.0 / (0.8 * 0.8 / 2) + 1  # ~0.32 nats a sample
+    assert latest_plausible(marks, 60.0, total, n, K, least=3, slack=1.0) is None  # no marks

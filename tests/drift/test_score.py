@@ -16,6 +16,8 @@ from sidecar.drift.score import (
     edges,
     extrapolated,
     grid_of,
+    seconds_far,
+    steady_top,
     tail_slope,
     threshold,
 )
@@ -113,3 +115,27 @@ def test_a_point_far_above_every_baseline_point_scores_the_cap() -> None:
     # 1.2x the top is within the baseline's own spread here: extrapolated, not the cap
     assert extrapolated(noisy[-1] * 1.2, noisy, slope, 6.0) < 4.0
     assert extrapolated(noisy[-1] * 1.95, noisy, slope, 6.0) == 6.0
+
+
+def _lognormal(sigma: float) -> list[float]:
+    return [math.exp(sigma * NormalDist().inv_cdf(i / GRID)) for i in range(1, GRID)]
+
+
+def test_the_steady_top_is_the_top_edge_of_a_lognormal_baseline() -> None:
+    grid = _lognormal(0.08)
+    assert steady_top(grid) == pytest.approx(grid[-1], rel=1e-9)
+    squeezed = [*grid[:-1], grid[-2]]  # the highest point left the baseline
+    assert steady_top(squeezed) == pytest.approx(grid[-1], rel=1e-9)
+    assert steady_top([1.0] * (GRID - 1)) == 1.0  # no spread: the top edge itself
+
+
+def test_the_second_of_a_pair_must_clear_the_top_its_spread_implies() -> None:
+    # 1/s at 5-min steps (round 7's missed run): top edge 1.17x the median, 90th percentile 1.10x
+    tight = [*_lognormal(0.0745)[:-1], 1.17]
+    assert seconds_far(1.27, tight)
+    assert not seconds_far(1.22, tight)  # not 1.05x above the top edge
+    # 0.2/s: the same top edge, but the 90th percentile at 1.15x: quiet pairs reach 1.28x
+    wide = [*_lognormal(0.106)[:-1], 1.17]
+    assert steady_top(wide) > 1.25
+    assert not seconds_far(1.28, wide)
+    assert seconds_far(1.33, wide)
