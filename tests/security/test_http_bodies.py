@@ -28,6 +28,8 @@ KEYS = (
     "max_output_tokens", "stream", "stream_options", "n", "best_of", "tools", "user",
     "encoding_format", "dimensions", "instructions", "temperature",
 )  # fmt: skip
+# Smaller than test_properties' json_values: 40 bodies a batch must stay within hypothesis's
+# data budget.
 values = st.recursive(
     st.none()
     | st.booleans()
