@@ -52,7 +52,11 @@ bodies = st.dictionaries(st.sampled_from(KEYS), values, max_size=7) | st.fixed_d
 requests = st.lists(st.tuples(st.sampled_from(sorted(ROUTES)), bodies), min_size=40, max_size=40)
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=6,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(requests)
 def test_any_json_body_on_any_route_is_answered_without_an_internal_error(
     batch: list[tuple[str, dict[str, Any]]],
