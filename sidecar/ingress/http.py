@@ -71,6 +71,7 @@ class HttpAnswer:
         self.ctx, self.account, self.shaped = stream.ctx, stream.account, stream.shaped
         self.reader = stream.reader
         self.started = False
+        self.body_ended = False  # the client has the whole answer, its end included
         self.key_id: str | None = scope.get(KEY_ID)
         self.chunks: list[bytes] = []
         # Absent under another ASGI server: then everything written counts as delivered.
@@ -106,6 +107,8 @@ class HttpAnswer:
     async def _watch(self) -> None:
         while (await self.receive())["type"] != "http.disconnect":
             pass
+        if self.body_ended:  # uvicorn says "disconnect" once a response is complete
+            return
         delivered = self.delivery.delivered_deltas() if self.delivery is not None else None
         unsent = self.account.written - delivered if delivered is not None else 0
         if self.stream.stop(Outcome.CLIENT_GONE, unsent=unsent):
@@ -123,7 +126,9 @@ class HttpAnswer:
     async def completed(self) -> bool:
         self.stream.completing()
         if self.shaped.client_wants_stream:
-            await self.send({"type": "http.response.body", "body": b""})
+            if not self.body_ended:
+                self.body_ended = True
+                await self.send({"type": "http.response.body", "body": b""})
         else:
             text = b"".join(self.chunks).decode()
             answer = self.reader.answer(self.account, text)
@@ -144,6 +149,8 @@ class HttpAnswer:
         if not self.started:
             headers = [(b"retry-after", b"%d" % math.ceil(retry_after))] if retry_after else None
             await respond_error(self.send, status, message, code, headers)
+            return
+        if self.body_ended:  # too late: the client has the whole answer
             return
         # Deltas read with the failure (in the same upstream read) go out first.
         await self.flush()
@@ -171,14 +178,20 @@ class HttpAnswer:
         self.chunks.append(b"data: " + payload.encode() + b"\n\n")
 
     async def flush(self, finished: bool = False) -> None:
-        if not self.shaped.client_wants_stream or not self.chunks:
+        if not self.shaped.client_wants_stream or not self.chunks or self.body_ended:
             return
         if not self.started:
             await self._start_response()
+        more = True
         if finished:  # `[DONE]` is in this write: the final row goes first
             self.stream.completing()
+            # The model server's answer has ended too (the usual case: its last chunk came
+            # with `[DONE]`): the body's end goes in the same write, a system call less.
+            response = self.stream.response
+            more = response is None or not response.read_to_end()
+            self.body_ended = not more
         data, self.chunks = b"".join(self.chunks), []
-        await self.send({"type": "http.response.body", "body": data, "more_body": True})
+        await self.send({"type": "http.response.body", "body": data, "more_body": more})
         self.account.written = self.account.deltas
         if self.delivery is not None:
             self.delivery.wrote(len(data), self.account.deltas, self.ctx.clock())

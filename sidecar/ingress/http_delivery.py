@@ -38,13 +38,16 @@ class HttpDelivery:
         # (bytes written, deltas written) after each flush; marks the client has certainly
         # received are dropped, except the last of them.
         self._marks: collections.deque[tuple[int, int]] = collections.deque()
-        self._next_sample = 0.0
+        self._next_sample: float | None = None
 
     def wrote(self, size: int, deltas: int, now: float) -> None:
         """A body chunk of `size` bytes went to the transport; `deltas` written so far."""
         self.written += len(b"%x\r\n" % size) + size + 2
         self._marks.append((self.written, deltas))
-        if now >= self._next_sample:
+        if self._next_sample is None:
+            # Not at the first write: nothing of the body can be acknowledged before it.
+            self._next_sample = now + SAMPLE_EVERY
+        elif now >= self._next_sample:
             self._next_sample = now + SAMPLE_EVERY
             self.sample()
 

@@ -66,6 +66,10 @@ class UpstreamResponse:
     def body_ready(self) -> bool:
         return self._response.body_ready()
 
+    def read_to_end(self) -> bool:
+        """The model server's answer ended cleanly and all of it was read."""
+        return self._response.read_to_end()
+
     def first_token_relayed(self) -> None:
         """From now on this stream's reads wake the relay after those of streams still waiting
         for their first token (`sidecar.upstream.http1.Lane`)."""

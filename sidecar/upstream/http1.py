@@ -137,6 +137,10 @@ class Response:
         """Body bytes (or its end) arrived and wait to be read."""
         return bool(self._buffer) or self.eof
 
+    def read_to_end(self) -> bool:
+        """The whole message arrived and every byte of it was handed out."""
+        return self.complete and not self._buffer
+
     def take_buffered(self) -> bytes:
         """Bytes that arrived and were not read yet."""
         data = self._buffer[0] if len(self._buffer) == 1 else b"".join(self._buffer)

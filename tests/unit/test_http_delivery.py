@@ -26,7 +26,7 @@ def framed(size: int) -> int:
 def test_a_timeout_counts_only_what_was_acknowledged_by_the_last_sample() -> None:
     transport = Transport()
     delivery = HttpDelivery(transport)
-    delivery.wrote(100, 1, now=0.0)  # sampled: all acknowledged
+    delivery.wrote(100, 1, now=0.0)  # the first write: not sampled (nothing acknowledged yet)
     assert delivery.delivered_deltas() is None  # still connected
     # The network dies: from here on every chunk stays unacknowledged.
     transport.unacked += framed(100)
@@ -38,6 +38,19 @@ def test_a_timeout_counts_only_what_was_acknowledged_by_the_last_sample() -> Non
     delivery.lost(TimeoutError())
     assert delivery.received == framed(100)
     assert delivery.delivered_deltas() == 1
+
+
+def test_the_first_write_is_not_sampled_the_next_after_a_second_is() -> None:
+    """Sampling at a response's first write could only find nothing acknowledged: a system
+    call per request for nothing (the SSE path's CPU per request)."""
+    transport = Transport()
+    delivery = HttpDelivery(transport)
+    delivery.wrote(100, 1, now=5.0)
+    assert delivery.acked == 0  # not sampled, though the stand-in has nothing unacknowledged
+    delivery.wrote(100, 2, now=5.9)
+    assert delivery.acked == 0
+    delivery.wrote(100, 3, now=6.0)
+    assert delivery.acked == 3 * framed(100)
 
 
 def test_an_orderly_close_counts_what_left_the_transport() -> None:

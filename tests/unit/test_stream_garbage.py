@@ -25,6 +25,7 @@ from sidecar.relay.lifecycle import Stream
 from sidecar.upstream.sse import SSEDecoder
 from tests.support.timeouts import scaled
 from tests.unit.sim_server import simulator
+from tests.unit.test_http_answer_end import chat_scope
 from tests.unit.test_realtime_session import FakeClient, context
 
 STREAMS = 5
@@ -115,14 +116,7 @@ def test_finished_http_streams_leave_no_cycle_behind() -> None:
                 async def send(message: dict[str, Any], sent: list[dict[str, Any]] = sent) -> None:
                     sent.append(message)
 
-                scope = {
-                    "type": "http",
-                    "method": "POST",
-                    "path": "/v1/chat/completions",
-                    "headers": [(b"content-type", b"application/json")],
-                    "query_string": b"",
-                }
-                await asyncio.wait_for(app(scope, receive, send), scaled(5))
+                await asyncio.wait_for(app(chat_scope(), receive, send), scaled(5))
                 bodies.append(b"".join(m.get("body", b"") for m in sent if "body" in m))
             await asyncio.sleep(0.05)
             during = left_behind()
