@@ -123,13 +123,19 @@ def scope(client: FakeClient) -> dict[str, Any]:
     }
 
 
-async def start_long_answer(ctx: ServerContext) -> tuple[FakeClient, asyncio.Task[None]]:
-    """A session whose one response runs long (4,000 tokens), once its first delta arrived."""
+async def start_session(ctx: ServerContext) -> tuple[FakeClient, asyncio.Task[None]]:
+    """A session running in its own task, once the client has heard `session.created`."""
     client = FakeClient()
     session = RealtimeSession(scope(client), client.receive, client.send, ctx)
     client.inbox.put_nowait({"type": "websocket.connect"})
     task = asyncio.create_task(session.run())
     await client.until("session.created")
+    return client, task
+
+
+async def start_long_answer(ctx: ServerContext) -> tuple[FakeClient, asyncio.Task[None]]:
+    """A session whose one response runs long (4,000 tokens), once its first delta arrived."""
+    client, task = await start_session(ctx)
     client.say("conversation.item.create", item=ITEM)
     client.say("response.create", response={"max_output_tokens": 4000})
     await client.until("response.output_text.delta")

@@ -1,4 +1,5 @@
-"""A finished stream is freed by reference counting, not left for the garbage collector.
+"""A finished stream (and a realtime session) is freed by reference counting, not left for the
+garbage collector.
 
 A stream's objects (its account, decoder, request, the WebSocket's live-stream record and the
 callback between them) once formed a cycle: about a dozen objects per stream that only a
@@ -13,11 +14,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from websockets.asyncio.client import ClientConnection
 
 from sidecar.ingress.app import ClientApp
+from sidecar.ingress.realtime import RealtimeSession
 from sidecar.ingress.stream import LiveStream
 from sidecar.ingress.websocket import WebSocketSession
 from sidecar.ledger.writer import Row
@@ -26,10 +30,21 @@ from sidecar.upstream.sse import SSEDecoder
 from tests.support.timeouts import scaled
 from tests.unit.sim_server import simulator
 from tests.unit.test_http_answer_end import chat_scope
-from tests.unit.test_realtime_session import FakeClient, context
+from tests.unit.test_realtime_session import ITEM, FakeClient, context, start_session
 
 STREAMS = 5
+T = TypeVar("T")
 KINDS = (Stream, LiveStream, SSEDecoder)  # accounts stay on: the live view's ended ring
+
+
+def without_collector(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` with the cyclic garbage collector off: what a cycle holds stays."""
+    gc.collect()
+    gc.disable()
+    try:
+        return asyncio.run(coro)
+    finally:
+        gc.enable()
 
 
 def left_behind() -> dict[str, int]:
@@ -75,12 +90,7 @@ def test_finished_websocket_streams_leave_no_cycle_behind() -> None:
             await ctx.upstream.close()
             return during
 
-    gc.collect()
-    gc.disable()
-    try:
-        during = asyncio.run(run())
-    finally:
-        gc.enable()
+    during = without_collector(run())
     finals = [r for r in rows if r.table == "streams" and r.final]
     assert len(finals) == STREAMS and {r.values["outcome"] for r in finals} == {"completed"}
     assert during == {kind.__name__: 0 for kind in KINDS}
@@ -123,13 +133,38 @@ def test_finished_http_streams_leave_no_cycle_behind() -> None:
             await ctx.upstream.close()
             return during, bodies
 
-    gc.collect()
-    gc.disable()
-    try:
-        during, bodies = asyncio.run(run())
-    finally:
-        gc.enable()
+    during, bodies = without_collector(run())
     assert all(body.rstrip().endswith(b"data: [DONE]") for body in bodies), bodies[-1][-200:]
     finals = [r for r in rows if r.table == "streams" and r.final]
     assert len(finals) == STREAMS and {r.values["outcome"] for r in finals} == {"completed"}
     assert during == {kind.__name__: 0 for kind in KINDS}
+
+
+def test_finished_realtime_sessions_leave_no_cycle_behind() -> None:
+    """The realtime session, its upstream WebSocket client (websockets' asyncio connection)
+    and its responses, after the client closed: nothing left for the collector."""
+    kinds = (RealtimeSession, ClientConnection, Stream)
+    rows: list[Row] = []
+
+    async def run() -> dict[str, int]:
+        async with simulator() as sim:
+            ctx = context(sim.url, InMemorySpanExporter(), rows)
+            for _ in range(3):
+                client, task = await start_session(ctx)
+                client.say("conversation.item.create", item=ITEM)
+                client.say("response.create", response={"max_output_tokens": 3})
+                await client.until("response.done")
+                client.inbox.put_nowait({"type": "websocket.disconnect", "code": 1000})
+                await asyncio.wait_for(task, scaled(5))
+                del task, client
+            await asyncio.sleep(0.2)  # the upstream connections' closing handshakes
+            counts = {kind.__name__: 0 for kind in kinds}
+            for obj in gc.get_objects():
+                if type(obj) in kinds:  # not isinstance: a dead weak proxy would raise
+                    counts[type(obj).__name__] += 1
+            return counts
+
+    left = without_collector(run())
+    finals = [r for r in rows if r.table == "streams" and r.final]
+    assert [r.values["outcome"] for r in finals] == ["completed"] * 3
+    assert left == {kind.__name__: 0 for kind in kinds}
