@@ -191,6 +191,17 @@ def _print(
             f"{rate:.0f} tok/s, {requests:.1f} requests/s ({of_direct:.3f} of direct); "
             f"errors {sum(x['errors'] for x in runs)}"
         )
+        if name != "A" and "A" in results:
+            # Paired by round: a ratio per round cancels the machine's slow drifts, which move
+            # every version's figure between rounds by more than the differences sought.
+            ratios = sorted(
+                x["cpu_us_per_request"] / a["cpu_us_per_request"]
+                for x, a in zip(runs, results["A"], strict=True)
+            )
+            print(
+                f"  CPU per request ÷ A's, round by round: median "
+                f"×{statistics.median(ratios):.3f} (×{ratios[0]:.3f} to ×{ratios[-1]:.3f})"
+            )
         if quota:
             saturated = saturation(cpu, rate, quota)
             print(
