@@ -10,6 +10,10 @@ normal", and pages when the sum reaches c nats (and, with --with-h, once the mag
 from the onset has crossed its threshold too). By Wald, a burst that ended passes with
 probability below e^-c. mu is the true shift (`oracle`) or the mean score of the 45 s after the
 onset (`known onset`: what the best test could know).
+
+`--unknown` drops the oracle: the detector's clock-free test (sidecar/drift/outlast.py) on the
+same scores, the magnitude CUSUM (k 0.25) running from 150 s before the change, paging once
+S >= h and the test reaches c nats: what not knowing the onset costs.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import statistics
 from bisect import bisect_right
 from statistics import NormalDist
 
+from sidecar.drift.onset import Mark
+from sidecar.drift.outlast import outlasts
 from sidecar.drift.score import GRID, SCORES, threshold
 
 MEDIAN, SIGMA, FLOOR, PERSIST = 0.5, 0.5, 0.020, 45.0
@@ -30,7 +36,7 @@ SHAPES = {  # name: (factor during the change, seconds it lasts (inf: a step), s
     "burst x1.5": (1.5, 45.0, 900.0),
     "burst x2": (2.0, 45.0, 900.0),
 }
-LEVELS = (1.5, 2.0, 2.5, 2.75, 3.0, 3.25, 3.5, 4.0)
+LEVELS = (1.0, 1.5, 1.75, 2.0, 2.5, 2.75, 3.0, 3.5, 4.0)
 
 
 def score_edges() -> list[float]:
@@ -67,6 +73,36 @@ def run(
     return pages
 
 
+def unknown(shape: str, seed: int, edges: list[float], h: float) -> dict[float, float | None]:
+    """Seconds from the onset to the page at each level c with outlast.py's test (no oracle)."""
+    factor, length, watched = SHAPES[shape]
+    rng = random.Random(f"bound8u/{shape}/{seed}")
+    t, s, total, n = -150.0, 0.0, 0.0, 0
+    trail: list[Mark] = [(t, 0.0, 0)]
+    pages: dict[float, float | None] = dict.fromkeys(LEVELS)
+    while t < watched and any(p is None for p in pages.values()):
+        t += rng.expovariate(1.0)
+        f = factor if 0.0 <= t < length else 1.0
+        z = SCORES[bisect_right(edges, MEDIAN * math.exp(rng.gauss(0.0, SIGMA)) * f)]
+        s += z - 0.25
+        if s <= 0.0:
+            s, total, n, trail = 0.0, 0.0, 0, [(t, 0.0, 0)]
+            if t > length + 300.0:
+                break  # a burst long over, S back at 0
+            continue
+        total, n = total + z - 0.4, n + 1
+        trail.append((t, total, n))
+        if s < h:
+            continue
+        while trail[0][0] < t - 600.0 - PERSIST:
+            trail.pop(0)
+        g = outlasts(trail, 0.4, PERSIST, 3, 0.5)
+        for c in LEVELS:
+            if pages[c] is None and g >= c:
+                pages[c] = t
+    return pages
+
+
 def _mean_score(factor: float, edges: list[float]) -> float:
     normal = NormalDist(math.log(MEDIAN * factor), SIGMA)
     cdf = [0.0, *(normal.cdf(math.log(e)) for e in edges), 1.0]
@@ -78,13 +114,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--with-h", action="store_true", help="also wait for S >= h")
     parser.add_argument("--oracle", action="store_true", help="mu is the true shift")
+    parser.add_argument("--unknown", action="store_true", help="no oracle: outlast.py's test")
     args = parser.parse_args(argv)
     edges = score_edges()
-    h = threshold(1.0, 3600, 0.25, 1.0) if args.with_h else 0.0
-    print(f"h = {h:.1f}" if h else "no threshold", "oracle mu" if args.oracle else "mu from 45 s")
+    h = threshold(1.0, 3600, 0.25, 1.0) if args.with_h or args.unknown else 0.0
+    mode = "unknown onset" if args.unknown else "oracle mu" if args.oracle else "mu from 45 s"
+    print(f"h = {h:.1f}" if h else "no threshold", mode)
     table: dict[str, dict[float, list[float | None]]] = {}
     for shape in SHAPES:
-        per = [run(shape, i, edges, h, args.oracle) for i in range(args.runs)]
+        per = [
+            unknown(shape, i, edges, h) if args.unknown else run(shape, i, edges, h, args.oracle)
+            for i in range(args.runs)
+        ]
         table[shape] = {c: [p[c] for p in per] for c in LEVELS}
     print("| c nats | +50 % median s | +20 % median s | 45 s x1.5 burst paged | 45 s x2 paged |")
     print("|---|---|---|---|---|")
