@@ -11,6 +11,7 @@ from sidecar.drift.config import DetectorConfig
 from sidecar.drift.detector import Detector
 from sidecar.drift.onset import Mark
 from sidecar.drift.outlast import outlasts
+from tests.drift.test_magnitude import ONSET, PRODUCTION, _pages, _step
 
 K, FLOOR, PERSIST = 0.4, 0.5, 10.0
 
@@ -66,6 +67,21 @@ def test_the_detector_wires_it_in_place_of_the_clock() -> None:
     assert score is not None and score.outlast == (2.0, 300.0, 0.5)
     assert score.lookback == 300.0 + config.score_persist
     default = Detector(DetectorConfig())._score
-    assert default is not None
+    assert default is not None and default.outlast is None  # off: round 7's clock
     with pytest.raises(ValueError, match="score_outlast"):
         replace(config, score_outlast=0.0)
+
+
+def test_with_it_a_step_at_one_sample_a_second_pages_and_a_short_burst_does_not() -> None:
+    config = replace(PRODUCTION, score_outlast=2.0)
+    delays = []
+    for seed in range(3):
+        pages = _pages(config, _step(1.5), seed)[1]
+        assert pages and pages[0] >= ONSET + config.score_persist  # never before 45 s of shift
+        delays.append(pages[0] - ONSET)
+    assert max(delays) < 120
+
+    def burst(t: float) -> float:
+        return 2.0 if ONSET <= t < ONSET + 30 else 1.0
+
+    assert _pages(config, burst, seed=0)[1] == []
