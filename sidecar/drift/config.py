@@ -97,6 +97,12 @@ class DetectorConfig:
     # clock (at least 2 x score_k), against the bar in nats, instead of at two references.
     score_redate_slack: float | None = None
     score_late_at_shift: bool = False
+    # Round 8: no clock. The magnitude CUSUM pages once S >= h and the likelihood ratio of "the
+    # shift outlasts any burst of `score_persist` seconds" against "a burst of at most that long,
+    # anywhere" reaches this many nats (sidecar/drift/outlast.py), over the last
+    # `score_outlast_seconds` of the excursion. None: the clock, bars and `score_ended` above.
+    score_outlast: float | None = None
+    score_outlast_seconds: float = 600.0
     score_threshold: float | None = None
     # The magnitude CUSUM's own persistence (None: 0.9 x persist, 45 s in production): its clock
     # is dated twice (sidecar/drift/onset.py) and a burst that ended is stopped by
@@ -162,6 +168,10 @@ class DetectorConfig:
             raise ValueError("need score_confirm(_small) > 0 and false_pages_per_week > 0")
         if self.score_redate_slack is not None and self.score_redate_slack < 0:
             raise ValueError("need score_redate_slack >= 0 (or None: off)")
+        if self.score_outlast is not None and (
+            self.score_outlast <= 0 or self.score_outlast_seconds <= 0
+        ):
+            raise ValueError("need score_outlast > 0 (or None: off) and score_outlast_seconds > 0")
         if self.score_ended is not None and self.score_ended <= 0:
             raise ValueError("need score_ended > 0 (or None: off)")
         if self.onset_lookback < 0 or not 0 <= (self.onset_level or 0.0) < self.persist_from:

@@ -53,6 +53,7 @@ from sidecar.drift.onset import (
     likeliest_onset,
     shift_since,
 )
+from sidecar.drift.outlast import outlasts
 from sidecar.drift.score import (
     FAR,
     GRID,
@@ -115,8 +116,8 @@ class _Cusum:
     __slots__ = (
         "at_shift", "bars", "big_from", "confirm", "crossed", "ended", "ended_bar", "episode", "h",
         "k_strong", "last_zero", "late", "late_n", "late_strong", "least_late", "lookback", "low",
-        "onset_level", "origin", "persist", "persist_from", "redated", "s", "shift", "slack",
-        "small_bars", "strong", "strong_n", "strong_sum", "trail",
+        "onset_level", "origin", "outlast", "persist", "persist_from", "redated", "s", "shift",
+        "slack", "small_bars", "strong", "strong_n", "strong_sum", "trail",
     )  # fmt: skip
 
     def __init__(
@@ -137,8 +138,12 @@ class _Cusum:
         big_from: float = -math.inf,
         slack: float | None = None,
         at_shift: float | None = None,
+        outlast: tuple[float, float, float] | None = None,
     ) -> None:
         self.h = h
+        # round 8 (DetectorConfig.score_outlast): (nats, seconds of trail, smallest shift read)
+        # for outlast.py's test in place of the clock; needs argmin (the trail)
+        self.outlast = outlast
         # round 7's experiments, off by default (DetectorConfig.score_redate_slack and
         # score_late_at_shift): the clock dated once more to the latest start within `slack`
         # nats of the likeliest; late samples read in nats at the shift seen (at least at_shift)
@@ -163,6 +168,8 @@ class _Cusum:
         self.trail: deque[Mark] | None = None
         if argmin:
             self.trail, self.lookback = deque(maxlen=_TRAIL), self.persist
+            if outlast is not None:
+                self.lookback = outlast[1] + self.persist
         self.s = 0.0
         self.last_zero: float | None = None  # the alert's onset estimate
         self.low = -math.inf  # last sample with S <= onset_level: the clock's earliest start
@@ -210,6 +217,9 @@ class _Cusum:
             trail.append((t, total, n))
             while trail[0][0] < t - self.lookback:
                 trail.popleft()
+            if self.outlast is not None:
+                self._outlast(t, s, trail)
+                return
         if episode is None:
             if s >= self.persist_from:
                 self.redated = trail is None
@@ -270,6 +280,22 @@ class _Cusum:
                     and self.ended < self.ended_bar
                 )
                 or self.persist <= 0
+            ):
+                self.crossed = (t, t if self.last_zero is None else self.last_zero)
+        self.s = s
+
+    def _outlast(self, t: float, s: float, trail: deque[Mark]) -> None:
+        """S >= h and the shift outlasts any burst of `persist` seconds (outlast.py): a crossing.
+
+        The test costs a pass over the trail, so it runs only while S >= h and not yet crossed.
+        """
+        h = self.h
+        if s >= h:
+            s = min(s, 2 * h)
+            nats, _, floor = self.outlast or (math.inf, 0.0, 0.0)
+            if self.crossed is None and (
+                self.persist <= 0
+                or outlasts(trail, self.k_strong, self.persist, _LEAST, floor) >= nats
             ):
                 self.crossed = (t, t if self.last_zero is None else self.last_zero)
         self.s = s
@@ -362,6 +388,11 @@ class Detector:
                 big_from=-math.inf if config.score_big_shift is None else config.score_big_shift,
                 slack=config.score_redate_slack,
                 at_shift=nats if config.score_late_at_shift else None,
+                outlast=(
+                    None
+                    if config.score_outlast is None
+                    else (config.score_outlast, config.score_outlast_seconds, nats)
+                ),
             )
         self._edges: list[float] | None = None  # score bins; None: the score CUSUM is not armed
         self._cap = 0.0  # the highest score: k + score_cap x threshold, set with the bins

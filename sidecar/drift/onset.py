@@ -20,20 +20,35 @@ def likeliest_onset(marks: Iterable[Mark], total: float, n: int, k: float, least
     return _likeliest(marks, total, n, k, least)[0]
 
 
+def likeliest_shift(
+    marks: Sequence[Mark], total: float, n: int, k: float, least: int, floor: float
+) -> float:
+    """The mean score after the likeliest start of a shift of at least `floor` (0: none)."""
+    start = _likeliest(marks, total, n, k, least, floor=floor)
+    return shift_since(start, total, n, k) if start[0] > -float("inf") else 0.0
+
+
 def _likeliest(
-    marks: Iterable[Mark], total: float, n: int, k: float, least: int, mu: float | None = None
+    marks: Iterable[Mark],
+    total: float,
+    n: int,
+    k: float,
+    least: int,
+    mu: float | None = None,
+    floor: float | None = None,
 ) -> Mark:
     """The time of the mark after which a shift is likeliest, given the sums now (`total`, `n`).
 
     For the m samples after a mark, with d their sum of scores, a shift mu has log-likelihood
-    ratio mu * d - mu^2 * m / 2; mu is the observed mean d / m, but at least 2k (a shift smaller
-    than the one the CUSUM is tuned to is not a change worth dating). At mu = 2k this picks the
-    lowest point of the running sum (the previous estimate); at a bigger observed shift, its own.
-    Marks with fewer than `least` samples after them are skipped: a handful of lucky samples must
-    not date the change, and ties go to the later mark (later is the safe side for bursts).
+    ratio mu * d - mu^2 * m / 2; mu is the observed mean d / m, but at least 2k or `floor` (a
+    shift smaller than the one the CUSUM is tuned to is not a change worth dating). At mu = 2k
+    this picks the lowest point of the running sum (the previous estimate); at a bigger observed
+    shift, its own. Marks with fewer than `least` samples after them are skipped: a handful of
+    lucky samples must not date the change, and ties go to the later mark (later is the safe
+    side for bursts).
     Returns -inf when no mark qualifies.
     """
-    floor = 2 * k
+    floor = 2 * k if floor is None else floor
     best, when = -float("inf"), (-float("inf"), 0.0, n)
     for t, running, count in marks:
         m = n - count
